@@ -1,1 +1,13 @@
+//! The horde edge: the `horde` CLI, the edge store (`.horde/`), and the recorders that turn
+//! work on a repository into signed, hash-chained events. See ARCHITECTURE.md for the map.
 
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod output;
+pub mod record;
+pub mod run;
+pub mod scan;
+pub mod store;
+mod sys;
+pub mod verify;

@@ -1,0 +1,654 @@
+//! The `horde` command line: argument parsing and the commands. `main.rs` only calls [`main`].
+//!
+//! Exit codes: 0 success; 1 failure (including `verify` finding tampering); 2 usage errors;
+//! `horde run` passes the command's exit code through (128+N when killed by signal N, 127 when
+//! it could not be started), except that when the command succeeded but some paths could not
+//! be recorded it exits 3.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use horde_core::{
+    BlobHash, DeviceKey, EventHash, PAYLOAD_KINDS, RepoPath, decode_event, referenced_blobs,
+};
+use serde_json::json;
+
+use crate::config::device_key_path;
+use crate::output::{Paint, colour_enabled, human_bytes, local_time, summary};
+use crate::store::read::{self, LogFilter};
+use crate::store::{Layout, Ledger, Store};
+
+/// Exit code of `horde run` when the command succeeded but part of its effect was not recorded.
+pub const EXIT_INCOMPLETE: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "horde",
+    version,
+    about = "Record, verify and rewind everything coding agents do to a repository",
+    long_about = "Code Horde records every change agents and commands make to a repository as \
+signed, hash-chained events in .horde/ (SQLite, works offline).\n\n\
+Start with `horde demo` for a tour, or `horde init` in a repository, then `horde run -- <command>`."
+)]
+pub struct Cli {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create .horde/ here and record the whole tree as the first checkpoint.
+    Init {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command and record everything it does: output, exit status, every file change.
+    #[command(trailing_var_arg = true)]
+    Run(RunArgs),
+    /// Record the changes in the tree since the last step (e.g. from an agent's hook).
+    Snapshot {
+        /// A note recorded with the step.
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Who made these changes (default: $HORDE_AGENT, else $USER).
+        #[arg(long, env = "HORDE_AGENT")]
+        agent: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show recorded events, newest first.
+    Log(LogArgs),
+    /// Show one event in full, with a preview of the blobs it refers to.
+    Show {
+        /// An event id, a unique prefix of one, or a seq number (`12` or `#12`) of this device.
+        event: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Summarize the ledger: events, unsynced events, last signed chain head, unrecorded changes.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every hash chain, every signed chain head and every referenced blob.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A self-contained tour in a temporary directory: init, record a command, log, verify.
+    Demo {
+        /// Keep the demo repository in DIR instead of a temporary directory.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Name of the agent doing the work (default: config `agent`, else the command's name).
+    #[arg(long, env = "HORDE_AGENT")]
+    pub agent: Option<String>,
+    /// Do not capture stdout/stderr (for interactive programs that need a terminal).
+    #[arg(long)]
+    pub no_capture: bool,
+    /// Print nothing of horde's own (the command's output still shows).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(required = true, value_name = "CMD", allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// Show at most N events.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only events of these types (repeatable): decision, state_change, tool_call, task, approval, message, observation, violation, signal, checkpoint.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Only events by this agent (repeatable).
+    #[arg(long = "agent", value_name = "NAME")]
+    pub agents: Vec<String>,
+    /// Only changes to this file or anything under this directory.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Only events at or after: RFC 3339, a date (2026-11-22), a local time (2026-11-22 14:12), or "10 minutes ago".
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only events at or before (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Oldest first.
+    #[arg(long)]
+    pub reverse: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HORDE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Some(dir) = &cli.dir
+        && let Err(e) = std::env::set_current_dir(dir)
+    {
+        eprintln!("horde: cannot change to {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("horde: {}", format_error(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn format_error(e: &anyhow::Error) -> String {
+    let mut s = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+    }
+    s
+}
+
+fn dispatch(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Init { json } => cmd_init(json),
+        Command::Run(args) => cmd_run(args),
+        Command::Snapshot {
+            message,
+            agent,
+            json,
+        } => cmd_snapshot(message, agent, json),
+        Command::Log(args) => cmd_log(args),
+        Command::Show { event, json } => cmd_show(&event, json),
+        Command::Status { json } => cmd_status(json),
+        Command::Verify { json } => cmd_verify(json),
+        Command::Demo { keep } => crate::demo::run(keep),
+    }
+}
+
+fn cwd() -> Result<PathBuf> {
+    std::env::current_dir().context("cannot read the current directory")
+}
+
+fn load_key() -> Result<DeviceKey> {
+    Ok(DeviceKey::load_or_create(&device_key_path())?)
+}
+
+/// Opens the repository around the current directory for writing.
+pub fn open_store() -> Result<Store> {
+    let layout = Layout::discover(&cwd()?)?;
+    Ok(Store::open(layout, load_key()?)?)
+}
+
+fn open_ledger() -> Result<Ledger> {
+    Ok(Ledger::open(Layout::discover(&cwd()?)?)?)
+}
+
+fn print_problems(skipped: &[String], warnings: &[String]) {
+    for w in warnings {
+        eprintln!("horde: warning: {w}");
+    }
+    for s in skipped {
+        eprintln!("horde: error: {s}");
+    }
+}
+
+pub fn cmd_init(json: bool) -> Result<ExitCode> {
+    let root = cwd()?;
+    let init = crate::record::init(&root, load_key()?)?;
+    print_problems(&init.skipped, &init.warnings);
+    let meta = init.store.ledger.meta;
+    if json {
+        println!(
+            "{}",
+            json!({"project_id": meta.project.to_string(), "timeline_id": meta.timeline.to_string(),
+                   "device": init.store.device.to_string(), "entries": init.entries,
+                   "total_bytes": init.total_bytes, "skipped": init.skipped})
+        );
+    } else {
+        println!(
+            "Initialized horde project {} in {}\nRecorded a checkpoint of {} entries ({}).",
+            meta.project,
+            init.store.ledger.layout.dir.display(),
+            init.entries,
+            human_bytes(init.total_bytes)
+        );
+    }
+    Ok(if init.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INCOMPLETE)
+    })
+}
+
+pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    let out = crate::run::run(
+        &store,
+        crate::run::RunOptions {
+            argv: args.command,
+            agent: args.agent,
+            capture: !args.no_capture,
+        },
+    )?;
+    print_problems(&out.skipped, &out.warnings);
+    if let Some(e) = &out.spawn_error {
+        eprintln!("horde: {e}");
+    }
+    if !args.quiet {
+        let outside = if out.outside_changes > 0 {
+            format!(
+                " (and {} earlier changes made outside horde)",
+                out.outside_changes
+            )
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "horde: recorded {} events, {} file changes{outside}",
+            out.events, out.changes
+        );
+    }
+    let code = if out.exit_code == 0 && !out.skipped.is_empty() {
+        EXIT_INCOMPLETE
+    } else {
+        u8::try_from(out.exit_code.clamp(0, 255)).unwrap_or(1)
+    };
+    Ok(ExitCode::from(code))
+}
+
+fn cmd_snapshot(message: Option<String>, agent: Option<String>, json: bool) -> Result<ExitCode> {
+    let store = open_store()?;
+    let agent = agent.unwrap_or_else(crate::record::outside_agent);
+    let mut rec = crate::record::Recorder::new(&store)?;
+    let outcome = rec.scan()?;
+    let mut before = Vec::new();
+    if let Some(m) = message
+        && !outcome.changes.is_empty()
+    {
+        before.push(horde_core::Draft::new(
+            rec.timeline,
+            &agent,
+            horde_core::proto::event_body::Payload::Message(horde_core::proto::Message {
+                from: agent.clone(),
+                to: String::new(),
+                text: m,
+                body_blob: Vec::new(),
+            }),
+        ));
+    }
+    let step = rec.commit(outcome, &agent, None, before, Vec::new(), true)?;
+    print_problems(&step.skipped, &step.warnings);
+    if json {
+        println!(
+            "{}",
+            json!({"changes": step.changes, "events": step.appended.len(),
+                   "first_seq": step.appended.first().map(|a| a.seq), "last_seq": step.appended.last().map(|a| a.seq),
+                   "skipped": step.skipped})
+        );
+    } else if step.changes == 0 {
+        println!("Nothing changed since the last recorded step.");
+    } else {
+        println!(
+            "Recorded {} changes as #{}..#{}.",
+            step.changes,
+            step.appended.first().map_or(0, |a| a.seq),
+            step.appended.last().map_or(0, |a| a.seq)
+        );
+    }
+    Ok(if step.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INCOMPLETE)
+    })
+}
+
+/// Parses a time for `--since`/`--until` into microseconds since the epoch.
+pub fn parse_time(s: &str) -> Result<i64> {
+    let t = s.trim();
+    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_microsecond());
+    }
+    let tz = jiff::tz::TimeZone::system();
+    if let Ok(dt) = t.parse::<jiff::civil::DateTime>() {
+        return Ok(dt.to_zoned(tz)?.timestamp().as_microsecond());
+    }
+    if let Ok(d) = t.parse::<jiff::civil::Date>() {
+        return Ok(d.to_zoned(tz)?.timestamp().as_microsecond());
+    }
+    let span_text = t.strip_suffix(" ago").unwrap_or(t);
+    if let Ok(span) = span_text.parse::<jiff::Span>() {
+        let then = jiff::Zoned::now().checked_sub(span.abs())?;
+        return Ok(then.timestamp().as_microsecond());
+    }
+    bail!(
+        "cannot read the time {s:?}: use RFC 3339 (2026-11-22T14:12:00Z), a date (2026-11-22), a local time (2026-11-22 14:12) or a duration (\"10 minutes ago\")"
+    )
+}
+
+pub fn cmd_log(a: LogArgs) -> Result<ExitCode> {
+    for t in &a.types {
+        if !PAYLOAD_KINDS.contains(&t.as_str()) {
+            bail!(
+                "unknown event type {t:?}; types are: {}",
+                PAYLOAD_KINDS.join(", ")
+            );
+        }
+    }
+    let path = a
+        .path
+        .as_deref()
+        .map(RepoPath::parse)
+        .transpose()
+        .context("--path")?;
+    let filter = LogFilter {
+        types: a.types,
+        agents: a.agents,
+        path,
+        since: a
+            .since
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+            .context("--since")?,
+        until: a
+            .until
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+            .context("--until")?,
+        limit: a.limit,
+        oldest_first: a.reverse,
+    };
+    let ledger = open_ledger()?;
+    let rows = read::log(&ledger.conn, &filter)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let mut list = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let ev = decode_event(&r.body, &r.hash).with_context(|| {
+                format!(
+                    "event #{} of device {} is corrupt (run `horde verify`)",
+                    r.seq, r.device
+                )
+            })?;
+            let mut j = horde_core::json::event_json(
+                &ev,
+                &EventHash::from_slice(&r.hash).expect("decode checked the hash"),
+            );
+            j["synced"] = json!(r.synced);
+            list.push(j);
+        }
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let paint = Paint(colour_enabled());
+    for r in &rows {
+        let line = match decode_event(&r.body, &r.hash) {
+            Ok(ev) => summary(&ev),
+            Err(e) => paint.red(&format!("<corrupt event: {e}>")),
+        };
+        let res = writeln!(
+            out,
+            "{} {} {} {} {}",
+            paint.yellow(&format!("#{:<5}", r.seq)),
+            paint.dim(&local_time(r.occurred_at)),
+            paint.cyan(&format!("{:<12}", r.kind)),
+            paint.green(&format!("{:<10}", r.agent)),
+            line
+        );
+        if res.is_err() {
+            break; // e.g. `horde log | head`
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Up to this many bytes of a blob are shown by `horde show`.
+const PREVIEW_BYTES: usize = 2048;
+
+fn cmd_show(spec: &str, json: bool) -> Result<ExitCode> {
+    let ledger = open_ledger()?;
+    let device = DeviceKey::load(&device_key_path())
+        .ok()
+        .map(|k| k.device_id());
+    let row = read::find_event(&ledger.conn, spec, device)?;
+    let ev = decode_event(&row.body, &row.hash)
+        .with_context(|| format!("event #{} is corrupt (run `horde verify`)", row.seq))?;
+    let hash = EventHash::from_slice(&row.hash).expect("decode checked the hash");
+    let blobs: Vec<BlobHash> = ev
+        .payload
+        .as_ref()
+        .map(referenced_blobs)
+        .unwrap_or_default();
+    let mut missing = Vec::new();
+    let mut previews = Vec::new();
+    for b in &blobs {
+        match ledger.blobs.head(b, PREVIEW_BYTES) {
+            Ok(data) => previews.push((*b, data)),
+            Err(e) => missing.push(e.to_string()),
+        }
+    }
+    if json {
+        let mut j = horde_core::json::event_json(&ev, &hash);
+        j["synced"] = json!(row.synced);
+        j["blobs"] = json!(
+            blobs
+                .iter()
+                .map(|b| json!({"hash": b.to_hex(), "present": ledger.blobs.contains(b)}))
+                .collect::<Vec<_>>()
+        );
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        let paint = Paint(colour_enabled());
+        let j = horde_core::json::event_json(&ev, &hash);
+        println!(
+            "{} {}",
+            paint.yellow(&format!("event #{}", ev.seq)),
+            j["id"].as_str().unwrap_or("")
+        );
+        println!("type      {}", j["type"].as_str().unwrap_or("?"));
+        println!("summary   {}", summary(&ev));
+        println!(
+            "agent     {}{}",
+            ev.agent_id,
+            if ev.role.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", ev.role)
+            }
+        );
+        println!(
+            "time      {} ({})",
+            local_time(ev.occurred_at),
+            j["occurred_at"].as_str().unwrap_or("")
+        );
+        println!("device    {}", j["device"].as_str().unwrap_or(""));
+        println!("timeline  {}", j["timeline_id"].as_str().unwrap_or(""));
+        println!("hash      {hash}");
+        if let Some(p) = j["prev_hash"].as_str() {
+            println!("prev      {p}");
+        }
+        if let Some(c) = j["causation_id"].as_str() {
+            println!("caused by {c}");
+        }
+        println!("synced    {}", if row.synced { "yes" } else { "no" });
+        println!(
+            "payload   {}",
+            serde_json::to_string_pretty(&j["payload"])?.replace('\n', "\n          ")
+        );
+        for (b, data) in &previews {
+            println!(
+                "\n{}",
+                paint.bold(&format!(
+                    "blob {} (first {})",
+                    b.short(),
+                    human_bytes(data.len() as u64)
+                ))
+            );
+            match std::str::from_utf8(data) {
+                Ok(text) => println!("{text}"),
+                Err(e) if e.valid_up_to() + 4 >= data.len() => {
+                    println!("{}", String::from_utf8_lossy(&data[..e.valid_up_to()]))
+                }
+                Err(_) => println!("(binary content)"),
+            }
+        }
+    }
+    for m in &missing {
+        eprintln!("horde: error: {m}");
+    }
+    Ok(if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn cmd_status(json: bool) -> Result<ExitCode> {
+    let ledger = open_ledger()?;
+    let key = DeviceKey::load(&device_key_path()).ok();
+    let counts = read::counts(&ledger.conn)?;
+    let device = key.as_ref().map(|k| k.device_id());
+    let head = match device {
+        Some(d) => read::last_head(&ledger.conn, d)?,
+        None => None,
+    };
+    let index = read::load_worktree(&ledger.conn, ledger.meta.timeline)?;
+    let pending = crate::scan::scan(&ledger.layout.root, &ledger.blobs, &index)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "project_id": ledger.meta.project.to_string(),
+                "timeline_id": ledger.meta.timeline.to_string(),
+                "device": device.map(|d| d.to_string()),
+                "root": ledger.layout.root.display().to_string(),
+                "events": counts.events,
+                "unsynced": counts.unsynced,
+                "last_event_at": counts.last_occurred_at.map(horde_core::time::format_micros),
+                "last_chain_head": head.as_ref().map(|h| json!({
+                    "seq": h.seq, "hash": hex::encode(&h.hash),
+                    "signed_at": horde_core::time::format_micros(h.signed_at)})),
+                "unrecorded_changes": pending.changes.len(),
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("project    {}", ledger.meta.project);
+    println!("timeline   {}", ledger.meta.timeline);
+    if let Some(d) = device {
+        println!("device     {d}");
+    }
+    println!("root       {}", ledger.layout.root.display());
+    println!(
+        "events     {} ({} not synced)",
+        counts.events, counts.unsynced
+    );
+    if let Some(t) = counts.last_occurred_at {
+        println!("last event {}", local_time(t));
+    }
+    match &head {
+        Some(h) => println!(
+            "chain head #{} {} signed {}",
+            h.seq,
+            hex::encode(&h.hash[..6]),
+            local_time(h.signed_at)
+        ),
+        None => println!("chain head none signed by this device yet"),
+    }
+    match pending.changes.len() {
+        0 => println!("tree       clean: everything is recorded"),
+        n => {
+            println!("tree       {n} changes not yet recorded (`horde snapshot` records them):");
+            for c in pending.changes.iter().take(20) {
+                println!(
+                    "             {} {}",
+                    c.op.as_str_name()
+                        .trim_start_matches("OP_")
+                        .to_ascii_lowercase(),
+                    c.path
+                );
+            }
+            if n > 20 {
+                println!("             … and {} more", n - 20);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cmd_verify(json: bool) -> Result<ExitCode> {
+    let ledger = open_ledger()?;
+    let local = DeviceKey::load(&device_key_path())
+        .ok()
+        .map(|k| (k.device_id(), k.public_key()));
+    let report = crate::verify::verify(&ledger, local)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_verify(&report, &Paint(colour_enabled()));
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn print_verify(report: &crate::verify::Report, paint: &Paint) {
+    for d in &report.devices {
+        match &d.error {
+            None => println!(
+                "device {}: {} events, chain intact, {} signed heads (last #{})",
+                d.device,
+                d.events,
+                d.heads,
+                d.last_signed_seq.map_or("none".into(), |s| s.to_string())
+            ),
+            Some(e) => println!("device {}: {} {e}", d.device, paint.red("BROKEN at")),
+        }
+    }
+    if !report.missing_blobs.is_empty() {
+        println!(
+            "{} {} of {} referenced blobs are missing:",
+            paint.red("MISSING"),
+            report.missing_blobs.len(),
+            report.blobs_checked
+        );
+        for b in report.missing_blobs.iter().take(20) {
+            println!("  {b}");
+        }
+    }
+    if report.ok {
+        println!(
+            "{} {} referenced blobs present",
+            paint.green("verified:"),
+            report.blobs_checked
+        );
+    } else {
+        println!("{}", paint.red("verification FAILED"));
+    }
+}

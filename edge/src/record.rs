@@ -1,0 +1,188 @@
+//! Turning changes of the tree into events: the first checkpoint at `horde init`, a step
+//! (`horde snapshot`, each flush of `horde run`), each committed with its index updates in one
+//! transaction so the index never claims more than the ledger holds.
+
+use std::path::Path;
+
+use horde_core::proto::{self, Checkpoint, Manifest, ManifestEntry, event_body::Payload};
+use horde_core::{DeviceKey, Draft, EventId, TimelineId};
+use prost::Message as _;
+
+use crate::scan::{self, Index, ScanOutcome};
+use crate::store::writer::{AppendRequest, Appended, WorktreeEntry, WorktreeOp};
+use crate::store::{Result, Store};
+
+/// The agent name for changes nobody recorded as they happened.
+pub fn outside_agent() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "human".into())
+}
+
+/// A recorder for one timeline: the in-memory index follows every commit.
+pub struct Recorder<'a> {
+    pub store: &'a Store,
+    pub index: Index,
+    pub timeline: TimelineId,
+}
+
+/// What one recorded step did.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub appended: Vec<Appended>,
+    pub changes: usize,
+    pub skipped: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn new(store: &'a Store) -> Result<Self> {
+        let timeline = store.ledger.meta.timeline;
+        let index = crate::store::read::load_worktree(&store.ledger.conn, timeline)?;
+        Ok(Self {
+            store,
+            index,
+            timeline,
+        })
+    }
+
+    pub fn scan(&self) -> Result<ScanOutcome> {
+        scan::scan(
+            &self.store.ledger.layout.root,
+            &self.store.ledger.blobs,
+            &self.index,
+        )
+    }
+
+    /// Commits the changes of `outcome` (after `before` drafts, before `after` drafts), all
+    /// in one transaction, and advances the in-memory index.
+    pub fn commit(
+        &mut self,
+        outcome: ScanOutcome,
+        agent: &str,
+        cause: Option<EventId>,
+        before: Vec<Draft>,
+        after: Vec<Draft>,
+        sign_head: bool,
+    ) -> Result<Step> {
+        let changes = outcome.changes.len();
+        let mut drafts = before;
+        for c in &outcome.changes {
+            let mut d = Draft::new(self.timeline, agent, Payload::StateChange(c.to_proto()));
+            d.causation = cause;
+            drafts.push(d);
+        }
+        drafts.extend(after);
+        let worktree = outcome
+            .ops
+            .iter()
+            .cloned()
+            .map(|op| (self.timeline, op))
+            .collect();
+        let appended = if drafts.is_empty() && outcome.ops.is_empty() {
+            Vec::new()
+        } else {
+            self.store.writer.append(AppendRequest {
+                drafts,
+                blobs: outcome.blobs,
+                worktree,
+                sign_head,
+            })?
+        };
+        scan::apply(&mut self.index, &outcome.ops);
+        Ok(Step {
+            appended,
+            changes,
+            skipped: outcome.skipped,
+            warnings: outcome.warnings,
+        })
+    }
+
+    /// Scans and records whatever changed as one step.
+    pub fn step(
+        &mut self,
+        agent: &str,
+        cause: Option<EventId>,
+        before: Vec<Draft>,
+        sign_head: bool,
+    ) -> Result<Step> {
+        let outcome = self.scan()?;
+        self.commit(outcome, agent, cause, before, Vec::new(), sign_head)
+    }
+}
+
+/// What `horde init` did.
+pub struct Init {
+    pub store: Store,
+    pub entries: usize,
+    pub total_bytes: u64,
+    pub skipped: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Creates `.horde/` in `root` and records the whole tree as the first `Checkpoint`.
+pub fn init(root: &Path, key: DeviceKey) -> Result<Init> {
+    let store = Store::init(root, key)?;
+    let (entries, total_bytes, skipped, warnings) = {
+        let mut rec = Recorder::new(&store)?;
+        let outcome = rec.scan()?;
+        let manifest = manifest_of(outcome.ops.iter().filter_map(|op| match op {
+            WorktreeOp::Put(p, e) => Some((p, e)),
+            WorktreeOp::Remove(_) => None,
+        }));
+        let bytes = manifest.encode_to_vec();
+        let manifest_hash = store.ledger.blobs.put_bytes(&bytes)?;
+        let entries = manifest.entries.len();
+        let total_bytes = manifest.entries.iter().map(|e| e.size).sum();
+        let checkpoint = Draft::new(
+            rec.timeline,
+            outside_agent(),
+            Payload::Checkpoint(Checkpoint {
+                manifest_blob: manifest_hash.to_vec(),
+                files: entries as u64,
+                total_bytes,
+            }),
+        );
+        let mut blobs = outcome.blobs.clone();
+        blobs.push((manifest_hash, bytes.len() as u64));
+        let ops: Vec<_> = outcome
+            .ops
+            .iter()
+            .cloned()
+            .map(|op| (rec.timeline, op))
+            .collect();
+        store.writer.append(AppendRequest {
+            drafts: vec![checkpoint],
+            blobs,
+            worktree: ops,
+            sign_head: true,
+        })?;
+        scan::apply(&mut rec.index, &outcome.ops);
+        (entries, total_bytes, outcome.skipped, outcome.warnings)
+    };
+    Ok(Init {
+        store,
+        entries,
+        total_bytes,
+        skipped,
+        warnings,
+    })
+}
+
+/// A manifest of entries, sorted by path.
+pub fn manifest_of<'p>(
+    entries: impl Iterator<Item = (&'p horde_core::RepoPath, &'p WorktreeEntry)>,
+) -> Manifest {
+    let mut list: Vec<ManifestEntry> = entries
+        .map(|(p, e)| ManifestEntry {
+            path: p.as_str().to_owned(),
+            kind: e.kind,
+            mode: e.mode,
+            size: e.size,
+            hash: e.hash.map(|h| h.to_vec()).unwrap_or_default(),
+        })
+        .collect();
+    list.sort_by(|a, b| a.path.cmp(&b.path));
+    proto::Manifest { entries: list }
+}

@@ -1,0 +1,516 @@
+//! `horde run -- CMD`: run a command and record everything it did.
+//!
+//! Order of events: changes made outside horde since the last step (attributed to the user),
+//! the session's `TaskEvent` STARTED, the command's changes as they happen, then one final
+//! transaction with the last changes, stdout and stderr `Observation`s, the `ToolCall` with
+//! exit status and duration, the `TaskEvent` FINISHED or FAILED, and a signed chain head.
+//!
+//! Completeness: a file watcher (inotify on the directories the scan walked) only says *when*
+//! to rescan; every flush is a full scan against the index (cheap: only changed files are
+//! hashed), and a last scan after the command exits catches whatever the watcher missed,
+//! including changes by child processes. Each flush commits, so a SIGKILL of horde loses at
+//! most the changes since the last flush; the next step records them.
+//!
+//! Signals: while the command runs, SIGINT/SIGQUIT reach it from the terminal and horde waits
+//! for it to end; SIGTERM and SIGHUP sent to horde are forwarded to it.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use horde_core::proto::{Observation, TaskEvent, ToolCall, event_body::Payload, task_event};
+use horde_core::{Draft, TaskId};
+use notify::Watcher;
+
+use crate::record::{Recorder, outside_agent};
+use crate::store::{BlobStore, Result, Store, StoreError};
+
+/// Wait at least this long after the last file event before a flush.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+/// Flushes are at least this far apart, and at least 4 scan durations apart (bounded overhead).
+const MIN_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+/// After the command exits, wait this long for its output pipes to close (a daemon it started
+/// may hold them open forever).
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+/// The summary of an output stream keeps this many trailing lines.
+const SUMMARY_LINES: usize = 10;
+const SUMMARY_BYTES: usize = 1024;
+/// Arguments kept in the ToolCall event (events are bounded; see MAX_EVENT_BYTES).
+const MAX_ARG_BYTES: usize = 4096;
+const MAX_ARGS: usize = 256;
+
+pub struct RunOptions {
+    pub argv: Vec<OsString>,
+    pub agent: Option<String>,
+    pub capture: bool,
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The exit code horde should pass through: the command's, or 128+signal.
+    pub exit_code: i32,
+    pub changes: usize,
+    pub outside_changes: usize,
+    pub events: usize,
+    pub skipped: Vec<String>,
+    pub warnings: Vec<String>,
+    pub spawn_error: Option<String>,
+}
+
+struct Capture {
+    path: PathBuf,
+    done: mpsc::Receiver<()>,
+    bytes: Arc<AtomicUsize>,
+    truncated: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Copies `src` to `dst` and into a spool file (up to `limit` bytes).
+fn tee(
+    mut src: impl Read + Send + 'static,
+    mut dst: impl Write + Send + 'static,
+    spool_dir: &Path,
+    limit: u64,
+) -> Result<Capture> {
+    let (file, path) = tempfile::Builder::new()
+        .prefix("out-")
+        .tempfile_in(spool_dir)
+        .map_err(|e| StoreError::io("cannot create an output spool file", e))?
+        .keep()
+        .map_err(|e| StoreError::io("cannot keep an output spool file", e.error))?;
+    let (tx, done) = mpsc::channel();
+    let bytes = Arc::new(AtomicUsize::new(0));
+    let truncated = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (b, t) = (bytes.clone(), truncated.clone());
+    std::thread::Builder::new()
+        .name("horde-tee".into())
+        .spawn(move || {
+            let mut file = file;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut kept = 0u64;
+            loop {
+                let n = match src.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let _ = dst.write_all(&buf[..n]);
+                let _ = dst.flush();
+                let room = limit.saturating_sub(kept) as usize;
+                let take = n.min(room);
+                if take < n {
+                    t.store(true, Ordering::Relaxed);
+                }
+                if take > 0 && file.write_all(&buf[..take]).is_ok() {
+                    kept += take as u64;
+                    b.store(kept as usize, Ordering::Release);
+                }
+            }
+            let _ = tx.send(());
+        })
+        .expect("the OS can start a thread");
+    Ok(Capture {
+        path,
+        done,
+        bytes,
+        truncated,
+    })
+}
+
+/// The last lines of a spool file, for the observation's summary.
+fn summary_of(path: &Path, len: usize) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let start = len.saturating_sub(SUMMARY_BYTES * 4);
+    if f.seek(SeekFrom::Start(start as u64)).is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = f.take((len - start) as u64).read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = lines[lines.len().saturating_sub(SUMMARY_LINES)..].join("\n");
+    if out.len() > SUMMARY_BYTES {
+        let mut cut = out.len() - SUMMARY_BYTES;
+        while !out.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out = format!("…{}", &out[cut..]);
+    }
+    out
+}
+
+fn observation(
+    blobs: &BlobStore,
+    kind: &str,
+    cap: Capture,
+    timeline: horde_core::TimelineId,
+    agent: &str,
+) -> Result<(Draft, (horde_core::BlobHash, u64))> {
+    let _ = cap.done.recv_timeout(PIPE_GRACE);
+    let len = cap.bytes.load(Ordering::Acquire);
+    let summary = summary_of(&cap.path, len);
+    // Hash exactly the bytes counted so far, even if a daemon still writes to the pipe.
+    let data = {
+        let mut f =
+            File::open(&cap.path).map_err(|e| StoreError::io("cannot read the output spool", e))?;
+        let mut v = Vec::with_capacity(len);
+        (&mut f)
+            .take(len as u64)
+            .read_to_end(&mut v)
+            .map_err(|e| StoreError::io("cannot read the output spool", e))?;
+        v
+    };
+    let hash = blobs.put_bytes(&data)?;
+    let _ = std::fs::remove_file(&cap.path);
+    let draft = Draft::new(
+        timeline,
+        agent,
+        Payload::Observation(Observation {
+            kind: kind.into(),
+            summary,
+            blob: hash.to_vec(),
+            size: len as u64,
+            truncated: cap.truncated.load(Ordering::Relaxed),
+        }),
+    );
+    Ok((draft, (hash, len as u64)))
+}
+
+fn bounded_args(argv: &[OsString]) -> Vec<String> {
+    let mut out: Vec<String> = argv
+        .iter()
+        .take(MAX_ARGS)
+        .map(|a| {
+            let s = a.to_string_lossy();
+            if s.len() > MAX_ARG_BYTES {
+                let mut cut = MAX_ARG_BYTES;
+                while !s.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                format!("{}…(truncated, {} bytes)", &s[..cut], s.len())
+            } else {
+                s.into_owned()
+            }
+        })
+        .collect();
+    if argv.len() > MAX_ARGS {
+        out.push(format!("…({} more arguments)", argv.len() - MAX_ARGS));
+    }
+    out
+}
+
+/// The command line as one string, for titles.
+pub fn display_command(argv: &[OsString]) -> String {
+    let s = bounded_args(argv).join(" ");
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}…", &s[..cut])
+    } else {
+        s
+    }
+}
+
+/// Runs the command and records it. Errors are horde's own; the command failing is not one.
+pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
+    let program = opts.argv.first().cloned().unwrap_or_default();
+    let agent = opts
+        .agent
+        .clone()
+        .or_else(|| store.config.agent.clone())
+        .unwrap_or_else(|| {
+            Path::new(&program)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "horde-run".into())
+        });
+    let layout = &store.ledger.layout;
+    let mut rec = Recorder::new(store)?;
+    let timeline = rec.timeline;
+    let mut skipped = Vec::new();
+    let mut warnings = Vec::new();
+
+    // 1. What changed while nobody was recording belongs to the user, not to this command.
+    let drift = rec.scan()?;
+    let mut dirs = drift.dirs.clone();
+    let drift_step = rec.commit(drift, &outside_agent(), None, Vec::new(), Vec::new(), false)?;
+    let outside_changes = drift_step.changes;
+    skipped.extend(drift_step.skipped);
+    warnings.extend(drift_step.warnings);
+
+    // 2. The session starts.
+    let task_id = TaskId::new();
+    let title = display_command(&opts.argv);
+    let start = Draft::new(
+        timeline,
+        &agent,
+        Payload::Task(TaskEvent {
+            task_id: task_id.to_vec(),
+            kind: task_event::Kind::Started as i32,
+            title: format!("run: {title}"),
+            assignee: agent.clone(),
+            ..Default::default()
+        }),
+    );
+    let start_id = start.event_id;
+    let mut events = drift_step.appended.len();
+    let mut changes = 0;
+    events += store
+        .writer
+        .append(crate::store::writer::AppendRequest {
+            drafts: vec![start],
+            ..Default::default()
+        })?
+        .len();
+
+    // 3. Watch the directories the scan walked (non-recursive: ignored trees cost nothing).
+    let (wtx, wrx) = mpsc::channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(move |ev| {
+        let _ = wtx.send(ev);
+    })
+    .ok();
+    let mut watched: HashSet<PathBuf> = HashSet::new();
+    let mut watch_dirs = |watcher: &mut Option<notify::RecommendedWatcher>,
+                          dirs: &mut Vec<PathBuf>| {
+        if let Some(w) = watcher.as_mut() {
+            for d in dirs.drain(..) {
+                if watched.contains(&d) {
+                    continue;
+                }
+                if let Err(e) = w.watch(&d, notify::RecursiveMode::NonRecursive) {
+                    // Out of inotify watches: the final scan still records everything.
+                    tracing::debug!(error = %e, dir = %d.display(), "cannot watch directory");
+                    continue;
+                }
+                watched.insert(d);
+            }
+        }
+    };
+    watch_dirs(&mut watcher, &mut dirs);
+
+    // 4. Start the command.
+    let started = Instant::now();
+    let mut cmd = Command::new(&program);
+    cmd.args(&opts.argv[1..]).stdin(Stdio::inherit());
+    if opts.capture {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let signals = Arc::new(AtomicUsize::new(0));
+    let mut sig_ids = Vec::new();
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGQUIT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        // A handler (unlike SIG_IGN) is reset to the default in the child at exec.
+        let s = signals.clone();
+        if let Ok(id) = signal_hook::flag::register_usize(sig, s, sig as usize) {
+            sig_ids.push(id);
+        }
+    }
+    let spawn = cmd.spawn();
+    let (status, spawn_error, captures) = match spawn {
+        Err(e) => {
+            let msg = format!("cannot run {}: {e}", program.to_string_lossy());
+            (None, Some(msg), Vec::new())
+        }
+        Ok(mut child) => {
+            let mut captures = Vec::new();
+            if let Some(out) = child.stdout.take() {
+                captures.push((
+                    "stdout",
+                    tee(
+                        out,
+                        std::io::stdout(),
+                        &layout.tmp(),
+                        store.config.capture_limit,
+                    )?,
+                ));
+            }
+            if let Some(err) = child.stderr.take() {
+                captures.push((
+                    "stderr",
+                    tee(
+                        err,
+                        std::io::stderr(),
+                        &layout.tmp(),
+                        store.config.capture_limit,
+                    )?,
+                ));
+            }
+            let mut dirty_since: Option<Instant> = None;
+            let mut last_flush_end = Instant::now();
+            let mut min_interval = MIN_FLUSH_INTERVAL;
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(st)) => break Some(st),
+                    Ok(None) => {}
+                    Err(e) => {
+                        warnings.push(format!("cannot wait for the command: {e}"));
+                        break None;
+                    }
+                }
+                let sig = signals.swap(0, Ordering::Relaxed) as i32;
+                if sig == signal_hook::consts::SIGTERM || sig == signal_hook::consts::SIGHUP {
+                    crate::sys::send_signal(child.id(), sig);
+                }
+                match wrx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(Ok(ev)) => {
+                        if ev
+                            .paths
+                            .iter()
+                            .any(|p| !crate::scan::is_internal(&layout.root, p))
+                        {
+                            dirty_since.get_or_insert_with(Instant::now);
+                        }
+                    }
+                    Ok(Err(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                }
+                if let Some(since) = dirty_since
+                    && since.elapsed() >= DEBOUNCE
+                    && last_flush_end.elapsed() >= min_interval
+                {
+                    let t0 = Instant::now();
+                    let outcome = rec.scan()?;
+                    let mut new_dirs = outcome.dirs.clone();
+                    let step = rec.commit(
+                        outcome,
+                        &agent,
+                        Some(start_id),
+                        Vec::new(),
+                        Vec::new(),
+                        false,
+                    )?;
+                    events += step.appended.len();
+                    changes += step.changes;
+                    skipped.extend(step.skipped);
+                    warnings.extend(step.warnings);
+                    watch_dirs(&mut watcher, &mut new_dirs);
+                    dirty_since = None;
+                    last_flush_end = Instant::now();
+                    min_interval = MIN_FLUSH_INTERVAL.max(t0.elapsed() * 4);
+                }
+            };
+            (status, None, captures)
+        }
+    };
+    let duration = started.elapsed();
+    drop(watcher);
+
+    // 5. The last scan and the closing events, in one transaction with a signed head.
+    let final_scan = rec.scan()?;
+    let mut closing = Vec::new();
+    let mut extra_blobs = Vec::new();
+    for (kind, cap) in captures {
+        let (mut d, blob) = observation(&store.ledger.blobs, kind, cap, timeline, &agent)?;
+        d.causation = Some(start_id);
+        closing.push(d);
+        extra_blobs.push(blob);
+    }
+    let (exit_code, signal) = match &status {
+        Some(st) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (st.code(), st.signal()) {
+                (Some(c), _) => (c, 0),
+                (None, Some(s)) => (128 + s, s),
+                (None, None) => (1, 0),
+            }
+        }
+        None => (127, 0),
+    };
+    let summary = match (&spawn_error, signal) {
+        (Some(e), _) => e.clone(),
+        (None, 0) => format!("exit {exit_code} after {:.2}s", duration.as_secs_f64()),
+        (None, s) => format!("killed by signal {s} after {:.2}s", duration.as_secs_f64()),
+    };
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|c| {
+            c.strip_prefix(&layout.root)
+                .ok()
+                .map(|r| r.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    closing.push(
+        Draft::new(
+            timeline,
+            &agent,
+            Payload::ToolCall(ToolCall {
+                tool: "exec".into(),
+                args: bounded_args(&opts.argv),
+                cwd,
+                result_summary: summary.clone(),
+                exit_code,
+                signal,
+                duration_ms: duration.as_millis() as u64,
+                policy_verdict: String::new(),
+            }),
+        )
+        .caused_by(start_id),
+    );
+    let ok = spawn_error.is_none() && exit_code == 0;
+    closing.push(
+        Draft::new(
+            timeline,
+            &agent,
+            Payload::Task(TaskEvent {
+                task_id: task_id.to_vec(),
+                kind: if ok {
+                    task_event::Kind::Finished
+                } else {
+                    task_event::Kind::Failed
+                } as i32,
+                title: format!("run: {title}"),
+                assignee: agent.clone(),
+                detail: summary,
+                ..Default::default()
+            }),
+        )
+        .caused_by(start_id),
+    );
+    let mut final_scan = final_scan;
+    final_scan.blobs.extend(extra_blobs);
+    let step = rec.commit(
+        final_scan,
+        &agent,
+        Some(start_id),
+        Vec::new(),
+        closing,
+        true,
+    )?;
+    events += step.appended.len();
+    changes += step.changes;
+    skipped.extend(step.skipped);
+    warnings.extend(step.warnings);
+    for id in sig_ids {
+        signal_hook::low_level::unregister(id);
+    }
+    skipped.sort();
+    skipped.dedup();
+    warnings.sort();
+    warnings.dedup();
+    Ok(RunOutcome {
+        exit_code,
+        changes,
+        outside_changes,
+        events,
+        skipped,
+        warnings,
+        spawn_error,
+    })
+}

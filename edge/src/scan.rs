@@ -1,0 +1,457 @@
+//! Comparing the tree on disk with the worktree index: what was created, modified, deleted or
+//! renamed since the last recorded step.
+//!
+//! - The walk respects `.gitignore` (also outside git repositories), `.ignore`, `.hordeignore`
+//!   and git's excludes, and never enters `.git/` or `.horde/`.
+//! - Only entries whose size, mtime or mode differ from the index are read and hashed; their
+//!   content goes to the blob store in the same read.
+//! - An entry modified in the last second is remembered with mtime 0 ("racy"), so a later
+//!   change within the same timestamp tick is still noticed by the next scan.
+//! - Paths that cannot be recorded (non-UTF-8 names, unreadable files or directories) are
+//!   reported and kept in the index as they were: never mistaken for deletions.
+//! - Symlinks are recorded as links (their target text), never followed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use horde_core::proto::{FileKind, StateChange, state_change::Op};
+use horde_core::{BlobHash, RepoPath};
+
+use crate::store::blobs::PutFile;
+use crate::store::writer::{WorktreeEntry, WorktreeOp};
+use crate::store::{BlobStore, HORDE_DIR, Result};
+
+/// The index: the tree as last recorded.
+pub type Index = BTreeMap<RepoPath, WorktreeEntry>;
+
+/// Entries changed this recently are stored as "racy" (mtime 0) and re-hashed next time.
+const RACY_WINDOW_NS: i64 = 1_000_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub path: RepoPath,
+    pub op: Op,
+    pub from: Option<RepoPath>,
+    pub before: Option<WorktreeEntry>,
+    pub after: Option<WorktreeEntry>,
+}
+
+impl Change {
+    pub fn to_proto(&self) -> StateChange {
+        let after = self.after.as_ref();
+        let kind = after.or(self.before.as_ref()).map_or(0, |e| e.kind);
+        StateChange {
+            path: self.path.as_str().to_owned(),
+            op: self.op as i32,
+            from_path: self
+                .from
+                .as_ref()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            before_hash: self
+                .before
+                .as_ref()
+                .and_then(|e| e.hash)
+                .map(|h| h.to_vec())
+                .unwrap_or_default(),
+            after_hash: after
+                .and_then(|e| e.hash)
+                .map(|h| h.to_vec())
+                .unwrap_or_default(),
+            mode: after.map_or(0, |e| e.mode),
+            size: after.map_or(0, |e| e.size),
+            kind,
+        }
+    }
+}
+
+/// Everything a scan found.
+#[derive(Debug, Default)]
+pub struct ScanOutcome {
+    /// In an order that replays correctly: deletes that make room for a different kind, then
+    /// directory creates (parents first), then file changes and renames, then deletes
+    /// (children first).
+    pub changes: Vec<Change>,
+    /// Index updates, including metadata-only refreshes that are not changes.
+    pub ops: Vec<WorktreeOp>,
+    /// Blobs the changes reference: (hash, size).
+    pub blobs: Vec<(BlobHash, u64)>,
+    /// Paths that could not be recorded, with why.
+    pub skipped: Vec<String>,
+    /// Things worth telling the user that are not failures.
+    pub warnings: Vec<String>,
+    /// Directories walked (absolute), for file watchers.
+    pub dirs: Vec<PathBuf>,
+    pub entries: usize,
+    pub hashed: usize,
+}
+
+/// Which parts of a tree count: `.git/` and `.horde/` never do.
+pub fn walker(root: &Path) -> ignore::Walk {
+    ignore::WalkBuilder::new(root)
+        .hidden(false)
+        .parents(false)
+        .ignore(true)
+        .git_ignore(true)
+        .git_global(true)
+        .git_exclude(true)
+        .require_git(false)
+        .follow_links(false)
+        .add_custom_ignore_filename(".hordeignore")
+        .filter_entry(|e| {
+            let name = e.file_name().as_bytes();
+            !(e.depth() > 0 && (name == b".git" || name == HORDE_DIR.as_bytes()))
+        })
+        .build()
+}
+
+/// True for paths whose changes never matter to horde (its own files, git's).
+pub fn is_internal(root: &Path, path: &Path) -> bool {
+    path.strip_prefix(root).is_ok_and(|rel| {
+        rel.components().any(|c| {
+            matches!(c, Component::Normal(n) if n.as_bytes() == b".git" || n.as_bytes() == HORDE_DIR.as_bytes())
+        })
+    })
+}
+
+fn error_path(err: &ignore::Error) -> Option<&Path> {
+    match err {
+        ignore::Error::WithPath { path, .. } => Some(path),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        ignore::Error::Loop { child, .. } => Some(child),
+        ignore::Error::Partial(errs) => errs.iter().find_map(error_path),
+        _ => None,
+    }
+}
+
+fn mtime_ns(md: &fs::Metadata) -> i64 {
+    md.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(md.mtime_nsec())
+}
+
+/// Scans the tree under `root` against `index`.
+pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome> {
+    let started_ns = horde_core::time::now_micros().saturating_mul(1000);
+    let racy_after = started_ns - RACY_WINDOW_NS;
+    let mut out = ScanOutcome::default();
+    let mut seen: BTreeSet<RepoPath> = BTreeSet::new();
+    let mut unknown_dirs: Vec<RepoPath> = Vec::new();
+    let mut found: Vec<(RepoPath, WorktreeEntry)> = Vec::new();
+
+    for item in walker(root) {
+        let entry = match item {
+            Ok(e) => e,
+            Err(err) => {
+                let p = error_path(&err).map(Path::to_path_buf);
+                if let Some(rp) = p
+                    .as_deref()
+                    .and_then(|p| p.strip_prefix(root).ok())
+                    .and_then(|r| RepoPath::from_relative(r).ok())
+                {
+                    unknown_dirs.push(rp);
+                }
+                // A vanished directory mid-walk is a deletion, not an error.
+                if !p.as_deref().is_some_and(|p| !p.exists()) {
+                    out.skipped.push(format!("cannot read {}", err));
+                }
+                continue;
+            }
+        };
+        if entry.depth() == 0 {
+            out.dirs.push(entry.path().to_owned());
+            continue;
+        }
+        let abs = entry.path();
+        let rel = abs
+            .strip_prefix(root)
+            .expect("the walk stays under its root");
+        let rp = match RepoPath::from_relative(rel) {
+            Ok(p) => p,
+            Err(e) => {
+                out.skipped
+                    .push(format!("skipped {}: {e}", rel.to_string_lossy()));
+                continue;
+            }
+        };
+        let md = match fs::symlink_metadata(abs) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                out.skipped.push(format!("cannot read {rp}: {e}"));
+                seen.insert(rp.clone());
+                unknown_dirs.push(rp);
+                continue;
+            }
+        };
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            FileKind::Dir
+        } else if ft.is_symlink() {
+            FileKind::Symlink
+        } else if ft.is_file() {
+            FileKind::File
+        } else {
+            tracing::debug!(path = %rp, "not a file, directory or symlink: ignored");
+            continue;
+        } as i32;
+        if kind == FileKind::Dir as i32 {
+            out.dirs.push(abs.to_owned());
+        }
+        out.entries += 1;
+        let mode = md.permissions().mode() & 0o7777;
+        let mtime = mtime_ns(&md);
+        let prev = index.get(&rp);
+        let unchanged_meta = prev.is_some_and(|p| {
+            p.kind == kind
+                && p.mode == mode
+                && (kind == FileKind::Dir as i32
+                    || (p.mtime_ns != 0 && p.mtime_ns == mtime && p.size == md.len()))
+        });
+        if unchanged_meta {
+            seen.insert(rp);
+            continue;
+        }
+        let (hash, size) = if kind == FileKind::Dir as i32 {
+            (None, 0)
+        } else if kind == FileKind::Symlink as i32 {
+            let target = match fs::read_link(abs) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    out.skipped.push(format!("cannot read link {rp}: {e}"));
+                    seen.insert(rp);
+                    continue;
+                }
+            };
+            if link_escapes(&rp, &target) {
+                out.warnings.push(format!(
+                    "{rp} is a symlink to {}, outside the repository: horde records the link, never what it points to",
+                    target.display()
+                ));
+            }
+            let bytes = target.as_os_str().as_bytes();
+            out.hashed += 1;
+            (Some(blobs.put_bytes(bytes)?), bytes.len() as u64)
+        } else {
+            out.hashed += 1;
+            match blobs.put_file(abs) {
+                Ok(PutFile::Stored { hash, size }) => (Some(hash), size),
+                Ok(PutFile::Vanished) => continue,
+                Err(e) => {
+                    out.skipped.push(format!("cannot record {rp}: {e}"));
+                    seen.insert(rp);
+                    continue;
+                }
+            }
+        };
+        let entry = WorktreeEntry {
+            kind,
+            mode,
+            size,
+            mtime_ns: if mtime > racy_after { 0 } else { mtime },
+            hash,
+        };
+        seen.insert(rp.clone());
+        found.push((rp, entry));
+    }
+
+    // Classify what was found against the index.
+    let mut type_deletes = Vec::new();
+    let mut dir_creates = Vec::new();
+    let mut file_changes = Vec::new();
+    let mut creates_by_hash: Vec<(RepoPath, WorktreeEntry)> = Vec::new();
+    for (rp, entry) in found {
+        match index.get(&rp) {
+            Some(prev) if prev.kind == entry.kind => {
+                if prev.hash == entry.hash && prev.mode == entry.mode {
+                    // Same content, new timestamps: refresh the index, record nothing.
+                    out.ops.push(WorktreeOp::Put(rp, entry));
+                    continue;
+                }
+                if let Some(h) = entry.hash {
+                    out.blobs.push((h, entry.size));
+                }
+                out.ops.push(WorktreeOp::Put(rp.clone(), entry.clone()));
+                let change = Change {
+                    path: rp,
+                    op: Op::Modify,
+                    from: None,
+                    before: Some(prev.clone()),
+                    after: Some(entry),
+                };
+                if change
+                    .after
+                    .as_ref()
+                    .is_some_and(|e| e.kind == FileKind::Dir as i32)
+                {
+                    dir_creates.push(change);
+                } else {
+                    file_changes.push(change);
+                }
+            }
+            prev => {
+                if let Some(prev) = prev {
+                    type_deletes.push(Change {
+                        path: rp.clone(),
+                        op: Op::Delete,
+                        from: None,
+                        before: Some(prev.clone()),
+                        after: None,
+                    });
+                }
+                if let Some(h) = entry.hash {
+                    out.blobs.push((h, entry.size));
+                }
+                out.ops.push(WorktreeOp::Put(rp.clone(), entry.clone()));
+                if entry.kind == FileKind::Dir as i32 {
+                    dir_creates.push(Change {
+                        path: rp,
+                        op: Op::Create,
+                        from: None,
+                        before: None,
+                        after: Some(entry),
+                    });
+                } else {
+                    creates_by_hash.push((rp, entry));
+                }
+            }
+        }
+    }
+
+    // Deletions: indexed paths not seen, unless they lie under something we could not read.
+    let deleted: Vec<(RepoPath, WorktreeEntry)> = index
+        .iter()
+        .filter(|(p, _)| !seen.contains(*p) && !unknown_dirs.iter().any(|d| p.starts_with(d)))
+        .map(|(p, e)| (p.clone(), e.clone()))
+        .collect();
+
+    // Renames: a created file whose content and kind equal a deleted one's (empty files excluded).
+    let mut by_hash: HashMap<(BlobHash, i32), Vec<usize>> = HashMap::new();
+    for (i, (_, e)) in deleted.iter().enumerate() {
+        if let Some(h) = e.hash
+            && e.size > 0
+        {
+            by_hash.entry((h, e.kind)).or_default().push(i);
+        }
+    }
+    let mut renamed_from = BTreeSet::new();
+    for (rp, entry) in creates_by_hash {
+        let source = entry
+            .hash
+            .and_then(|h| by_hash.get_mut(&(h, entry.kind)))
+            .and_then(|v| {
+                if v.is_empty() {
+                    None
+                } else {
+                    Some(v.remove(0))
+                }
+            });
+        match source {
+            Some(i) => {
+                let (from, before) = deleted[i].clone();
+                renamed_from.insert(i);
+                file_changes.push(Change {
+                    path: rp,
+                    op: Op::Rename,
+                    from: Some(from),
+                    before: Some(before),
+                    after: Some(entry),
+                });
+            }
+            None => file_changes.push(Change {
+                path: rp,
+                op: Op::Create,
+                from: None,
+                before: None,
+                after: Some(entry),
+            }),
+        }
+    }
+    // Every path that is gone, renamed away or not, leaves the index.
+    for (p, _) in &deleted {
+        out.ops.push(WorktreeOp::Remove(p.clone()));
+    }
+    let deleted: Vec<_> = deleted
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !renamed_from.contains(i))
+        .map(|(_, d)| d)
+        .collect();
+
+    type_deletes.sort_by(|a, b| b.path.cmp(&a.path));
+    dir_creates.sort_by(|a, b| a.path.cmp(&b.path));
+    file_changes.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut deletes: Vec<Change> = deleted
+        .into_iter()
+        .map(|(path, before)| Change {
+            path,
+            op: Op::Delete,
+            from: None,
+            before: Some(before),
+            after: None,
+        })
+        .collect();
+    deletes.sort_by(|a, b| b.path.cmp(&a.path));
+    out.changes = type_deletes;
+    out.changes.extend(dir_creates);
+    out.changes.extend(file_changes);
+    out.changes.extend(deletes);
+    out.blobs.sort();
+    out.blobs.dedup();
+    Ok(out)
+}
+
+/// Applies index updates after they were committed.
+pub fn apply(index: &mut Index, ops: &[WorktreeOp]) {
+    for op in ops {
+        match op {
+            WorktreeOp::Put(p, e) => {
+                index.insert(p.clone(), e.clone());
+            }
+            WorktreeOp::Remove(p) => {
+                index.remove(p);
+            }
+        }
+    }
+}
+
+/// Whether a link at `link` with `target` resolves outside the repository (lexically).
+fn link_escapes(link: &RepoPath, target: &Path) -> bool {
+    if target.is_absolute() {
+        return true;
+    }
+    let mut depth: i64 = link.as_str().matches('/').count() as i64;
+    for c in target.components() {
+        match c {
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_escape_detection() {
+        let p = RepoPath::parse("a/link").expect("ok");
+        assert!(link_escapes(&p, Path::new("/etc/passwd")));
+        assert!(link_escapes(&p, Path::new("../../x")));
+        assert!(!link_escapes(&p, Path::new("../b")));
+        assert!(!link_escapes(&p, Path::new("c/d")));
+    }
+}

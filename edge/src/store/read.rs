@@ -1,0 +1,296 @@
+//! Read queries over the ledger: the log with filters, one event, status counts, chains and
+//! heads for verification, the worktree index.
+
+use std::collections::BTreeMap;
+
+use horde_core::proto::ChainHead;
+use horde_core::{BlobHash, DeviceId, EventHash, EventId, RepoPath, TimelineId};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::writer::WorktreeEntry;
+use super::{Result, StoreError};
+
+/// One stored event with its indexed columns. `body` is exactly what was hashed.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub local_id: i64,
+    pub device: DeviceId,
+    pub seq: u64,
+    pub id: EventId,
+    pub hash: Vec<u8>,
+    pub body: Vec<u8>,
+    pub kind: String,
+    pub agent: String,
+    pub occurred_at: i64,
+    pub synced: bool,
+}
+
+const EVENT_COLS: &str = "id, device_id, seq, event_id, hash, body, type, agent, occurred_at, synced_version IS NOT NULL";
+
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    let dev: Vec<u8> = r.get(1)?;
+    let eid: Vec<u8> = r.get(3)?;
+    Ok(EventRow {
+        local_id: r.get(0)?,
+        device: DeviceId::from_slice(&dev).unwrap_or_else(|| DeviceId::from_bytes([0; 16])),
+        seq: r.get::<_, i64>(2)? as u64,
+        id: EventId::from_slice(&eid).unwrap_or_else(|| EventId::from_bytes([0; 16])),
+        hash: r.get(4)?,
+        body: r.get(5)?,
+        kind: r.get(6)?,
+        agent: r.get(7)?,
+        occurred_at: r.get(8)?,
+        synced: r.get(9)?,
+    })
+}
+
+/// Filters for `horde log`. Empty lists mean "any".
+#[derive(Debug, Default, Clone)]
+pub struct LogFilter {
+    pub types: Vec<String>,
+    pub agents: Vec<String>,
+    pub path: Option<RepoPath>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: Option<usize>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
+}
+
+pub fn log(conn: &Connection, f: &LogFilter) -> Result<Vec<EventRow>> {
+    let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE 1=1");
+    let mut args: Vec<Value> = Vec::new();
+    let mut any_of = |sql: &mut String, col: &str, vals: &[String]| {
+        if !vals.is_empty() {
+            let marks = vec!["?"; vals.len()].join(", ");
+            sql.push_str(&format!(" AND {col} IN ({marks})"));
+            args.extend(vals.iter().cloned().map(Value::Text));
+        }
+    };
+    any_of(&mut sql, "type", &f.types);
+    any_of(&mut sql, "agent", &f.agents);
+    if let Some(p) = &f.path {
+        let dir = format!("{}/", p.as_str());
+        sql.push_str(" AND (path = ? OR substr(path, 1, ?) = ?)");
+        args.push(Value::Text(p.as_str().to_owned()));
+        args.push(Value::Integer(dir.len() as i64));
+        args.push(Value::Text(dir));
+    }
+    if let Some(t) = f.since {
+        sql.push_str(" AND occurred_at >= ?");
+        args.push(Value::Integer(t));
+    }
+    if let Some(t) = f.until {
+        sql.push_str(" AND occurred_at <= ?");
+        args.push(Value::Integer(t));
+    }
+    sql.push_str(if f.oldest_first {
+        " ORDER BY id ASC"
+    } else {
+        " ORDER BY id DESC"
+    });
+    if let Some(n) = f.limit {
+        sql.push_str(" LIMIT ?");
+        args.push(Value::Integer(n as i64));
+    }
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), event_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    #[error(
+        "no event matches {0:?} (give an event id, a unique id prefix, or a seq number of this device)"
+    )]
+    NotFound(String),
+    #[error("{0:?} matches {1} events; give more of the id")]
+    Ambiguous(String, usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for FindError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// Finds an event by full id, unique id prefix (at least 4 hex digits), or a seq of `device`.
+pub fn find_event(
+    conn: &Connection,
+    spec: &str,
+    device: Option<DeviceId>,
+) -> Result<EventRow, FindError> {
+    let spec_t = spec.trim();
+    if let Ok(id) = spec_t.parse::<EventId>() {
+        return conn
+            .query_row(
+                &format!("SELECT {EVENT_COLS} FROM events WHERE event_id = ?1"),
+                [id.as_bytes()],
+                event_row,
+            )
+            .optional()?
+            .ok_or_else(|| FindError::NotFound(spec.to_owned()));
+    }
+    let seq_spec = spec_t.strip_prefix('#').unwrap_or(spec_t);
+    if let (Ok(seq), Some(dev)) = (seq_spec.parse::<u64>(), device)
+        && (spec_t.starts_with('#') || seq_spec.len() < 8)
+    {
+        return conn
+            .query_row(
+                &format!("SELECT {EVENT_COLS} FROM events WHERE device_id = ?1 AND seq = ?2"),
+                params![dev.as_bytes(), seq as i64],
+                event_row,
+            )
+            .optional()?
+            .ok_or_else(|| FindError::NotFound(spec.to_owned()));
+    }
+    let hexpre: String = spec_t
+        .chars()
+        .filter(|c| *c != '-')
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if hexpre.len() < 4 || !hexpre.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(FindError::NotFound(spec.to_owned()));
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {EVENT_COLS} FROM events WHERE substr(hex(event_id), 1, ?1) = ?2 LIMIT 2"
+    ))?;
+    let rows: Vec<EventRow> = stmt
+        .query_map(params![hexpre.len() as i64, hexpre], event_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    match rows.len() {
+        0 => Err(FindError::NotFound(spec.to_owned())),
+        1 => Ok(rows.into_iter().next().expect("one row")),
+        n => Err(FindError::Ambiguous(spec.to_owned(), n)),
+    }
+}
+
+/// Counts for `horde status`.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub events: u64,
+    pub unsynced: u64,
+    pub last_occurred_at: Option<i64>,
+}
+
+pub fn counts(conn: &Connection) -> Result<Counts> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(synced_version IS NULL), 0), MAX(occurred_at) FROM events",
+        [],
+        |r| {
+            Ok(Counts {
+                events: r.get::<_, i64>(0)? as u64,
+                unsynced: r.get::<_, i64>(1)? as u64,
+                last_occurred_at: r.get(2)?,
+            })
+        },
+    )?)
+}
+
+/// Devices that have events in this ledger.
+pub fn devices(conn: &Connection) -> Result<Vec<DeviceId>> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT device_id FROM events UNION SELECT DISTINCT device_id FROM chain_heads",
+    )?;
+    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let b = r?;
+        out.push(DeviceId::from_slice(&b).ok_or(StoreError::BadMeta("events.device_id"))?);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Calls `f(seq_in_storage_order, hash, body)` for each event of `device`, in seq order.
+pub fn for_each_event(
+    conn: &Connection,
+    device: DeviceId,
+    mut f: impl FnMut(u64, &[u8], &[u8]) -> bool,
+) -> Result<()> {
+    let mut stmt =
+        conn.prepare("SELECT seq, hash, body FROM events WHERE device_id = ?1 ORDER BY seq")?;
+    let mut rows = stmt.query([device.as_bytes()])?;
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let hash: Vec<u8> = r.get(1)?;
+        let body: Vec<u8> = r.get(2)?;
+        if !f(seq as u64, &hash, &body) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub fn heads(conn: &Connection, device: DeviceId) -> Result<Vec<ChainHead>> {
+    let mut stmt = conn.prepare(
+        "SELECT device_id, seq, hash, signed_at, public_key, signature FROM chain_heads WHERE device_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([device.as_bytes()], |r| {
+        Ok(ChainHead {
+            project_id: Vec::new(),
+            device_id: r.get(0)?,
+            seq: r.get::<_, i64>(1)? as u64,
+            hash: r.get(2)?,
+            signed_at: r.get(3)?,
+            public_key: r.get(4)?,
+            signature: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The last signed head of `device`, if any.
+pub fn last_head(conn: &Connection, device: DeviceId) -> Result<Option<ChainHead>> {
+    Ok(heads(conn, device)?.pop())
+}
+
+/// Blobs the ledger knows of, with sizes.
+pub fn blob_rows(conn: &Connection) -> Result<Vec<(BlobHash, u64)>> {
+    let mut stmt = conn.prepare("SELECT hash, size FROM blobs")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (h, s) = r?;
+        out.push((
+            BlobHash::from_slice(&h).ok_or(StoreError::BadMeta("blobs.hash"))?,
+            s as u64,
+        ));
+    }
+    Ok(out)
+}
+
+pub fn load_worktree(
+    conn: &Connection,
+    timeline: TimelineId,
+) -> Result<BTreeMap<RepoPath, WorktreeEntry>> {
+    let mut stmt = conn.prepare(
+        "SELECT path, kind, mode, size, mtime_ns, hash FROM worktree WHERE timeline = ?1",
+    )?;
+    let mut rows = stmt.query([timeline.as_bytes()])?;
+    let mut out = BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        let path: String = r.get(0)?;
+        let path = RepoPath::parse(&path).map_err(|_| StoreError::BadMeta("worktree.path"))?;
+        let hash: Option<Vec<u8>> = r.get(5)?;
+        out.insert(
+            path,
+            WorktreeEntry {
+                kind: r.get(1)?,
+                mode: r.get(2)?,
+                size: r.get::<_, i64>(3)? as u64,
+                mtime_ns: r.get(4)?,
+                hash: hash.as_deref().and_then(BlobHash::from_slice),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Hash of an event row as an [`EventHash`], if well-formed.
+pub fn row_hash(row: &EventRow) -> Option<EventHash> {
+    EventHash::from_slice(&row.hash)
+}
