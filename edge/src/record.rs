@@ -9,7 +9,9 @@ use horde_core::{DeviceKey, Draft, EventId, TimelineId};
 use prost::Message as _;
 
 use crate::scan::{self, Index, ScanOutcome};
-use crate::store::writer::{AppendRequest, Appended, WorktreeEntry, WorktreeOp};
+use crate::store::writer::{
+    AppendRequest, AppendResult, Appended, FileChange, WorktreeEntry, WorktreeOp,
+};
 use crate::store::{Result, Store};
 
 /// The agent name for changes nobody recorded as they happened.
@@ -66,34 +68,38 @@ impl<'a> Recorder<'a> {
         after: Vec<Draft>,
         sign_head: bool,
     ) -> Result<Step> {
-        let changes = outcome.changes.len();
-        let mut drafts = before;
-        for c in &outcome.changes {
-            let mut d = Draft::new(self.timeline, agent, Payload::StateChange(c.to_proto()));
-            d.causation = cause;
-            drafts.push(d);
-        }
-        drafts.extend(after);
-        let worktree = outcome
-            .ops
+        let now = horde_core::time::now_micros();
+        let mut changes: Vec<FileChange> = outcome
+            .changes
             .iter()
-            .cloned()
-            .map(|op| (self.timeline, op))
+            .map(|c| c.to_file_change(self.timeline, agent, cause, now))
             .collect();
-        let appended = if drafts.is_empty() && outcome.ops.is_empty() {
-            Vec::new()
+        changes.extend(outcome.touched.iter().map(|(path, e)| FileChange {
+            timeline: self.timeline,
+            path: path.clone(),
+            from: None,
+            after: Some(e.clone()),
+            agent: agent.to_owned(),
+            causation: cause,
+            occurred_at: now,
+        }));
+        let result = if before.is_empty() && changes.is_empty() && after.is_empty() {
+            AppendResult::default()
         } else {
             self.store.writer.append(AppendRequest {
-                drafts,
+                drafts: before,
+                changes,
+                after,
                 blobs: outcome.blobs,
-                worktree,
+                worktree: Vec::new(),
                 sign_head,
             })?
         };
+        // The tree on disk is what the scan saw, whoever recorded it.
         scan::apply(&mut self.index, &outcome.ops);
         Ok(Step {
-            appended,
-            changes,
+            appended: result.appended,
+            changes: result.changes,
             skipped: outcome.skipped,
             warnings: outcome.warnings,
         })
@@ -157,6 +163,7 @@ pub fn init(root: &Path, key: DeviceKey) -> Result<Init> {
             blobs,
             worktree: ops,
             sign_head: true,
+            ..Default::default()
         })?;
         scan::apply(&mut rec.index, &outcome.ops);
         (entries, total_bytes, outcome.skipped, outcome.warnings)

@@ -272,6 +272,7 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
             drafts: vec![start],
             ..Default::default()
         })?
+        .appended
         .len();
 
     // 3. Watch the directories the scan walked (non-recursive: ignored trees cost nothing).

@@ -21,7 +21,7 @@ use horde_core::proto::{FileKind, StateChange, state_change::Op};
 use horde_core::{BlobHash, RepoPath};
 
 use crate::store::blobs::PutFile;
-use crate::store::writer::{WorktreeEntry, WorktreeOp};
+use crate::store::writer::{FileChange, WorktreeEntry, WorktreeOp};
 use crate::store::{BlobStore, HORDE_DIR, Result};
 
 /// The index: the tree as last recorded.
@@ -40,6 +40,25 @@ pub struct Change {
 }
 
 impl Change {
+    /// What the writer resolves against the committed index (see `writer::FileChange`).
+    pub fn to_file_change(
+        &self,
+        timeline: horde_core::TimelineId,
+        agent: &str,
+        cause: Option<horde_core::EventId>,
+        at: i64,
+    ) -> FileChange {
+        FileChange {
+            timeline,
+            path: self.path.clone(),
+            from: self.from.clone(),
+            after: self.after.clone(),
+            agent: agent.to_owned(),
+            causation: cause,
+            occurred_at: at,
+        }
+    }
+
     pub fn to_proto(&self) -> StateChange {
         let after = self.after.as_ref();
         let kind = after.or(self.before.as_ref()).map_or(0, |e| e.kind);
@@ -71,10 +90,13 @@ impl Change {
 /// Everything a scan found.
 #[derive(Debug, Default)]
 pub struct ScanOutcome {
-    /// In an order that replays correctly: deletes that make room for a different kind, then
-    /// directory creates (parents first), then file changes and renames, then deletes
-    /// (children first).
+    /// In an order that replays correctly: directory creates (parents first, including paths
+    /// that turn from a file into a directory), then file and symlink changes and renames, then
+    /// deletes (children first), then paths that turn from a directory into something else.
+    /// A change of kind is one change with op Create and a `before`.
     pub changes: Vec<Change>,
+    /// Entries whose content is unchanged but whose timestamps moved.
+    pub touched: Vec<(RepoPath, WorktreeEntry)>,
     /// Index updates, including metadata-only refreshes that are not changes.
     pub ops: Vec<WorktreeOp>,
     /// Blobs the changes reference: (hash, size).
@@ -262,7 +284,7 @@ pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome
     }
 
     // Classify what was found against the index.
-    let mut type_deletes = Vec::new();
+    let mut from_dir = Vec::new();
     let mut dir_creates = Vec::new();
     let mut file_changes = Vec::new();
     let mut creates_by_hash: Vec<(RepoPath, WorktreeEntry)> = Vec::new();
@@ -271,7 +293,8 @@ pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome
             Some(prev) if prev.kind == entry.kind => {
                 if prev.hash == entry.hash && prev.mode == entry.mode {
                     // Same content, new timestamps: refresh the index, record nothing.
-                    out.ops.push(WorktreeOp::Put(rp, entry));
+                    out.ops.push(WorktreeOp::Put(rp.clone(), entry.clone()));
+                    out.touched.push((rp, entry));
                     continue;
                 }
                 if let Some(h) = entry.hash {
@@ -295,16 +318,32 @@ pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome
                     file_changes.push(change);
                 }
             }
-            prev => {
-                if let Some(prev) = prev {
-                    type_deletes.push(Change {
-                        path: rp.clone(),
-                        op: Op::Delete,
-                        from: None,
-                        before: Some(prev.clone()),
-                        after: None,
-                    });
+            Some(prev) => {
+                // The kind changed: one change that replaces the old entry.
+                if let Some(h) = entry.hash {
+                    out.blobs.push((h, entry.size));
                 }
+                out.ops.push(WorktreeOp::Put(rp.clone(), entry.clone()));
+                let change = Change {
+                    path: rp,
+                    op: Op::Create,
+                    from: None,
+                    before: Some(prev.clone()),
+                    after: Some(entry),
+                };
+                if prev.kind == FileKind::Dir as i32 {
+                    from_dir.push(change);
+                } else if change
+                    .after
+                    .as_ref()
+                    .is_some_and(|e| e.kind == FileKind::Dir as i32)
+                {
+                    dir_creates.push(change);
+                } else {
+                    file_changes.push(change);
+                }
+            }
+            None => {
                 if let Some(h) = entry.hash {
                     out.blobs.push((h, entry.size));
                 }
@@ -384,7 +423,7 @@ pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome
         .map(|(_, d)| d)
         .collect();
 
-    type_deletes.sort_by(|a, b| b.path.cmp(&a.path));
+    from_dir.sort_by(|a, b| a.path.cmp(&b.path));
     dir_creates.sort_by(|a, b| a.path.cmp(&b.path));
     file_changes.sort_by(|a, b| a.path.cmp(&b.path));
     let mut deletes: Vec<Change> = deleted
@@ -398,10 +437,10 @@ pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome
         })
         .collect();
     deletes.sort_by(|a, b| b.path.cmp(&a.path));
-    out.changes = type_deletes;
-    out.changes.extend(dir_creates);
+    out.changes = dir_creates;
     out.changes.extend(file_changes);
     out.changes.extend(deletes);
+    out.changes.extend(from_dir);
     out.blobs.sort();
     out.blobs.dedup();
     Ok(out)

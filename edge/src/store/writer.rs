@@ -13,9 +13,10 @@
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use horde_core::proto::{StateChange, event_body::Payload, state_change::Op};
 use horde_core::{
     BlobHash, BuiltEvent, ChainTip, DeviceId, DeviceKey, Draft, EventHash, EventId, ProjectId,
-    RepoPath, TimelineId, build_event, proto::event_body::Payload,
+    RepoPath, TimelineId, build_event,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -45,18 +46,38 @@ pub enum WorktreeOp {
     Remove(RepoPath),
 }
 
-/// Everything one append commits atomically.
+/// "`path` now is `after`" (or is gone), as a scan saw it. The writer turns it into a
+/// `StateChange` against the worktree index *as committed*, inside the transaction: a change
+/// another process already recorded is dropped, and a stale `before` is taken from the
+/// index, so concurrent recorders of one tree never record a change twice.
+#[derive(Debug, Clone)]
+pub struct FileChange {
+    pub timeline: TimelineId,
+    pub path: RepoPath,
+    /// The scan paired this with a deleted path of the same content: a rename.
+    pub from: Option<RepoPath>,
+    pub after: Option<WorktreeEntry>,
+    pub agent: String,
+    pub causation: Option<EventId>,
+    pub occurred_at: i64,
+}
+
+/// Everything one append commits atomically, in this order: `drafts`, then the events
+/// `changes` resolve to, then `after`.
 #[derive(Debug, Default)]
 pub struct AppendRequest {
     pub drafts: Vec<Draft>,
+    pub changes: Vec<FileChange>,
+    pub after: Vec<Draft>,
     /// Blobs already written to `blobs/` that these events reference: (hash, size).
     pub blobs: Vec<(BlobHash, u64)>,
+    /// Index updates applied as they are (a checkpoint lists the same entries).
     pub worktree: Vec<(TimelineId, WorktreeOp)>,
     /// Sign the chain head after these events, whatever the interval says.
     pub sign_head: bool,
 }
 
-/// What an append produced, one per draft, in order.
+/// What an append produced: one per event, in order.
 #[derive(Debug, Clone)]
 pub struct Appended {
     pub id: EventId,
@@ -64,7 +85,14 @@ pub struct Appended {
     pub hash: EventHash,
 }
 
-type Reply = oneshot::Sender<Result<Vec<Appended>>>;
+#[derive(Debug, Clone, Default)]
+pub struct AppendResult {
+    pub appended: Vec<Appended>,
+    /// How many `StateChange` events `changes` resolved to.
+    pub changes: usize,
+}
+
+type Reply = oneshot::Sender<Result<AppendResult>>;
 
 pub struct Writer {
     tx: Option<mpsc::SyncSender<(AppendRequest, Reply)>>,
@@ -73,11 +101,11 @@ pub struct Writer {
 
 /// A pending append: wait with [`Pending::wait`] (threads) or `.await` on [`Pending::rx`].
 pub struct Pending {
-    pub rx: oneshot::Receiver<Result<Vec<Appended>>>,
+    pub rx: oneshot::Receiver<Result<AppendResult>>,
 }
 
 impl Pending {
-    pub fn wait(self) -> Result<Vec<Appended>> {
+    pub fn wait(self) -> Result<AppendResult> {
         self.rx
             .blocking_recv()
             .map_err(|_| StoreError::WriterGone)?
@@ -122,7 +150,7 @@ impl Writer {
     }
 
     /// Appends and waits (for threads, never from async code).
-    pub fn append(&self, req: AppendRequest) -> Result<Vec<Appended>> {
+    pub fn append(&self, req: AppendRequest) -> Result<AppendResult> {
         self.submit(req).wait()
     }
 }
@@ -140,11 +168,12 @@ impl State {
     fn run(&mut self, rx: mpsc::Receiver<(AppendRequest, Reply)>) {
         while let Ok(first) = rx.recv() {
             let mut group = vec![first];
-            let mut events = group[0].0.drafts.len();
+            let size = |r: &AppendRequest| r.drafts.len() + r.changes.len() + r.after.len();
+            let mut events = size(&group[0].0);
             while events < MAX_EVENTS_PER_COMMIT {
                 match rx.try_recv() {
                     Ok(next) => {
-                        events += next.0.drafts.len();
+                        events += size(&next.0);
                         group.push(next);
                     }
                     Err(_) => break,
@@ -181,7 +210,7 @@ impl State {
     fn try_commit(
         &mut self,
         group: &mut [(AppendRequest, Reply)],
-    ) -> Result<Vec<Result<Vec<Appended>>>> {
+    ) -> Result<Vec<Result<AppendResult>>> {
         let device = self.key.device_id();
         let tx = self
             .conn
@@ -208,15 +237,53 @@ impl State {
             let mut del_wt =
                 tx.prepare_cached("DELETE FROM worktree WHERE timeline = ?1 AND path = ?2")?;
             let now = horde_core::time::now_micros();
+            let mut get_wt = tx.prepare_cached(
+                "SELECT kind, mode, size, mtime_ns, hash FROM worktree WHERE timeline = ?1 AND path = ?2",
+            )?;
             for (req, _) in group.iter_mut() {
-                let built =
-                    match build_all(self.project, device, tip, std::mem::take(&mut req.drafts)) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            results.push(Err(e));
-                            continue;
-                        }
+                let mut drafts = std::mem::take(&mut req.drafts);
+                let mut ops = std::mem::take(&mut req.worktree);
+                let mut changes = 0;
+                for fc in std::mem::take(&mut req.changes) {
+                    let mut lookup = |p: &RepoPath| -> Result<Option<WorktreeEntry>> {
+                        Ok(get_wt
+                            .query_row(params![fc.timeline.as_bytes(), p.as_str()], |r| {
+                                let hash: Option<Vec<u8>> = r.get(4)?;
+                                Ok(WorktreeEntry {
+                                    kind: r.get(0)?,
+                                    mode: r.get(1)?,
+                                    size: r.get::<_, i64>(2)? as u64,
+                                    mtime_ns: r.get(3)?,
+                                    hash: hash.as_deref().and_then(BlobHash::from_slice),
+                                })
+                            })
+                            .optional()?)
                     };
+                    let cur = lookup(&fc.path)?;
+                    let src = match &fc.from {
+                        Some(f) => lookup(f)?,
+                        None => None,
+                    };
+                    for (sc, op) in resolve(&fc, cur, src) {
+                        if let Some(sc) = sc {
+                            let mut d =
+                                Draft::new(fc.timeline, fc.agent.clone(), Payload::StateChange(sc));
+                            d.causation = fc.causation;
+                            d.occurred_at = fc.occurred_at;
+                            drafts.push(d);
+                            changes += 1;
+                        }
+                        ops.push((fc.timeline, op));
+                    }
+                }
+                drafts.append(&mut req.after);
+                let built = match build_all(self.project, device, tip, drafts) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                };
                 let mut appended = Vec::with_capacity(built.len());
                 for Row {
                     ev,
@@ -253,7 +320,7 @@ impl State {
                 for (hash, size) in &req.blobs {
                     ins_blob.execute(params![hash.as_bytes(), *size as i64, now])?;
                 }
-                for (timeline, op) in &req.worktree {
+                for (timeline, op) in &ops {
                     match op {
                         WorktreeOp::Put(path, e) => put_wt.execute(params![
                             timeline.as_bytes(),
@@ -273,12 +340,89 @@ impl State {
                     insert_head(&tx, &self.key, self.project, tip)?;
                     last_head = tip.seq;
                 }
-                results.push(Ok(appended));
+                results.push(Ok(AppendResult { appended, changes }));
             }
         }
         tx.commit()?;
         Ok(results)
     }
+}
+
+/// The events and index updates that take the committed index from `cur` (and `src`, the
+/// rename source) to `fc.after`. A `None` event with an op means "nothing to record, refresh
+/// the index row" (new timestamps, or another process recorded it already).
+fn resolve(
+    fc: &FileChange,
+    cur: Option<WorktreeEntry>,
+    src: Option<WorktreeEntry>,
+) -> Vec<(Option<StateChange>, WorktreeOp)> {
+    let same = |a: &WorktreeEntry, b: &WorktreeEntry| {
+        a.kind == b.kind && a.hash == b.hash && a.mode == b.mode
+    };
+    let sc = |op: Op,
+              from: Option<&RepoPath>,
+              before: Option<&WorktreeEntry>,
+              after: Option<&WorktreeEntry>| {
+        Some(StateChange {
+            path: fc.path.as_str().to_owned(),
+            op: op as i32,
+            from_path: from.map(|p| p.as_str().to_owned()).unwrap_or_default(),
+            before_hash: before
+                .and_then(|e| e.hash)
+                .map(|h| h.to_vec())
+                .unwrap_or_default(),
+            after_hash: after
+                .and_then(|e| e.hash)
+                .map(|h| h.to_vec())
+                .unwrap_or_default(),
+            mode: after.map_or(0, |e| e.mode),
+            size: after.map_or(0, |e| e.size),
+            kind: after.or(before).map_or(0, |e| e.kind),
+        })
+    };
+    let mut out = Vec::new();
+    let Some(after) = &fc.after else {
+        if let Some(cur) = &cur {
+            out.push((
+                sc(Op::Delete, None, Some(cur), None),
+                WorktreeOp::Remove(fc.path.clone()),
+            ));
+        }
+        return out;
+    };
+    let put = WorktreeOp::Put(fc.path.clone(), after.clone());
+    if let (Some(from), Some(src)) = (&fc.from, &src) {
+        // A rename keeps content and kind (the mode may change along).
+        if src.kind == after.kind
+            && src.hash == after.hash
+            && cur.as_ref().is_none_or(|c| !same(c, after))
+        {
+            out.push((None, WorktreeOp::Remove(from.clone())));
+            out.push((sc(Op::Rename, Some(from), Some(src), Some(after)), put));
+            return out;
+        }
+        // Not a rename against the committed index: the source, still indexed, is gone.
+        let del = FileChange {
+            path: from.clone(),
+            from: None,
+            after: None,
+            ..fc.clone()
+        };
+        out.extend(resolve(&del, Some(src.clone()), None));
+    }
+    match &cur {
+        Some(c) if same(c, after) => out.push((None, put)),
+        Some(c) if c.kind != after.kind => {
+            out.push((
+                sc(Op::Delete, None, Some(c), None),
+                WorktreeOp::Remove(fc.path.clone()),
+            ));
+            out.push((sc(Op::Create, None, None, Some(after)), put));
+        }
+        Some(c) => out.push((sc(Op::Modify, None, Some(c), Some(after)), put)),
+        None => out.push((sc(Op::Create, None, None, Some(after)), put)),
+    }
+    out
 }
 
 fn insert_head(
