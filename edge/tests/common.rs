@@ -56,6 +56,7 @@ impl Repo {
             .current_dir(&self.root)
             .env("HORDE_CONFIG_DIR", &self.config)
             .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
             .env_remove("HORDE_AGENT")
             .env_remove("HORDE_HEAD_INTERVAL");
         c
@@ -118,6 +119,17 @@ pub fn stderr(o: &Output) -> String {
 
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Sends `sig` to a process (`target > 0`) or a process group (`target < -1`). Never to -1
+/// or 0, which would reach every process or our own group.
+#[allow(unsafe_code)]
+pub fn signal(target: i32, sig: i32) {
+    assert!(target > 1 || target < -1, "refusing to signal {target}");
+    // SAFETY: kill(2) takes integers only.
+    unsafe {
+        libc::kill(target, sig);
+    }
 }
 
 pub fn exists(p: &Path) -> bool {
