@@ -179,7 +179,7 @@ pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome
                     unknown_dirs.push(rp);
                 }
                 // A vanished directory mid-walk is a deletion, not an error.
-                if !p.as_deref().is_some_and(|p| !p.exists()) {
+                if p.as_deref().is_none_or(|p| p.exists()) {
                     out.skipped.push(format!("cannot read {}", err));
                 }
                 continue;

@@ -125,7 +125,7 @@ pub fn stdout(o: &Output) -> String {
 /// or 0, which would reach every process or our own group.
 #[allow(unsafe_code)]
 pub fn signal(target: i32, sig: i32) {
-    assert!(target > 1 || target < -1, "refusing to signal {target}");
+    assert!(!(-1..=1).contains(&target), "refusing to signal {target}");
     // SAFETY: kill(2) takes integers only.
     unsafe {
         libc::kill(target, sig);
