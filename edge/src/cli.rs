@@ -631,6 +631,9 @@ pub fn print_verify(report: &crate::verify::Report, paint: &Paint) {
             Some(e) => println!("device {}: {} {e}", d.device, paint.red("BROKEN at")),
         }
     }
+    if let Some(e) = &report.index_error {
+        println!("{} {e}", paint.red("INDEX"));
+    }
     if !report.missing_blobs.is_empty() {
         println!(
             "{} {} of {} referenced blobs are missing:",

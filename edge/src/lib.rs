@@ -9,5 +9,5 @@ pub mod record;
 pub mod run;
 pub mod scan;
 pub mod store;
-mod sys;
+pub(crate) mod sys;
 pub mod verify;

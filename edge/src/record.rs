@@ -83,6 +83,8 @@ impl<'a> Recorder<'a> {
             causation: cause,
             occurred_at: now,
         }));
+        // New blobs are durable before any event naming them commits.
+        self.store.ledger.blobs.sync()?;
         let result = if before.is_empty() && changes.is_empty() && after.is_empty() {
             AppendResult::default()
         } else {

@@ -27,8 +27,12 @@ use crate::store::{BlobStore, HORDE_DIR, Result};
 /// The index: the tree as last recorded.
 pub type Index = BTreeMap<RepoPath, WorktreeEntry>;
 
-/// Entries changed this recently are stored as "racy" (mtime 0) and re-hashed next time.
-const RACY_WINDOW_NS: i64 = 1_000_000_000;
+/// Entries changed this recently are stored as "racy" (mtime 0) and re-hashed next time: a
+/// later write within the same timestamp tick would keep size and mtime. Linux stamps files
+/// from a clock that ticks every few milliseconds, so 50 ms covers it; filesystems with
+/// whole-second timestamps (the nanoseconds are always 0) get 2 s.
+const RACY_WINDOW_NS: i64 = 50_000_000;
+const RACY_WINDOW_COARSE_NS: i64 = 2_000_000_000;
 
 #[derive(Debug, Clone)]
 pub struct Change {
@@ -160,7 +164,6 @@ fn mtime_ns(md: &fs::Metadata) -> i64 {
 /// Scans the tree under `root` against `index`.
 pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome> {
     let started_ns = horde_core::time::now_micros().saturating_mul(1000);
-    let racy_after = started_ns - RACY_WINDOW_NS;
     let mut out = ScanOutcome::default();
     let mut seen: BTreeSet<RepoPath> = BTreeSet::new();
     let mut unknown_dirs: Vec<RepoPath> = Vec::new();
@@ -276,7 +279,18 @@ pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome
             kind,
             mode,
             size,
-            mtime_ns: if mtime > racy_after { 0 } else { mtime },
+            mtime_ns: {
+                let window = if md.mtime_nsec() == 0 {
+                    RACY_WINDOW_COARSE_NS
+                } else {
+                    RACY_WINDOW_NS
+                };
+                if mtime > started_ns - window {
+                    0
+                } else {
+                    mtime
+                }
+            },
             hash,
         };
         seen.insert(rp.clone());

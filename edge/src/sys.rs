@@ -11,3 +11,16 @@ pub fn send_signal(pid: u32, signal: i32) {
         libc::kill(pid, signal);
     }
 }
+
+/// Flushes everything written to the filesystem holding `file` (one call instead of an fsync
+/// per file and per directory).
+pub fn syncfs(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is valid for as long as `file` is borrowed.
+    let rc = unsafe { libc::syncfs(file.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -24,6 +24,52 @@ pub struct Report {
     pub devices: Vec<DeviceReport>,
     pub blobs_checked: usize,
     pub missing_blobs: Vec<String>,
+    /// The segment index disagrees with the events (lookups by seq or id would mislead).
+    pub index_error: Option<String>,
+}
+
+/// Every event lies in exactly one segment of its device, at the seq the segment implies, and
+/// every segment's range is full.
+fn check_segments(ledger: &Ledger) -> Result<Option<String>> {
+    let segs = read::segments(&ledger.conn)?;
+    let mut i = 0;
+    let mut problem = None;
+    let mut expected_next: Option<i64> = None;
+    read::for_each_position(&ledger.conn, |id, dev, seq| {
+        if problem.is_some() {
+            return;
+        }
+        while i < segs.len() && segs[i].last_id < id {
+            if expected_next.is_some_and(|n| n <= segs[i].last_id) {
+                problem = Some(format!(
+                    "events {}..{} listed by the index are missing",
+                    expected_next.unwrap_or(0),
+                    segs[i].last_id
+                ));
+                return;
+            }
+            i += 1;
+        }
+        let ok = segs.get(i).is_some_and(|s| {
+            s.first_id <= id && s.device == dev && s.first_seq + (id - s.first_id) as u64 == seq
+        });
+        if !ok {
+            problem = Some(format!(
+                "event at seq {seq} is not where the segment index says"
+            ));
+        }
+        expected_next = Some(id + 1);
+    })?;
+    if problem.is_none()
+        && let Some(last) = segs.last()
+        && expected_next.is_none_or(|n| n <= last.last_id)
+    {
+        problem = Some(format!(
+            "the index lists events up to position {} that are missing",
+            last.last_id
+        ));
+    }
+    Ok(problem)
 }
 
 /// Verifies the whole ledger. `local_key` is this device's public key when known, so its
@@ -38,9 +84,24 @@ pub fn verify(ledger: &Ledger, local: Option<(DeviceId, [u8; 32])>) -> Result<Re
         let mut v = ChainVerifier::new(ledger.meta.project, device);
         let mut error = None;
         let mut events = 0u64;
-        read::for_each_event(&ledger.conn, device, |_, hash, body| {
-            match v.push(body, hash) {
+        read::for_each_event(&ledger.conn, device, |row| {
+            match v.push(&row.body, &row.hash) {
                 Ok(ev) => {
+                    // The columns beside the body are what lookups trust: they must agree.
+                    let kind = ev.payload.as_ref().map(horde_core::payload_kind);
+                    if ev.seq != row.seq
+                        || ev.event_id != row.id.as_bytes()
+                        || ev.agent_id != row.agent
+                        || ev.occurred_at != row.occurred_at
+                        || kind != Some(row.kind.as_str())
+                    {
+                        let msg = format!(
+                            "seq {}: the stored columns disagree with the signed body (the row was edited)",
+                            ev.seq
+                        );
+                        error = Some((ev.seq, msg));
+                        return false;
+                    }
                     events += 1;
                     if head_seqs.contains(&ev.seq) {
                         hashes.insert(ev.seq, v.tip().hash.expect("pushed"));
@@ -88,6 +149,7 @@ pub fn verify(ledger: &Ledger, local: Option<(DeviceId, [u8; 32])>) -> Result<Re
             error: error.map(|(_, m)| m),
         });
     }
+    let index_error = check_segments(ledger)?;
     let mut missing: Vec<String> = wanted
         .iter()
         .filter(|h| !ledger.blobs.contains(h))
@@ -95,7 +157,10 @@ pub fn verify(ledger: &Ledger, local: Option<(DeviceId, [u8; 32])>) -> Result<Re
         .collect();
     missing.sort();
     Ok(Report {
-        ok: devices.iter().all(|d| d.error.is_none()) && missing.is_empty(),
+        ok: devices.iter().all(|d| d.error.is_none())
+            && missing.is_empty()
+            && index_error.is_none(),
+        index_error,
         blobs_checked: wanted.len(),
         devices,
         missing_blobs: missing,

@@ -95,9 +95,43 @@ fn deleted_tail_is_found_by_the_signed_head() {
 #[test]
 fn swapped_rows_are_found() {
     let r = recorded();
-    r.sql("UPDATE events SET seq = -1 WHERE seq = 3; UPDATE events SET seq = 3 WHERE seq = 4; UPDATE events SET seq = 4 WHERE seq = -1;");
+    // Reorder: the rows of seq 3 and 4 trade places in the log.
+    let conn = rusqlite::Connection::open(r.db()).expect("db");
+    let id = |seq: i64| -> i64 {
+        conn.query_row("SELECT id FROM events WHERE seq = ?1", [seq], |x| x.get(0))
+            .expect("row")
+    };
+    let (a, b) = (id(3), id(4));
+    conn.execute_batch(&format!(
+        "UPDATE events SET id = -1 WHERE id = {a}; UPDATE events SET id = {a} WHERE id = {b}; UPDATE events SET id = {b} WHERE id = -1;"
+    ))
+    .expect("swap");
+    drop(conn);
     let out = verify_fails(&r);
     assert!(out.contains("BROKEN at seq 3"), "{out}");
+}
+
+#[test]
+fn edited_index_columns_are_found() {
+    let r = recorded();
+    // The body is intact but the columns lookups rely on lie about it.
+    r.sql("UPDATE events SET agent = 'someone-else' WHERE seq = 4");
+    let out = verify_fails(&r);
+    assert!(
+        out.contains("seq 4") && out.contains("columns disagree"),
+        "{out}"
+    );
+    let r = recorded();
+    r.sql("UPDATE segments SET first_seq = first_seq + 1 WHERE first_id = (SELECT MAX(first_id) FROM segments)");
+    let out = verify_fails(&r);
+    assert!(out.contains("INDEX"), "{out}");
+    // The writer refuses to extend a ledger whose index was altered.
+    let out = r.run(&["snapshot"]);
+    let _ = out;
+    r.write("new.txt", "x");
+    let out = r.run(&["snapshot"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("altered"), "{}", stderr(&out));
 }
 
 #[test]

@@ -8,8 +8,10 @@ CREATE TABLE meta (
     value BLOB NOT NULL
 ) WITHOUT ROWID;
 
+-- No secondary index on events: an append touches one B-tree (the hot path). Lookups by
+-- (device, seq), by event id and by time go through `segments`.
 CREATE TABLE events (
-    id             INTEGER PRIMARY KEY,   -- local order of arrival
+    id             INTEGER PRIMARY KEY,   -- local order of arrival; per device, also seq order
     device_id      BLOB    NOT NULL,
     seq            INTEGER NOT NULL,
     event_id       BLOB    NOT NULL,
@@ -22,8 +24,20 @@ CREATE TABLE events (
     path           TEXT,                  -- state_change path, for `log --path`
     synced_version BLOB                   -- NULL until the cloud acknowledged it
 );
-CREATE UNIQUE INDEX events_device_seq ON events (device_id, seq);
-CREATE UNIQUE INDEX events_event_id ON events (event_id);
+
+-- One row per committed run of one device's events: events first_id..last_id are that
+-- device's seqs first_seq, first_seq+1, … with no gap. Written in the same transaction.
+CREATE TABLE segments (
+    first_id     INTEGER PRIMARY KEY,
+    last_id      INTEGER NOT NULL,
+    device_id    BLOB    NOT NULL,
+    first_seq    INTEGER NOT NULL,
+    min_event_ms INTEGER NOT NULL,        -- range of the UUIDv7 timestamps of the event ids
+    max_event_ms INTEGER NOT NULL,
+    min_at       INTEGER NOT NULL,        -- range of occurred_at
+    max_at       INTEGER NOT NULL
+);
+CREATE INDEX segments_device_seq ON segments (device_id, first_seq);
 
 CREATE TABLE chain_heads (
     device_id  BLOB    NOT NULL,

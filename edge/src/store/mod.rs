@@ -63,6 +63,10 @@ pub enum StoreError {
     Config(#[from] crate::config::ConfigError),
     #[error("the ledger's writer thread stopped; see the error before this one")]
     WriterGone,
+    #[error(
+        "the ledger was altered: its last event (seq {0}) is not where its index says; run `horde verify` and restore .horde/ from a backup or the cloud"
+    )]
+    Inconsistent(u64),
     #[error("ledger metadata `{0}` is missing or malformed; the ledger is corrupt")]
     BadMeta(&'static str),
 }

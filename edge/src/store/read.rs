@@ -77,12 +77,15 @@ pub fn log(conn: &Connection, f: &LogFilter) -> Result<Vec<EventRow>> {
         args.push(Value::Integer(dir.len() as i64));
         args.push(Value::Text(dir));
     }
+    // Segments bound the id range a time filter can match, so only that range is scanned.
     if let Some(t) = f.since {
-        sql.push_str(" AND occurred_at >= ?");
+        sql.push_str(" AND occurred_at >= ? AND id >= (SELECT COALESCE(MIN(first_id), 0) FROM segments WHERE max_at >= ?)");
+        args.push(Value::Integer(t));
         args.push(Value::Integer(t));
     }
     if let Some(t) = f.until {
-        sql.push_str(" AND occurred_at <= ?");
+        sql.push_str(" AND occurred_at <= ? AND id <= (SELECT COALESCE(MAX(last_id), 0) FROM segments WHERE min_at <= ?)");
+        args.push(Value::Integer(t));
         args.push(Value::Integer(t));
     }
     sql.push_str(if f.oldest_first {
@@ -124,7 +127,27 @@ pub fn find_event(
     device: Option<DeviceId>,
 ) -> Result<EventRow, FindError> {
     let spec_t = spec.trim();
+    let not_found = || FindError::NotFound(spec.to_owned());
     if let Ok(id) = spec_t.parse::<EventId>() {
+        // Only segments whose event-id time range covers this id's can hold it.
+        let ms = super::writer::uuid_ms(&id);
+        let mut stmt = conn.prepare_cached(
+            "SELECT first_id, last_id FROM segments WHERE min_event_ms <= ?1 AND max_event_ms >= ?1",
+        )?;
+        let ranges: Vec<(i64, i64)> = stmt
+            .query_map([ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let sql =
+            format!("SELECT {EVENT_COLS} FROM events WHERE id BETWEEN ?1 AND ?2 AND event_id = ?3");
+        for (a, b) in ranges {
+            if let Some(row) = conn
+                .query_row(&sql, params![a, b, id.as_bytes()], event_row)
+                .optional()?
+            {
+                return Ok(row);
+            }
+        }
+        // Not where the index says (not a v7 id, or the index is stale): look everywhere.
         return conn
             .query_row(
                 &format!("SELECT {EVENT_COLS} FROM events WHERE event_id = ?1"),
@@ -132,20 +155,38 @@ pub fn find_event(
                 event_row,
             )
             .optional()?
-            .ok_or_else(|| FindError::NotFound(spec.to_owned()));
+            .ok_or_else(not_found);
     }
     let seq_spec = spec_t.strip_prefix('#').unwrap_or(spec_t);
     if let (Ok(seq), Some(dev)) = (seq_spec.parse::<u64>(), device)
         && (spec_t.starts_with('#') || seq_spec.len() < 8)
     {
-        return conn
+        let seg: Option<(i64, i64, i64)> = conn
             .query_row(
-                &format!("SELECT {EVENT_COLS} FROM events WHERE device_id = ?1 AND seq = ?2"),
+                "SELECT first_id, last_id, first_seq FROM segments WHERE device_id = ?1 AND first_seq <= ?2
+                 ORDER BY first_seq DESC LIMIT 1",
                 params![dev.as_bytes(), seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let (first_id, last_id, first_seq) = seg.ok_or_else(not_found)?;
+        let id = first_id + (seq as i64 - first_seq);
+        if id > last_id {
+            return Err(not_found());
+        }
+        let row = conn
+            .query_row(
+                &format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"),
+                [id],
                 event_row,
             )
             .optional()?
-            .ok_or_else(|| FindError::NotFound(spec.to_owned()));
+            .ok_or_else(not_found)?;
+        return if row.seq == seq && row.device == dev {
+            Ok(row)
+        } else {
+            Err(not_found())
+        };
     }
     let hexpre: String = spec_t
         .chars()
@@ -205,22 +246,56 @@ pub fn devices(conn: &Connection) -> Result<Vec<DeviceId>> {
     Ok(out)
 }
 
-/// Calls `f(seq_in_storage_order, hash, body)` for each event of `device`, in seq order.
+/// Calls `f(row)` for each event of `device` in arrival order (for one device, that is seq
+/// order), until `f` returns false.
 pub fn for_each_event(
     conn: &Connection,
     device: DeviceId,
-    mut f: impl FnMut(u64, &[u8], &[u8]) -> bool,
+    mut f: impl FnMut(&EventRow) -> bool,
 ) -> Result<()> {
-    let mut stmt =
-        conn.prepare("SELECT seq, hash, body FROM events WHERE device_id = ?1 ORDER BY seq")?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {EVENT_COLS} FROM events WHERE device_id = ?1 ORDER BY id"
+    ))?;
     let mut rows = stmt.query([device.as_bytes()])?;
     while let Some(r) = rows.next()? {
-        let seq: i64 = r.get(0)?;
-        let hash: Vec<u8> = r.get(1)?;
-        let body: Vec<u8> = r.get(2)?;
-        if !f(seq as u64, &hash, &body) {
+        if !f(&event_row(r)?) {
             break;
         }
+    }
+    Ok(())
+}
+
+/// A stored segment: events `first_id..=last_id` are `device`'s seqs from `first_seq`.
+#[derive(Debug, Clone)]
+pub struct SegmentRow {
+    pub first_id: i64,
+    pub last_id: i64,
+    pub device: Vec<u8>,
+    pub first_seq: u64,
+}
+
+pub fn segments(conn: &Connection) -> Result<Vec<SegmentRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT first_id, last_id, device_id, first_seq FROM segments ORDER BY first_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SegmentRow {
+            first_id: r.get(0)?,
+            last_id: r.get(1)?,
+            device: r.get(2)?,
+            first_seq: r.get::<_, i64>(3)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Calls `f(id, device, seq)` for every event in arrival order.
+pub fn for_each_position(conn: &Connection, mut f: impl FnMut(i64, &[u8], u64)) -> Result<()> {
+    let mut stmt = conn.prepare("SELECT id, device_id, seq FROM events ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let dev: Vec<u8> = r.get(1)?;
+        f(r.get(0)?, &dev, r.get::<_, i64>(2)? as u64);
     }
     Ok(())
 }

@@ -216,6 +216,11 @@ impl State {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut tip = chain_tip(&tx, device)?;
+        let mut next_id: i64 =
+            tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM events", [], |r| {
+                r.get(0)
+            })?;
+        let mut segment = Segment::default();
         let mut last_head: u64 = tx.query_row(
             "SELECT COALESCE(MAX(seq), 0) FROM chain_heads WHERE device_id = ?1",
             [device.as_bytes()],
@@ -224,8 +229,8 @@ impl State {
         let mut results = Vec::with_capacity(group.len());
         {
             let mut ins_event = tx.prepare_cached(
-                "INSERT INTO events (device_id, seq, event_id, hash, body, type, agent, timeline, occurred_at, path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO events (id, device_id, seq, event_id, hash, body, type, agent, timeline, occurred_at, path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             let mut ins_blob = tx.prepare_cached(
                 "INSERT OR IGNORE INTO blobs (hash, size, created_at) VALUES (?1, ?2, ?3)",
@@ -294,6 +299,7 @@ impl State {
                 } in &built
                 {
                     ins_event.execute(params![
+                        next_id,
                         device.as_bytes(),
                         ev.seq as i64,
                         ev.id.as_bytes(),
@@ -306,6 +312,8 @@ impl State {
                         path,
                     ])?;
                     debug_assert_eq!(ev.seq, tip.seq + 1);
+                    segment.add(next_id, ev.seq, &ev.id, *occurred_at);
+                    next_id += 1;
                     tip.advance(ev.hash);
                     if tip.seq >= last_head + self.head_interval {
                         insert_head(&tx, &self.key, self.project, tip)?;
@@ -343,9 +351,64 @@ impl State {
                 results.push(Ok(AppendResult { appended, changes }));
             }
         }
+        segment.insert(&tx, device)?;
         tx.commit()?;
         Ok(results)
     }
+}
+
+/// The run of this device's events one transaction appends (see `segments` in the schema).
+#[derive(Default)]
+struct Segment {
+    first: Option<(i64, u64)>,
+    last_id: i64,
+    event_ms: (i64, i64),
+    at: (i64, i64),
+}
+
+impl Segment {
+    fn add(&mut self, id: i64, seq: u64, event: &EventId, occurred_at: i64) {
+        let ms = uuid_ms(event);
+        match self.first {
+            None => {
+                self.first = Some((id, seq));
+                self.event_ms = (ms, ms);
+                self.at = (occurred_at, occurred_at);
+            }
+            Some(_) => {
+                self.event_ms = (self.event_ms.0.min(ms), self.event_ms.1.max(ms));
+                self.at = (self.at.0.min(occurred_at), self.at.1.max(occurred_at));
+            }
+        }
+        self.last_id = id;
+    }
+
+    fn insert(&self, tx: &rusqlite::Transaction<'_>, device: DeviceId) -> Result<()> {
+        if let Some((first_id, first_seq)) = self.first {
+            tx.prepare_cached(
+                "INSERT INTO segments (first_id, last_id, device_id, first_seq, min_event_ms, max_event_ms, min_at, max_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                first_id,
+                self.last_id,
+                device.as_bytes(),
+                first_seq as i64,
+                self.event_ms.0,
+                self.event_ms.1,
+                self.at.0,
+                self.at.1
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// The millisecond timestamp of a UUIDv7 (its first 48 bits); other UUIDs give garbage,
+/// which only makes a segment's range wider, never wrong for v7 lookups.
+pub fn uuid_ms(id: &EventId) -> i64 {
+    let b = id.as_bytes();
+    i64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
 }
 
 /// The events and index updates that take the committed index from `cur` (and `src`, the
@@ -487,19 +550,28 @@ fn build_all(
     Ok(out)
 }
 
-/// The device's last event in this ledger.
+/// The device's last event in this ledger, found through its last segment. A ledger whose
+/// segments and events disagree was altered: refuse to extend it.
 pub fn chain_tip(conn: &Connection, device: DeviceId) -> Result<ChainTip> {
-    let row: Option<(i64, Vec<u8>)> = conn
+    let seg: Option<(i64, i64, i64)> = conn
         .prepare_cached(
-            "SELECT seq, hash FROM events WHERE device_id = ?1 ORDER BY seq DESC LIMIT 1",
+            "SELECT first_id, last_id, first_seq FROM segments WHERE device_id = ?1 ORDER BY first_seq DESC LIMIT 1",
         )?
-        .query_row([device.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([device.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    Ok(match row {
-        None => ChainTip::default(),
-        Some((seq, hash)) => ChainTip {
+    let Some((first_id, last_id, first_seq)) = seg else {
+        return Ok(ChainTip::default());
+    };
+    let seq = first_seq + (last_id - first_id);
+    let row: Option<(i64, Vec<u8>, Vec<u8>)> = conn
+        .prepare_cached("SELECT seq, hash, device_id FROM events WHERE id = ?1")?
+        .query_row([last_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    match row {
+        Some((s, hash, dev)) if s == seq && dev == device.as_bytes() => Ok(ChainTip {
             seq: seq as u64,
-            hash: Some(EventHash::from_slice(&hash).ok_or(StoreError::BadMeta("events.hash"))?),
-        },
-    })
+            hash: Some(EventHash::from_slice(&hash).ok_or(StoreError::Inconsistent(seq as u64))?),
+        }),
+        _ => Err(StoreError::Inconsistent(seq as u64)),
+    }
 }
