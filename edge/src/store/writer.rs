@@ -117,17 +117,82 @@ struct State {
     project: ProjectId,
     key: DeviceKey,
     head_interval: u64,
+    builder: BuilderThread,
+}
+
+/// The writer's builder thread: builds (encodes, chains, hashes) events while the writer
+/// inserts the previous ones. Messages carry the transaction's generation, so chunks built
+/// for a transaction that failed are recognised and dropped.
+struct BuilderThread {
+    jobs: mpsc::Sender<Job>,
+    events: mpsc::Receiver<(u64, Built)>,
+    generation: u64,
+}
+
+enum Job {
+    Begin { generation: u64, tip: ChainTip },
+    Request(Vec<Draft>),
+}
+
+impl BuilderThread {
+    fn start(project: ProjectId, device: DeviceId) -> Self {
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let (ev_tx, events) = mpsc::sync_channel::<(u64, Built)>(PIPELINE_QUEUE);
+        std::thread::Builder::new()
+            .name("horde-builder".into())
+            .spawn(move || {
+                let mut current = (
+                    0,
+                    Builder {
+                        project,
+                        device,
+                        tip: ChainTip::default(),
+                    },
+                );
+                for job in job_rx {
+                    match job {
+                        Job::Begin { generation, tip } => {
+                            current = (
+                                generation,
+                                Builder {
+                                    project,
+                                    device,
+                                    tip,
+                                },
+                            )
+                        }
+                        Job::Request(drafts) => {
+                            let generation = current.0;
+                            if !current
+                                .1
+                                .build_request(drafts, &mut |m| ev_tx.send((generation, m)).is_ok())
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("the OS can start a thread");
+        Self {
+            jobs,
+            events,
+            generation: 0,
+        }
+    }
 }
 
 impl Writer {
     /// Starts the writer thread on its own connection to the ledger.
     pub fn start(conn: Connection, project: ProjectId, key: DeviceKey, head_interval: u64) -> Self {
         let (tx, rx) = mpsc::sync_channel::<(AppendRequest, Reply)>(QUEUE_DEPTH);
+        let builder = BuilderThread::start(project, key.device_id());
         let mut state = State {
             conn,
             project,
             key,
             head_interval: head_interval.max(1),
+            builder,
         };
         let thread = std::thread::Builder::new()
             .name("horde-writer".into())
@@ -206,159 +271,348 @@ impl State {
     }
 
     /// One transaction for the whole group. A request whose events cannot be built (too
-    /// large) fails alone and writes nothing; a database error fails the whole group.
+    /// large) fails alone and writes nothing (a savepoint per request); a database error fails
+    /// the whole group.
+    ///
+    /// Building events (encode, chain, SHA-256) is sequential by nature (each body names the
+    /// previous hash) but independent of SQLite: for groups of [`PIPELINE_MIN_EVENTS`] or
+    /// more, a scoped builder thread builds while this thread inserts, so on two cores an
+    /// append costs about max(build, insert) instead of their sum.
     fn try_commit(
         &mut self,
         group: &mut [(AppendRequest, Reply)],
     ) -> Result<Vec<Result<AppendResult>>> {
-        let device = self.key.device_id();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut tip = chain_tip(&tx, device)?;
-        let mut next_id: i64 =
-            tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM events", [], |r| {
-                r.get(0)
-            })?;
-        let mut segment = Segment::default();
-        let mut last_head: u64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM chain_heads WHERE device_id = ?1",
-            [device.as_bytes()],
-            |r| r.get(0),
-        )?;
-        let mut results = Vec::with_capacity(group.len());
-        {
-            let mut ins_event = tx.prepare_cached(
-                "INSERT INTO events (id, device_id, seq, event_id, hash, body, type, agent, timeline, occurred_at, path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut ins_blob = tx.prepare_cached(
-                "INSERT OR IGNORE INTO blobs (hash, size, created_at) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut put_wt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO worktree (timeline, path, kind, mode, size, mtime_ns, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut del_wt =
-                tx.prepare_cached("DELETE FROM worktree WHERE timeline = ?1 AND path = ?2")?;
+        let State {
+            conn,
+            project,
+            key,
+            head_interval,
+            builder,
+        } = self;
+        let (project, head_interval, device) = (*project, *head_interval, key.device_id());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let start_tip = chain_tip(&tx, device)?;
+        let mut pos = Position {
+            tip: start_tip,
+            next_id: tx
+                .prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM events")?
+                .query_row([], |r| r.get(0))?,
+            last_head: tx
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(seq), 0) FROM chain_heads WHERE device_id = ?1",
+                )?
+                .query_row([device.as_bytes()], |r| r.get(0))?,
+            segment: Segment::default(),
+        };
+        let total: usize = group
+            .iter()
+            .map(|(r, _)| r.drafts.len() + r.changes.len() + r.after.len())
+            .sum();
+        let results = {
+            let mut source = if total >= PIPELINE_MIN_EVENTS {
+                builder.generation += 1;
+                let _ = builder.jobs.send(Job::Begin {
+                    generation: builder.generation,
+                    tip: start_tip,
+                });
+                Source::Thread(builder)
+            } else {
+                Source::Inline {
+                    builder: Builder {
+                        project,
+                        device,
+                        tip: start_tip,
+                    },
+                    ready: Vec::new().into_iter(),
+                }
+            };
+            let mut results = Vec::with_capacity(group.len());
+            let mut st = Statements::new(&tx)?;
+            let mut savepoint = tx.prepare_cached("SAVEPOINT horde_request")?;
+            let mut release = tx.prepare_cached("RELEASE horde_request")?;
             let now = horde_core::time::now_micros();
-            let mut get_wt = tx.prepare_cached(
-                "SELECT kind, mode, size, mtime_ns, hash FROM worktree WHERE timeline = ?1 AND path = ?2",
-            )?;
             for (req, _) in group.iter_mut() {
-                let mut drafts = std::mem::take(&mut req.drafts);
-                let mut ops = std::mem::take(&mut req.worktree);
-                let mut changes = 0;
-                for fc in std::mem::take(&mut req.changes) {
-                    let mut lookup = |p: &RepoPath| -> Result<Option<WorktreeEntry>> {
-                        Ok(get_wt
-                            .query_row(params![fc.timeline.as_bytes(), p.as_str()], |r| {
-                                let hash: Option<Vec<u8>> = r.get(4)?;
-                                Ok(WorktreeEntry {
-                                    kind: r.get(0)?,
-                                    mode: r.get(1)?,
-                                    size: r.get::<_, i64>(2)? as u64,
-                                    mtime_ns: r.get(3)?,
-                                    hash: hash.as_deref().and_then(BlobHash::from_slice),
-                                })
-                            })
-                            .optional()?)
-                    };
-                    let cur = lookup(&fc.path)?;
-                    let src = match &fc.from {
-                        Some(f) => lookup(f)?,
-                        None => None,
-                    };
-                    for (sc, op) in resolve(&fc, cur, src) {
-                        if let Some(sc) = sc {
-                            let mut d =
-                                Draft::new(fc.timeline, fc.agent.clone(), Payload::StateChange(sc));
-                            d.causation = fc.causation;
-                            d.occurred_at = fc.occurred_at;
-                            drafts.push(d);
-                            changes += 1;
+                savepoint.execute([])?;
+                let saved = pos.clone();
+                for (timeline, op) in std::mem::take(&mut req.worktree) {
+                    st.apply(&timeline, &op)?;
+                }
+                let (mut drafts, changes) = st.resolve_changes(req)?;
+                drafts.append(&mut req.after);
+                source.submit(drafts);
+                let mut appended = Vec::new();
+                let mut failure = None;
+                loop {
+                    match source.next().ok_or(StoreError::WriterGone)? {
+                        Built::Events(rows) => {
+                            for row in rows {
+                                st.insert_event(&pos, device, &row)?;
+                                debug_assert_eq!(row.ev.seq, pos.tip.seq + 1);
+                                pos.segment.add(
+                                    pos.next_id,
+                                    row.ev.seq,
+                                    &row.ev.id,
+                                    row.occurred_at,
+                                );
+                                pos.next_id += 1;
+                                pos.tip.advance(row.ev.hash);
+                                if pos.tip.seq >= pos.last_head + head_interval {
+                                    insert_head(&tx, key, project, pos.tip)?;
+                                    pos.last_head = pos.tip.seq;
+                                }
+                                appended.push(Appended {
+                                    id: row.ev.id,
+                                    seq: row.ev.seq,
+                                    hash: row.ev.hash,
+                                });
+                            }
                         }
-                        ops.push((fc.timeline, op));
+                        Built::Done => break,
+                        Built::Failed(e) => {
+                            failure = Some(e);
+                            break;
+                        }
                     }
                 }
-                drafts.append(&mut req.after);
-                let built = match build_all(self.project, device, tip, drafts) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        results.push(Err(e));
-                        continue;
-                    }
-                };
-                let mut appended = Vec::with_capacity(built.len());
-                for Row {
-                    ev,
-                    agent,
-                    timeline,
-                    occurred_at,
-                    path,
-                } in &built
-                {
-                    ins_event.execute(params![
-                        next_id,
-                        device.as_bytes(),
-                        ev.seq as i64,
-                        ev.id.as_bytes(),
-                        ev.hash.as_bytes(),
-                        ev.body,
-                        ev.kind,
-                        agent,
-                        timeline.as_bytes(),
-                        occurred_at,
-                        path,
-                    ])?;
-                    debug_assert_eq!(ev.seq, tip.seq + 1);
-                    segment.add(next_id, ev.seq, &ev.id, *occurred_at);
-                    next_id += 1;
-                    tip.advance(ev.hash);
-                    if tip.seq >= last_head + self.head_interval {
-                        insert_head(&tx, &self.key, self.project, tip)?;
-                        last_head = tip.seq;
-                    }
-                    appended.push(Appended {
-                        id: ev.id,
-                        seq: ev.seq,
-                        hash: ev.hash,
-                    });
+                if let Some(e) = failure {
+                    tx.prepare_cached("ROLLBACK TO horde_request")?
+                        .execute([])?;
+                    release.execute([])?;
+                    pos = saved;
+                    results.push(Err(e));
+                    continue;
                 }
                 for (hash, size) in &req.blobs {
-                    ins_blob.execute(params![hash.as_bytes(), *size as i64, now])?;
+                    st.ins_blob
+                        .execute(params![hash.as_bytes(), *size as i64, now])?;
                 }
-                for (timeline, op) in &ops {
-                    match op {
-                        WorktreeOp::Put(path, e) => put_wt.execute(params![
-                            timeline.as_bytes(),
-                            path.as_str(),
-                            e.kind,
-                            e.mode,
-                            e.size as i64,
-                            e.mtime_ns,
-                            e.hash.as_ref().map(|h| h.as_bytes().to_vec()),
-                        ])?,
-                        WorktreeOp::Remove(path) => {
-                            del_wt.execute(params![timeline.as_bytes(), path.as_str()])?
-                        }
-                    };
+                if req.sign_head && pos.tip.seq > pos.last_head {
+                    insert_head(&tx, key, project, pos.tip)?;
+                    pos.last_head = pos.tip.seq;
                 }
-                if req.sign_head && tip.seq > last_head {
-                    insert_head(&tx, &self.key, self.project, tip)?;
-                    last_head = tip.seq;
-                }
+                release.execute([])?;
                 results.push(Ok(AppendResult { appended, changes }));
             }
-        }
-        segment.insert(&tx, device)?;
+            results
+        };
+        pos.segment.insert(&tx, device)?;
         tx.commit()?;
         Ok(results)
     }
 }
 
+/// Groups at least this large are built on the builder thread while inserted; smaller ones
+/// inline (no cross-thread latency for a single event).
+const PIPELINE_MIN_EVENTS: usize = 64;
+/// Built events that may wait for insertion.
+const PIPELINE_QUEUE: usize = 32;
+
+/// Where the chain and the table stand inside a transaction.
+#[derive(Clone)]
+struct Position {
+    tip: ChainTip,
+    next_id: i64,
+    last_head: u64,
+    segment: Segment,
+}
+
+/// Built events travel in chunks: one channel hand-off per chunk, not per event.
+const BUILD_CHUNK: usize = 64;
+
+enum Built {
+    Events(Vec<Row>),
+    /// The request's events were all sent.
+    Done,
+    /// The request cannot be built; its events sent so far must be rolled back.
+    Failed(StoreError),
+}
+
+/// Builds events on a chain, request by request; a failed request leaves the chain as it was.
+struct Builder {
+    project: ProjectId,
+    device: DeviceId,
+    tip: ChainTip,
+}
+
+impl Builder {
+    /// Sends each built event, then `Done` or `Failed`. Returns false when the receiver is gone.
+    fn build_request(&mut self, drafts: Vec<Draft>, send: &mut dyn FnMut(Built) -> bool) -> bool {
+        let saved = self.tip;
+        let mut chunk = Vec::with_capacity(BUILD_CHUNK.min(drafts.len()));
+        for d in drafts {
+            match build_row(self.project, self.device, &self.tip, d) {
+                Ok(row) => {
+                    self.tip.advance(row.ev.hash);
+                    chunk.push(row);
+                    if chunk.len() == BUILD_CHUNK
+                        && !send(Built::Events(std::mem::replace(
+                            &mut chunk,
+                            Vec::with_capacity(BUILD_CHUNK),
+                        )))
+                    {
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    self.tip = saved;
+                    return send(Built::Failed(e));
+                }
+            }
+        }
+        if !chunk.is_empty() && !send(Built::Events(chunk)) {
+            return false;
+        }
+        send(Built::Done)
+    }
+}
+
+enum Source<'b> {
+    Inline {
+        builder: Builder,
+        ready: std::vec::IntoIter<Built>,
+    },
+    Thread(&'b mut BuilderThread),
+}
+
+impl Source<'_> {
+    fn submit(&mut self, drafts: Vec<Draft>) {
+        match self {
+            Source::Inline { builder, ready } => {
+                let mut out = Vec::with_capacity(drafts.len() + 1);
+                builder.build_request(drafts, &mut |m| {
+                    out.push(m);
+                    true
+                });
+                *ready = out.into_iter();
+            }
+            Source::Thread(b) => {
+                // If the builder is gone, `next` reports it.
+                let _ = b.jobs.send(Job::Request(drafts));
+            }
+        }
+    }
+
+    fn next(&mut self) -> Option<Built> {
+        match self {
+            Source::Inline { ready, .. } => ready.next(),
+            Source::Thread(b) => loop {
+                let (generation, m) = b.events.recv().ok()?;
+                if generation == b.generation {
+                    return Some(m);
+                }
+            },
+        }
+    }
+}
+
+/// The prepared statements of one transaction.
+struct Statements<'t> {
+    ins_event: rusqlite::CachedStatement<'t>,
+    ins_blob: rusqlite::CachedStatement<'t>,
+    put_wt: rusqlite::CachedStatement<'t>,
+    del_wt: rusqlite::CachedStatement<'t>,
+    get_wt: rusqlite::CachedStatement<'t>,
+}
+
+impl<'t> Statements<'t> {
+    fn new(tx: &'t rusqlite::Transaction<'_>) -> Result<Self> {
+        Ok(Self {
+            ins_event: tx.prepare_cached(
+                "INSERT INTO events (id, device_id, seq, event_id, hash, body, type, agent, timeline, occurred_at, path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?,
+            ins_blob: tx.prepare_cached("INSERT OR IGNORE INTO blobs (hash, size, created_at) VALUES (?1, ?2, ?3)")?,
+            put_wt: tx.prepare_cached(
+                "INSERT OR REPLACE INTO worktree (timeline, path, kind, mode, size, mtime_ns, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+            del_wt: tx.prepare_cached("DELETE FROM worktree WHERE timeline = ?1 AND path = ?2")?,
+            get_wt: tx.prepare_cached(
+                "SELECT kind, mode, size, mtime_ns, hash FROM worktree WHERE timeline = ?1 AND path = ?2",
+            )?,
+        })
+    }
+
+    fn insert_event(&mut self, pos: &Position, device: DeviceId, row: &Row) -> Result<()> {
+        self.ins_event.execute(params![
+            pos.next_id,
+            device.as_bytes(),
+            row.ev.seq as i64,
+            row.ev.id.as_bytes(),
+            row.ev.hash.as_bytes(),
+            row.ev.body,
+            row.ev.kind,
+            row.agent,
+            row.timeline.as_bytes(),
+            row.occurred_at,
+            row.path,
+        ])?;
+        Ok(())
+    }
+
+    fn lookup(&mut self, timeline: &TimelineId, p: &RepoPath) -> Result<Option<WorktreeEntry>> {
+        Ok(self
+            .get_wt
+            .query_row(params![timeline.as_bytes(), p.as_str()], |r| {
+                let hash: Option<Vec<u8>> = r.get(4)?;
+                Ok(WorktreeEntry {
+                    kind: r.get(0)?,
+                    mode: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    mtime_ns: r.get(3)?,
+                    hash: hash.as_deref().and_then(BlobHash::from_slice),
+                })
+            })
+            .optional()?)
+    }
+
+    fn apply(&mut self, timeline: &TimelineId, op: &WorktreeOp) -> Result<()> {
+        match op {
+            WorktreeOp::Put(path, e) => self.put_wt.execute(params![
+                timeline.as_bytes(),
+                path.as_str(),
+                e.kind,
+                e.mode,
+                e.size as i64,
+                e.mtime_ns,
+                e.hash.as_ref().map(|h| h.as_bytes().to_vec()),
+            ])?,
+            WorktreeOp::Remove(path) => self
+                .del_wt
+                .execute(params![timeline.as_bytes(), path.as_str()])?,
+        };
+        Ok(())
+    }
+
+    /// The request's drafts followed by the events its file changes resolve to against the
+    /// committed index (whose rows it updates as it goes), and how many state changes that made.
+    fn resolve_changes(&mut self, req: &mut AppendRequest) -> Result<(Vec<Draft>, usize)> {
+        let mut drafts = std::mem::take(&mut req.drafts);
+        let mut changes = 0;
+        for fc in std::mem::take(&mut req.changes) {
+            let cur = self.lookup(&fc.timeline, &fc.path)?;
+            let src = match &fc.from {
+                Some(f) => self.lookup(&fc.timeline, f)?,
+                None => None,
+            };
+            for (sc, op) in resolve(&fc, cur, src) {
+                // Resolution reads the index as the earlier changes of this request left it.
+                self.apply(&fc.timeline, &op)?;
+                if let Some(sc) = sc {
+                    let mut d = Draft::new(fc.timeline, fc.agent.clone(), Payload::StateChange(sc));
+                    d.causation = fc.causation;
+                    d.occurred_at = fc.occurred_at;
+                    drafts.push(d);
+                    changes += 1;
+                }
+            }
+        }
+        Ok((drafts, changes))
+    }
+}
+
 /// The run of this device's events one transaction appends (see `segments` in the schema).
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Segment {
     first: Option<(i64, u64)>,
     last_id: i64,
@@ -522,32 +776,22 @@ struct Row {
     path: Option<String>,
 }
 
-/// Builds every event of one request on top of `tip` without touching it.
-fn build_all(
-    project: ProjectId,
-    device: DeviceId,
-    mut tip: ChainTip,
-    drafts: Vec<Draft>,
-) -> Result<Vec<Row>> {
-    let mut out = Vec::with_capacity(drafts.len());
-    for d in drafts {
-        let agent = d.agent_id.clone();
-        let (timeline, occurred_at) = (d.timeline, d.occurred_at);
-        let path = match &d.payload {
-            Payload::StateChange(sc) => Some(sc.path.clone()),
-            _ => None,
-        };
-        let ev = build_event(project, device, &tip, d)?;
-        tip.advance(ev.hash);
-        out.push(Row {
-            ev,
-            agent,
-            timeline,
-            occurred_at,
-            path,
-        });
-    }
-    Ok(out)
+/// Builds one event on top of `tip`, keeping the columns stored beside its body.
+fn build_row(project: ProjectId, device: DeviceId, tip: &ChainTip, d: Draft) -> Result<Row> {
+    let agent = d.agent_id.clone();
+    let (timeline, occurred_at) = (d.timeline, d.occurred_at);
+    let path = match &d.payload {
+        Payload::StateChange(sc) => Some(sc.path.clone()),
+        _ => None,
+    };
+    let ev = build_event(project, device, tip, d)?;
+    Ok(Row {
+        ev,
+        agent,
+        timeline,
+        occurred_at,
+        path,
+    })
 }
 
 /// The device's last event in this ledger, found through its last segment. A ledger whose
