@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use horde_core::proto::{FileKind, StateChange, state_change::Op};
+use horde_core::proto::{FileKind, state_change::Op};
 use horde_core::{BlobHash, RepoPath};
 
 use crate::store::blobs::PutFile;
@@ -60,33 +60,6 @@ impl Change {
             agent: agent.to_owned(),
             causation: cause,
             occurred_at: at,
-        }
-    }
-
-    pub fn to_proto(&self) -> StateChange {
-        let after = self.after.as_ref();
-        let kind = after.or(self.before.as_ref()).map_or(0, |e| e.kind);
-        StateChange {
-            path: self.path.as_str().to_owned(),
-            op: self.op as i32,
-            from_path: self
-                .from
-                .as_ref()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_default(),
-            before_hash: self
-                .before
-                .as_ref()
-                .and_then(|e| e.hash)
-                .map(|h| h.to_vec())
-                .unwrap_or_default(),
-            after_hash: after
-                .and_then(|e| e.hash)
-                .map(|h| h.to_vec())
-                .unwrap_or_default(),
-            mode: after.map_or(0, |e| e.mode),
-            size: after.map_or(0, |e| e.size),
-            kind,
         }
     }
 }
@@ -302,78 +275,46 @@ pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome
     let mut dir_creates = Vec::new();
     let mut file_changes = Vec::new();
     let mut creates_by_hash: Vec<(RepoPath, WorktreeEntry)> = Vec::new();
+    let dir = FileKind::Dir as i32;
     for (rp, entry) in found {
-        match index.get(&rp) {
-            Some(prev) if prev.kind == entry.kind => {
-                if prev.hash == entry.hash && prev.mode == entry.mode {
-                    // Same content, new timestamps: refresh the index, record nothing.
-                    out.ops.push(WorktreeOp::Put(rp.clone(), entry.clone()));
-                    out.touched.push((rp, entry));
-                    continue;
-                }
-                if let Some(h) = entry.hash {
-                    out.blobs.push((h, entry.size));
-                }
-                out.ops.push(WorktreeOp::Put(rp.clone(), entry.clone()));
-                let change = Change {
-                    path: rp,
-                    op: Op::Modify,
-                    from: None,
-                    before: Some(prev.clone()),
-                    after: Some(entry),
-                };
-                if change
-                    .after
-                    .as_ref()
-                    .is_some_and(|e| e.kind == FileKind::Dir as i32)
-                {
-                    dir_creates.push(change);
-                } else {
-                    file_changes.push(change);
-                }
-            }
-            Some(prev) => {
-                // The kind changed: one change that replaces the old entry.
-                if let Some(h) = entry.hash {
-                    out.blobs.push((h, entry.size));
-                }
-                out.ops.push(WorktreeOp::Put(rp.clone(), entry.clone()));
-                let change = Change {
-                    path: rp,
-                    op: Op::Create,
-                    from: None,
-                    before: Some(prev.clone()),
-                    after: Some(entry),
-                };
-                if prev.kind == FileKind::Dir as i32 {
-                    from_dir.push(change);
-                } else if change
-                    .after
-                    .as_ref()
-                    .is_some_and(|e| e.kind == FileKind::Dir as i32)
-                {
-                    dir_creates.push(change);
-                } else {
-                    file_changes.push(change);
-                }
-            }
-            None => {
-                if let Some(h) = entry.hash {
-                    out.blobs.push((h, entry.size));
-                }
-                out.ops.push(WorktreeOp::Put(rp.clone(), entry.clone()));
-                if entry.kind == FileKind::Dir as i32 {
-                    dir_creates.push(Change {
-                        path: rp,
-                        op: Op::Create,
-                        from: None,
-                        before: None,
-                        after: Some(entry),
-                    });
-                } else {
-                    creates_by_hash.push((rp, entry));
-                }
-            }
+        let prev = index.get(&rp);
+        if prev
+            .is_some_and(|p| p.kind == entry.kind && p.hash == entry.hash && p.mode == entry.mode)
+        {
+            // Same content, new timestamps: refresh the index, record nothing.
+            out.ops.push(WorktreeOp::Put(rp.clone(), entry.clone()));
+            out.touched.push((rp, entry));
+            continue;
+        }
+        if let Some(h) = entry.hash {
+            out.blobs.push((h, entry.size));
+        }
+        out.ops.push(WorktreeOp::Put(rp.clone(), entry.clone()));
+        if prev.is_none() && entry.kind != dir {
+            creates_by_hash.push((rp, entry)); // may turn out to be a rename
+            continue;
+        }
+        // A change of kind is one change that replaces the old entry.
+        let op = if prev.is_some_and(|p| p.kind == entry.kind) {
+            Op::Modify
+        } else {
+            Op::Create
+        };
+        let leaves_dir = prev.is_some_and(|p| p.kind == dir) && entry.kind != dir;
+        let is_dir = entry.kind == dir;
+        let change = Change {
+            path: rp,
+            op,
+            from: None,
+            before: prev.cloned(),
+            after: Some(entry),
+        };
+        if leaves_dir {
+            from_dir.push(change);
+        } else if is_dir {
+            dir_creates.push(change);
+        } else {
+            file_changes.push(change);
         }
     }
 

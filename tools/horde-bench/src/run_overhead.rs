@@ -1,5 +1,6 @@
 //! `run-overhead`: `horde run -- sh -c '<write 1,000 files>'` vs the same command bare.
 
+use crate::util::horde;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -15,16 +16,6 @@ pub struct Args {
     /// Runs of each side; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
-}
-
-fn horde(bin: &Path, config: &Path, dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(bin);
-    c.args(args)
-        .current_dir(dir)
-        .env("HORDE_CONFIG_DIR", config)
-        .env_remove("HORDE_AGENT")
-        .stdin(Stdio::null());
-    c
 }
 
 /// Takes `out/` away from `dir` by moving it into `trash` (emptied when the run is over):

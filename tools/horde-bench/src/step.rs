@@ -1,6 +1,7 @@
 //! `step`: recording one step that changed 10 files of a 1,000-file repository, in-process and
 //! with the `horde snapshot` CLI, vs `git add -A && git commit` of the same step.
 
+use crate::util::horde;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -90,17 +91,6 @@ fn git(dir: &Path, script: &str) -> Command {
         .current_dir(dir)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1");
-    c
-}
-
-/// The `horde` CLI with a private config dir, run in `dir`.
-fn horde(bin: &Path, config: &Path, dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(bin);
-    c.args(args)
-        .current_dir(dir)
-        .env("HORDE_CONFIG_DIR", config)
-        .env_remove("HORDE_AGENT")
-        .env_remove("HORDE_HEAD_INTERVAL");
     c
 }
 

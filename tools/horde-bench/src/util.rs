@@ -134,3 +134,21 @@ mod tests {
         assert!((500..=8000).contains(&x));
     }
 }
+
+/// The `horde` CLI with a private config dir (the user's device key is never touched), run in
+/// `dir`, with no input and no inherited horde settings.
+pub fn horde(
+    bin: &std::path::Path,
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    c.args(args)
+        .current_dir(dir)
+        .env("HORDE_CONFIG_DIR", config)
+        .env_remove("HORDE_AGENT")
+        .env_remove("HORDE_HEAD_INTERVAL")
+        .stdin(std::process::Stdio::null());
+    c
+}
