@@ -216,7 +216,10 @@ fn print_problems(skipped: &[String], warnings: &[String]) {
 
 pub fn cmd_init(json: bool) -> Result<ExitCode> {
     let root = cwd()?;
-    let init = crate::record::init(&root, load_key()?)?;
+    let init = {
+        let spinner = crate::output::Spinner::new("scanning");
+        crate::record::init_with_progress(&root, load_key()?, &|s| spinner.update(s))?
+    };
     print_problems(&init.skipped, &init.warnings);
     let meta = init.store.ledger.meta;
     if json {
@@ -282,7 +285,10 @@ fn cmd_snapshot(message: Option<String>, agent: Option<String>, json: bool) -> R
     let store = open_store()?;
     let agent = agent.unwrap_or_else(crate::record::outside_agent);
     let mut rec = crate::record::Recorder::new(&store)?;
-    let outcome = rec.scan()?;
+    let outcome = {
+        let spinner = crate::output::Spinner::new("scanning");
+        rec.scan_with_progress(&|s| spinner.update(s))?
+    };
     let mut before = Vec::new();
     if let Some(m) = message
         && !outcome.changes.is_empty()
@@ -537,7 +543,12 @@ fn cmd_status(json: bool) -> Result<ExitCode> {
         None => None,
     };
     let index = read::load_worktree(&ledger.conn, ledger.meta.timeline)?;
-    let pending = crate::scan::scan(&ledger.layout.root, &ledger.blobs, &index)?;
+    let pending = {
+        let spinner = crate::output::Spinner::new("scanning");
+        crate::scan::scan_with_progress(&ledger.layout.root, &ledger.blobs, &index, &|s| {
+            spinner.update(s)
+        })?
+    };
     if json {
         println!(
             "{}",

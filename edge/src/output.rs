@@ -158,3 +158,41 @@ fn summary_text(ev: &proto::EventBody) -> String {
         ),
     }
 }
+
+/// A spinner on stderr for scans that may take more than a second; invisible when stderr is
+/// not a terminal, and shown only once a scan passes its first progress report.
+pub struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Spinner {
+    pub fn new(what: &'static str) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .expect("the template is valid"),
+        );
+        bar.set_message(what);
+        Self(Some(bar))
+    }
+
+    /// A progress callback for `scan_with_progress`.
+    pub fn update(&self, scan: &crate::scan::ScanOutcome) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(format!(
+                "scanning: {} entries, {} read",
+                scan.entries, scan.hashed
+            ));
+            bar.tick();
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -50,10 +50,16 @@ impl<'a> Recorder<'a> {
     }
 
     pub fn scan(&self) -> Result<ScanOutcome> {
-        scan::scan(
+        self.scan_with_progress(&|_| {})
+    }
+
+    /// [`Recorder::scan`] with a progress report (see [`crate::output::Spinner`]).
+    pub fn scan_with_progress(&self, progress: &dyn Fn(&ScanOutcome)) -> Result<ScanOutcome> {
+        scan::scan_with_progress(
             &self.store.ledger.layout.root,
             &self.store.ledger.blobs,
             &self.index,
+            progress,
         )
     }
 
@@ -131,10 +137,19 @@ pub struct Init {
 
 /// Creates `.horde/` in `root` and records the whole tree as the first `Checkpoint`.
 pub fn init(root: &Path, key: DeviceKey) -> Result<Init> {
+    init_with_progress(root, key, &|_| {})
+}
+
+/// [`init`] with a progress report while the tree is scanned.
+pub fn init_with_progress(
+    root: &Path,
+    key: DeviceKey,
+    progress: &dyn Fn(&ScanOutcome),
+) -> Result<Init> {
     let store = Store::init(root, key)?;
     let (entries, total_bytes, skipped, warnings) = {
         let mut rec = Recorder::new(&store)?;
-        let outcome = rec.scan()?;
+        let outcome = rec.scan_with_progress(progress)?;
         let manifest = manifest_of(outcome.ops.iter().filter_map(|op| match op {
             WorktreeOp::Put(p, e) => Some((p, e)),
             WorktreeOp::Remove(_) => None,

@@ -24,6 +24,9 @@ use crate::store::blobs::PutFile;
 use crate::store::writer::{FileChange, WorktreeEntry, WorktreeOp};
 use crate::store::{BlobStore, HORDE_DIR, Result};
 
+/// How often a scan reports progress, in entries.
+pub const PROGRESS_EVERY: usize = 500;
+
 /// The index: the tree as last recorded.
 pub type Index = BTreeMap<RepoPath, WorktreeEntry>;
 
@@ -136,6 +139,16 @@ fn mtime_ns(md: &fs::Metadata) -> i64 {
 
 /// Scans the tree under `root` against `index`.
 pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome> {
+    scan_with_progress(root, blobs, index, &|_| {})
+}
+
+/// [`scan`], calling `progress(scanned_entries_so_far)` every [`PROGRESS_EVERY`] entries.
+pub fn scan_with_progress(
+    root: &Path,
+    blobs: &BlobStore,
+    index: &Index,
+    progress: &dyn Fn(&ScanOutcome),
+) -> Result<ScanOutcome> {
     let started_ns = horde_core::time::now_micros().saturating_mul(1000);
     let mut out = ScanOutcome::default();
     let mut seen: BTreeSet<RepoPath> = BTreeSet::new();
@@ -202,6 +215,9 @@ pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome
             out.dirs.push(abs.to_owned());
         }
         out.entries += 1;
+        if out.entries % PROGRESS_EVERY == 0 {
+            progress(&out);
+        }
         let mode = md.permissions().mode() & 0o7777;
         let mtime = mtime_ns(&md);
         let prev = index.get(&rp);
