@@ -218,7 +218,7 @@ pub fn cmd_init(json: bool) -> Result<ExitCode> {
     let root = cwd()?;
     let init = {
         let spinner = crate::output::Spinner::new("scanning");
-        crate::record::init_with_progress(&root, load_key()?, &|s| spinner.update(s))?
+        crate::record::init_with_progress(&root, load_key()?, &|n, h| spinner.update(n, h))?
     };
     print_problems(&init.skipped, &init.warnings);
     let meta = init.store.ledger.meta;
@@ -287,7 +287,7 @@ fn cmd_snapshot(message: Option<String>, agent: Option<String>, json: bool) -> R
     let mut rec = crate::record::Recorder::new(&store)?;
     let outcome = {
         let spinner = crate::output::Spinner::new("scanning");
-        rec.scan_with_progress(&|s| spinner.update(s))?
+        rec.scan_with_progress(&|n, h| spinner.update(n, h))?
     };
     let mut before = Vec::new();
     if let Some(m) = message
@@ -545,8 +545,8 @@ fn cmd_status(json: bool) -> Result<ExitCode> {
     let index = read::load_worktree(&ledger.conn, ledger.meta.timeline)?;
     let pending = {
         let spinner = crate::output::Spinner::new("scanning");
-        crate::scan::scan_with_progress(&ledger.layout.root, &ledger.blobs, &index, &|s| {
-            spinner.update(s)
+        crate::scan::scan_with_progress(&ledger.layout.root, &ledger.blobs, &index, &|n, h| {
+            spinner.update(n, h)
         })?
     };
     if json {

@@ -178,12 +178,9 @@ impl Spinner {
     }
 
     /// A progress callback for `scan_with_progress`.
-    pub fn update(&self, scan: &crate::scan::ScanOutcome) {
+    pub fn update(&self, entries: usize, hashed: usize) {
         if let Some(bar) = &self.0 {
-            bar.set_message(format!(
-                "scanning: {} entries, {} read",
-                scan.entries, scan.hashed
-            ));
+            bar.set_message(format!("scanning: {entries} entries, {hashed} read"));
             bar.tick();
         }
     }

@@ -50,11 +50,14 @@ impl<'a> Recorder<'a> {
     }
 
     pub fn scan(&self) -> Result<ScanOutcome> {
-        self.scan_with_progress(&|_| {})
+        self.scan_with_progress(&|_, _| {})
     }
 
     /// [`Recorder::scan`] with a progress report (see [`crate::output::Spinner`]).
-    pub fn scan_with_progress(&self, progress: &dyn Fn(&ScanOutcome)) -> Result<ScanOutcome> {
+    pub fn scan_with_progress(
+        &self,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<ScanOutcome> {
         scan::scan_with_progress(
             &self.store.ledger.layout.root,
             &self.store.ledger.blobs,
@@ -137,14 +140,14 @@ pub struct Init {
 
 /// Creates `.horde/` in `root` and records the whole tree as the first `Checkpoint`.
 pub fn init(root: &Path, key: DeviceKey) -> Result<Init> {
-    init_with_progress(root, key, &|_| {})
+    init_with_progress(root, key, &|_, _| {})
 }
 
 /// [`init`] with a progress report while the tree is scanned.
 pub fn init_with_progress(
     root: &Path,
     key: DeviceKey,
-    progress: &dyn Fn(&ScanOutcome),
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Init> {
     let store = Store::init(root, key)?;
     let (entries, total_bytes, skipped, warnings) = {
