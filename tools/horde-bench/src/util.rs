@@ -117,24 +117,6 @@ pub fn timed(cmd: &mut Command) -> Result<(Output, Duration)> {
     Ok((out, took))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn helpers() {
-        assert_eq!(thousands(1_234_567.4), "1,234,567");
-        assert_eq!(thousands(999.0), "999");
-        assert_eq!(thousands(1000.0), "1,000");
-        assert!((median(&[3.0, 1.0, 2.0]) - 2.0).abs() < 1e-9);
-        assert!((median(&[4.0, 1.0, 2.0, 3.0]) - 2.5).abs() < 1e-9);
-        let mut r = Rng::new(7);
-        assert_eq!(r.text(500).len(), 500);
-        let x = r.range(500, 8000);
-        assert!((500..=8000).contains(&x));
-    }
-}
-
 /// The `horde` CLI with a private config dir (the user's device key is never touched), run in
 /// `dir`, with no input and no inherited horde settings.
 pub fn horde(
@@ -151,4 +133,22 @@ pub fn horde(
         .env_remove("HORDE_HEAD_INTERVAL")
         .stdin(std::process::Stdio::null());
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(thousands(1_234_567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert!((median(&[3.0, 1.0, 2.0]) - 2.0).abs() < 1e-9);
+        assert!((median(&[4.0, 1.0, 2.0, 3.0]) - 2.5).abs() < 1e-9);
+        let mut r = Rng::new(7);
+        assert_eq!(r.text(500).len(), 500);
+        let x = r.range(500, 8000);
+        assert!((500..=8000).contains(&x));
+    }
 }
