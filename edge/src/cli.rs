@@ -79,6 +79,9 @@ pub enum Command {
     },
     /// Check every hash chain, every signed chain head and every referenced blob.
     Verify {
+        /// Also read every referenced blob and check its content against its hash.
+        #[arg(long)]
+        deep: bool,
         #[arg(long)]
         json: bool,
     },
@@ -182,7 +185,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         Command::Log(args) => cmd_log(args),
         Command::Show { event, json } => cmd_show(&event, json),
         Command::Status { json } => cmd_status(json),
-        Command::Verify { json } => cmd_verify(json),
+        Command::Verify { deep, json } => cmd_verify(deep, json),
         Command::Demo { keep } => crate::demo::run(keep),
     }
 }
@@ -611,12 +614,12 @@ fn cmd_status(json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn cmd_verify(json: bool) -> Result<ExitCode> {
+pub fn cmd_verify(deep: bool, json: bool) -> Result<ExitCode> {
     let ledger = open_ledger()?;
     let local = DeviceKey::load(&device_key_path())
         .ok()
         .map(|k| (k.device_id(), k.public_key()));
-    let report = crate::verify::verify(&ledger, local)?;
+    let report = crate::verify::verify_with(&ledger, local, deep)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -653,6 +656,16 @@ pub fn print_verify(report: &crate::verify::Report, paint: &Paint) {
             report.blobs_checked
         );
         for b in report.missing_blobs.iter().take(20) {
+            println!("  {b}");
+        }
+    }
+    if !report.corrupt_blobs.is_empty() {
+        println!(
+            "{} {} blobs do not match their hash:",
+            paint.red("CORRUPT"),
+            report.corrupt_blobs.len()
+        );
+        for b in report.corrupt_blobs.iter().take(20) {
             println!("  {b}");
         }
     }

@@ -90,7 +90,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     })?;
 
     say("$ horde verify");
-    crate::cli::cmd_verify(false)?;
+    crate::cli::cmd_verify(false, false)?;
 
     say("Now somebody alters one byte of a stored event (#3) directly in .horde/horde.db …");
     {
@@ -102,7 +102,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
         conn.execute("UPDATE events SET body = ?1 WHERE seq = 3", [body])?;
     }
     say("$ horde verify");
-    let code = crate::cli::cmd_verify(false)?;
+    let code = crate::cli::cmd_verify(false, false)?;
     if code == ExitCode::SUCCESS {
         bail!("verify did not notice the altered event; this is a bug");
     }

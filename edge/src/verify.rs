@@ -24,6 +24,8 @@ pub struct Report {
     pub devices: Vec<DeviceReport>,
     pub blobs_checked: usize,
     pub missing_blobs: Vec<String>,
+    /// Blobs whose content no longer matches their name (only with `--deep`).
+    pub corrupt_blobs: Vec<String>,
     /// The segment index disagrees with the events (lookups by seq or id would mislead).
     pub index_error: Option<String>,
 }
@@ -75,6 +77,15 @@ fn check_segments(ledger: &Ledger) -> Result<Option<String>> {
 /// Verifies the whole ledger. `local_key` is this device's public key when known, so its
 /// heads must carry exactly that key.
 pub fn verify(ledger: &Ledger, local: Option<(DeviceId, [u8; 32])>) -> Result<Report> {
+    verify_with(ledger, local, false)
+}
+
+/// [`verify`]; with `deep`, every referenced blob is also read and re-hashed.
+pub fn verify_with(
+    ledger: &Ledger,
+    local: Option<(DeviceId, [u8; 32])>,
+    deep: bool,
+) -> Result<Report> {
     let mut devices = Vec::new();
     let mut wanted: HashSet<BlobHash> = HashSet::new();
     for device in read::devices(&ledger.conn)? {
@@ -156,11 +167,25 @@ pub fn verify(ledger: &Ledger, local: Option<(DeviceId, [u8; 32])>) -> Result<Re
         .map(|h| h.to_hex())
         .collect();
     missing.sort();
+    let mut corrupt: Vec<String> = Vec::new();
+    if deep {
+        for h in &wanted {
+            if let Err(
+                crate::store::blobs::BlobError::Corrupt(_) | crate::store::blobs::BlobError::Io(..),
+            ) = ledger.blobs.get(h)
+            {
+                corrupt.push(h.to_hex());
+            }
+        }
+        corrupt.sort();
+    }
     Ok(Report {
         ok: devices.iter().all(|d| d.error.is_none())
             && missing.is_empty()
+            && corrupt.is_empty()
             && index_error.is_none(),
         index_error,
+        corrupt_blobs: corrupt,
         blobs_checked: wanted.len(),
         devices,
         missing_blobs: missing,

@@ -328,6 +328,33 @@ fn show_by_seq_id_and_prefix_and_reports_missing_blobs() {
 }
 
 #[test]
+fn deep_verify_finds_altered_blob_content() {
+    let r = Repo::init();
+    r.ok(&["run", "--", "sh", "-c", "echo 'original' > p.txt"]);
+    let ev = r.events();
+    let hash = ev
+        .iter()
+        .find(|e| e["payload"]["path"] == "p.txt")
+        .expect("recorded")["payload"]["after_hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    std::fs::write(
+        r.path(&format!(".horde/blobs/{}/{}", &hash[..2], &hash[2..])),
+        "forged\n",
+    )
+    .expect("write");
+    r.ok(&["verify"]); // presence only: the blob is there
+    let v = r.run(&["verify", "--deep"]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(
+        stdout(&v).contains("CORRUPT") && stdout(&v).contains(&hash),
+        "{}",
+        stdout(&v)
+    );
+}
+
+#[test]
 fn snapshot_records_a_step_with_a_message() {
     let r = Repo::init();
     assert!(r.ok(&["snapshot"]).contains("Nothing changed"));

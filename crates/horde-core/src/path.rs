@@ -91,10 +91,6 @@ impl RepoPath {
         &self.0
     }
 
-    pub fn into_string(self) -> String {
-        self.0
-    }
-
     /// `root` joined with this path; never outside `root` (the type forbids `..` and roots).
     pub fn to_fs_path(&self, root: &Path) -> PathBuf {
         root.join(&self.0)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use horde_core::proto::ChainHead;
-use horde_core::{BlobHash, DeviceId, EventHash, EventId, RepoPath, TimelineId};
+use horde_core::{BlobHash, DeviceId, EventId, RepoPath, TimelineId};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -323,21 +323,6 @@ pub fn last_head(conn: &Connection, device: DeviceId) -> Result<Option<ChainHead
     Ok(heads(conn, device)?.pop())
 }
 
-/// Blobs the ledger knows of, with sizes.
-pub fn blob_rows(conn: &Connection) -> Result<Vec<(BlobHash, u64)>> {
-    let mut stmt = conn.prepare("SELECT hash, size FROM blobs")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (h, s) = r?;
-        out.push((
-            BlobHash::from_slice(&h).ok_or(StoreError::BadMeta("blobs.hash"))?,
-            s as u64,
-        ));
-    }
-    Ok(out)
-}
-
 pub fn load_worktree(
     conn: &Connection,
     timeline: TimelineId,
@@ -363,9 +348,4 @@ pub fn load_worktree(
         );
     }
     Ok(out)
-}
-
-/// Hash of an event row as an [`EventHash`], if well-formed.
-pub fn row_hash(row: &EventRow) -> Option<EventHash> {
-    EventHash::from_slice(&row.hash)
 }
