@@ -98,9 +98,13 @@ pub struct RunArgs {
     /// Name of the agent doing the work (default: config `agent`, else the command's name).
     #[arg(long, env = "HORDE_AGENT")]
     pub agent: Option<String>,
-    /// Do not capture stdout/stderr (for interactive programs that need a terminal).
-    #[arg(long)]
+    /// Do not capture stdout/stderr: the command gets the terminal itself (the default when
+    /// stdin and stdout are both a terminal, so interactive agents and TUIs work).
+    #[arg(long, conflicts_with = "capture")]
     pub no_capture: bool,
+    /// Capture stdout/stderr through pipes even on a terminal (the command then sees no TTY).
+    #[arg(long)]
+    pub capture: bool,
     /// Print nothing of horde's own (the command's output still shows).
     #[arg(short, long)]
     pub quiet: bool,
@@ -248,14 +252,31 @@ pub fn cmd_init(json: bool) -> Result<ExitCode> {
     })
 }
 
+/// Output is captured through pipes unless told otherwise or the session is interactive: a
+/// pipe would take the terminal away from an interactive agent.
+fn wants_capture(args: &RunArgs) -> bool {
+    use std::io::IsTerminal;
+    if args.capture || args.no_capture {
+        return args.capture;
+    }
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if interactive && !args.quiet {
+        eprintln!(
+            "horde: interactive terminal: the command's output is shown but not recorded (use --capture to record it)"
+        );
+    }
+    !interactive
+}
+
 pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     let store = open_store()?;
+    let capture = wants_capture(&args);
     let out = crate::run::run(
         &store,
         crate::run::RunOptions {
             argv: args.command,
             agent: args.agent,
-            capture: !args.no_capture,
+            capture,
         },
     )?;
     print_problems(&out.skipped, &out.warnings);

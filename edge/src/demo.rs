@@ -73,6 +73,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     crate::cli::cmd_run(RunArgs {
         agent: Some("demo-agent".into()),
         no_capture: false,
+        capture: true,
         quiet: false,
         command: vec!["sh".into(), "-c".into(), SCRIPT.into()],
     })?;

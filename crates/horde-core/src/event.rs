@@ -261,6 +261,41 @@ pub fn referenced_blobs(p: &Payload) -> Vec<BlobHash> {
 mod tests {
     use super::*;
     use crate::proto::Signal;
+    use proptest::prelude::*;
+
+    proptest! {
+        // The decoder faces the network (sync): whatever the bytes, it answers, never panics.
+        #[test]
+        fn decode_never_panics_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let h = EventHash::of(&bytes);
+            let _ = decode_event(&bytes, h.as_bytes());
+        }
+
+        #[test]
+        fn decode_never_panics_on_mutated_events(pos in any::<usize>(), val in any::<u8>(), cut in any::<usize>()) {
+            let mut d = draft();
+            d.payload = Payload::StateChange(proto::StateChange {
+                path: "src/a.rs".into(),
+                op: proto::state_change::Op::Modify as i32,
+                after_hash: vec![7; 32],
+                before_hash: vec![8; 32],
+                ..Default::default()
+            });
+            let ev = build_event(ProjectId::new(), DeviceId::new(), &ChainTip::default(), d).expect("fits");
+            let mut b = ev.body.clone();
+            let i = pos % b.len();
+            b[i] = val;
+            b.truncate(cut % (b.len() + 1));
+            let h = EventHash::of(&b);
+            if let Ok(decoded) = decode_event(&b, h.as_bytes()) {
+                // Whatever decodes passed validation: ids have their sizes, paths are safe.
+                prop_assert_eq!(decoded.event_id.len(), 16);
+                if let Some(Payload::StateChange(sc)) = decoded.payload {
+                    prop_assert!(RepoPath::parse(&sc.path).is_ok());
+                }
+            }
+        }
+    }
 
     fn draft() -> Draft {
         Draft::new(
