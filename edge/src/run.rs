@@ -67,8 +67,10 @@ pub struct RunOutcome {
 struct Capture {
     path: PathBuf,
     done: mpsc::Receiver<()>,
+    /// Bytes kept in the spool (at most the capture limit).
     bytes: Arc<AtomicUsize>,
-    truncated: Arc<std::sync::atomic::AtomicBool>,
+    /// Bytes the command wrote in all.
+    total: Arc<AtomicUsize>,
 }
 
 /// Copies `src` to `dst` and into a spool file (up to `limit` bytes).
@@ -86,8 +88,8 @@ fn tee(
         .map_err(|e| StoreError::io("cannot keep an output spool file", e.error))?;
     let (tx, done) = mpsc::channel();
     let bytes = Arc::new(AtomicUsize::new(0));
-    let truncated = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (b, t) = (bytes.clone(), truncated.clone());
+    let total = Arc::new(AtomicUsize::new(0));
+    let (b, t) = (bytes.clone(), total.clone());
     std::thread::Builder::new()
         .name("horde-tee".into())
         .spawn(move || {
@@ -103,11 +105,9 @@ fn tee(
                 };
                 let _ = dst.write_all(&buf[..n]);
                 let _ = dst.flush();
+                t.fetch_add(n, Ordering::Relaxed);
                 let room = limit.saturating_sub(kept) as usize;
                 let take = n.min(room);
-                if take < n {
-                    t.store(true, Ordering::Relaxed);
-                }
                 if take > 0 && file.write_all(&buf[..take]).is_ok() {
                     kept += take as u64;
                     b.store(kept as usize, Ordering::Release);
@@ -120,7 +120,7 @@ fn tee(
         path,
         done,
         bytes,
-        truncated,
+        total,
     })
 }
 
@@ -157,6 +157,7 @@ fn observation(
 ) -> Result<(Draft, (horde_core::BlobHash, u64))> {
     let _ = cap.done.recv_timeout(PIPE_GRACE);
     let len = cap.bytes.load(Ordering::Acquire);
+    let total = cap.total.load(Ordering::Relaxed).max(len);
     let summary = summary_of(&cap.path, len);
     // Hash exactly the bytes counted so far, even if a daemon still writes to the pipe.
     let data = {
@@ -178,8 +179,8 @@ fn observation(
             kind: kind.into(),
             summary,
             blob: hash.to_vec(),
-            size: len as u64,
-            truncated: cap.truncated.load(Ordering::Relaxed),
+            size: total as u64,
+            truncated: total > len,
         }),
     );
     Ok((draft, (hash, len as u64)))

@@ -474,3 +474,70 @@ fn demo_runs() {
     );
     assert!(!r.config.exists(), "the demo never touches the user's key");
 }
+
+#[test]
+fn large_files_stream_into_blobs_intact() {
+    let r = Repo::init();
+    // Over the read-whole limit (8 MiB): the streaming path copies while hashing.
+    let script = "head -c 20000000 /dev/urandom > big.bin";
+    r.ok(&["run", "--", "sh", "-c", script]);
+    let ev = r.events();
+    let big = ev
+        .iter()
+        .find(|e| e["payload"]["path"] == "big.bin")
+        .expect("recorded");
+    assert_eq!(big["payload"]["size"], 20_000_000);
+    let hash = big["payload"]["after_hash"].as_str().expect("hash");
+    let stored = std::fs::read(r.path(&format!(".horde/blobs/{}/{}", &hash[..2], &hash[2..])))
+        .expect("blob");
+    assert_eq!(stored, std::fs::read(r.path("big.bin")).expect("file"));
+    r.ok(&["verify", "--deep"]);
+}
+
+#[test]
+fn hordeignore_and_gitignore_keep_paths_out() {
+    let r = Repo::init();
+    r.write(".hordeignore", "secrets/\n*.log\n");
+    r.ok(&["snapshot"]);
+    r.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p secrets && echo k > secrets/key; echo l > run.log; echo kept > kept.txt",
+    ]);
+    let paths: Vec<String> = r.changes().into_iter().map(|(_, p)| p).collect();
+    assert!(paths.contains(&"kept.txt".to_owned()), "{paths:?}");
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.starts_with("secrets") || p.ends_with(".log")),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn output_beyond_the_capture_limit_is_marked_truncated() {
+    let r = Repo::init();
+    std::fs::write(r.path(".horde/config.toml"), "capture_limit = 1000\n").expect("config");
+    let out = r.run(&["run", "--", "sh", "-c", "seq 1 5000"]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).ends_with("5000\n"),
+        "the terminal still gets everything"
+    );
+    let ev = r.events();
+    let obs = ev
+        .iter()
+        .find(|e| e["type"] == "observation" && e["payload"]["kind"] == "stdout")
+        .expect("stdout");
+    assert_eq!(obs["payload"]["truncated"], true);
+    assert_eq!(
+        obs["payload"]["size"], 23_893,
+        "the size of the whole output: `seq 1 5000` writes 23,893 bytes"
+    );
+    let hash = obs["payload"]["blob"].as_str().expect("blob");
+    let kept = std::fs::read(r.path(&format!(".horde/blobs/{}/{}", &hash[..2], &hash[2..])))
+        .expect("blob");
+    assert_eq!(kept.len(), 1000, "the blob holds the first 1,000 bytes");
+}
