@@ -98,11 +98,12 @@ pub struct RunArgs {
     /// Name of the agent doing the work (default: config `agent`, else the command's name).
     #[arg(long, env = "HORDE_AGENT")]
     pub agent: Option<String>,
-    /// Do not capture stdout/stderr: the command gets the terminal itself (the default when
-    /// stdin and stdout are both a terminal, so interactive agents and TUIs work).
+    /// Do not record output: the command gets horde's own stdin, stdout and stderr.
     #[arg(long, conflicts_with = "capture")]
     pub no_capture: bool,
-    /// Capture stdout/stderr through pipes even on a terminal (the command then sees no TTY).
+    /// Record stdout and stderr through pipes even on a terminal (the command sees no TTY).
+    /// Without either flag: pipes, or, when stdin and stdout are both a terminal, a
+    /// pseudo-terminal whose screen output is recorded (interactive agents, TUIs).
     #[arg(long)]
     pub capture: bool,
     /// Print nothing of horde's own (the command's output still shows).
@@ -252,31 +253,31 @@ pub fn cmd_init(json: bool) -> Result<ExitCode> {
     })
 }
 
-/// Output is captured through pipes unless told otherwise or the session is interactive: a
-/// pipe would take the terminal away from an interactive agent.
-fn wants_capture(args: &RunArgs) -> bool {
+/// Pipes unless told otherwise; in an interactive session a pseudo-terminal, since a pipe
+/// would take the terminal away from an interactive agent.
+fn output_mode(args: &RunArgs) -> crate::run::Output {
+    use crate::run::Output;
     use std::io::IsTerminal;
-    if args.capture || args.no_capture {
-        return args.capture;
+    if args.capture {
+        Output::Pipes
+    } else if args.no_capture {
+        Output::Inherit
+    } else if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        Output::Terminal
+    } else {
+        Output::Pipes
     }
-    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if interactive && !args.quiet {
-        eprintln!(
-            "horde: interactive terminal: the command's output is shown but not recorded (use --capture to record it)"
-        );
-    }
-    !interactive
 }
 
 pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let capture = wants_capture(&args);
+    let output = output_mode(&args);
     let out = crate::run::run(
         &store,
         crate::run::RunOptions {
             argv: args.command,
             agent: args.agent,
-            capture,
+            output,
         },
     )?;
     print_problems(&out.skipped, &out.warnings);

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod output;
+pub mod pty;
 pub mod record;
 pub mod run;
 pub mod scan;

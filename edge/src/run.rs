@@ -49,7 +49,19 @@ const MAX_ARGS: usize = 256;
 pub struct RunOptions {
     pub argv: Vec<OsString>,
     pub agent: Option<String>,
-    pub capture: bool,
+    pub output: Output,
+}
+
+/// How the command's output reaches the user and the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Pipes: stdout and stderr each recorded (the command sees no terminal).
+    Pipes,
+    /// A pseudo-terminal: the command sees a terminal, the screen output is recorded as one
+    /// `terminal` observation (stdout and stderr interleaved, as shown).
+    Terminal,
+    /// The command gets horde's own stdio; output is not recorded.
+    Inherit,
 }
 
 #[derive(Debug)]
@@ -305,9 +317,17 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
     let started = Instant::now();
     let mut cmd = Command::new(&program);
     cmd.args(&opts.argv[1..]).stdin(Stdio::inherit());
-    if opts.capture {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    }
+    let master = match opts.output {
+        Output::Pipes => {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            None
+        }
+        Output::Terminal => Some(
+            crate::pty::attach(&mut cmd)
+                .map_err(|e| StoreError::io("cannot open a pseudo-terminal", e))?,
+        ),
+        Output::Inherit => None,
+    };
     let signals = Arc::new(AtomicUsize::new(0));
     let mut sig_ids = Vec::new();
     for sig in [
@@ -322,7 +342,16 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
             sig_ids.push(id);
         }
     }
+    let winch = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if master.is_some()
+        && let Ok(id) = signal_hook::flag::register(signal_hook::consts::SIGWINCH, winch.clone())
+    {
+        sig_ids.push(id);
+    }
     let spawn = cmd.spawn();
+    // The parent's copies of the pty's slave side must close, or the relay never ends.
+    drop(cmd);
+    let mut raw_mode = None;
     let (status, spawn_error, captures) = match spawn {
         Err(e) => {
             let msg = format!("cannot run {}: {e}", program.to_string_lossy());
@@ -330,6 +359,29 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
         }
         Ok(mut child) => {
             let mut captures = Vec::new();
+            if let Some(master) = &master {
+                let io = |e| StoreError::io("cannot use the pseudo-terminal", e);
+                raw_mode = crate::pty::RawMode::enter();
+                let mut to_command = master.try_clone().map_err(io)?;
+                // Keys to the command. The thread outlives the command if stdin stays open;
+                // the process ends soon after anyway.
+                std::thread::Builder::new()
+                    .name("horde-keys".into())
+                    .spawn(move || {
+                        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_command);
+                    })
+                    .expect("the OS can start a thread");
+                let from_command = master.try_clone().map_err(io)?;
+                captures.push((
+                    "terminal",
+                    tee(
+                        from_command,
+                        std::io::stdout(),
+                        &layout.tmp(),
+                        store.config.capture_limit,
+                    )?,
+                ));
+            }
             if let Some(out) = child.stdout.take() {
                 captures.push((
                     "stdout",
@@ -363,6 +415,11 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
                         warnings.push(format!("cannot wait for the command: {e}"));
                         break None;
                     }
+                }
+                if let Some(m) = &master
+                    && winch.swap(false, Ordering::Relaxed)
+                {
+                    crate::pty::follow_size(m);
                 }
                 let sig = signals.swap(0, Ordering::Relaxed) as i32;
                 if sig == signal_hook::consts::SIGTERM || sig == signal_hook::consts::SIGHUP {
@@ -412,6 +469,8 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
         }
     };
     let duration = started.elapsed();
+    // The terminal is the user's again before anything else is printed.
+    drop(raw_mode);
     drop(watcher);
 
     // 5. The last scan and the closing events, in one transaction with a signed head.

@@ -541,3 +541,65 @@ fn output_beyond_the_capture_limit_is_marked_truncated() {
         .expect("blob");
     assert_eq!(kept.len(), 1000, "the blob holds the first 1,000 bytes");
 }
+
+#[test]
+fn interactive_sessions_run_on_a_pty_and_are_recorded() {
+    use std::io::{Read, Write};
+    let r = Repo::init();
+    let (mut master, slave) = common::openpty();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_horde"));
+    cmd.args([
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo IS-A-TTY; read answer; echo \"got $answer\" > answer.txt",
+    ])
+    .current_dir(&r.root)
+    .env("HORDE_CONFIG_DIR", &r.config)
+    .stdin(slave.try_clone().expect("dup"))
+    .stdout(slave.try_clone().expect("dup"))
+    .stderr(slave);
+    let mut child = cmd.spawn().expect("spawn");
+    drop(cmd); // our copies of the slave side
+    master.write_all(b"yes\r").expect("type an answer");
+    let mut reader = master.try_clone().expect("dup");
+    let screen = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Ends with EIO once horde and the command have exited.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let status = child.wait().expect("wait");
+    drop(master);
+    let screen = screen.join().expect("reader");
+    assert!(status.success(), "{screen}");
+    assert!(
+        screen.contains("IS-A-TTY"),
+        "the command saw a terminal: {screen}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.path("answer.txt")).expect("answer"),
+        "got yes\n",
+        "keys reached the command"
+    );
+    let ev = r.events();
+    let term = ev
+        .iter()
+        .find(|e| e["type"] == "observation" && e["payload"]["kind"] == "terminal")
+        .expect("terminal output recorded");
+    let hash = term["payload"]["blob"].as_str().expect("blob");
+    let blob = std::fs::read(r.path(&format!(".horde/blobs/{}/{}", &hash[..2], &hash[2..])))
+        .expect("blob");
+    assert!(String::from_utf8_lossy(&blob).contains("IS-A-TTY"));
+    assert!(
+        r.changes()
+            .contains(&("create".into(), "answer.txt".into()))
+    );
+}
