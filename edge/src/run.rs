@@ -136,6 +136,40 @@ fn tee(
     })
 }
 
+/// `s` without terminal escape sequences (colours, cursor moves, titles), for summaries: the
+/// blob keeps the bytes as they were.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            // CSI: parameters and intermediates up to a final byte in @..~
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC: up to BEL or ESC \
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                        break;
+                    }
+                }
+            }
+            // Two-byte sequences (ESC =, ESC >, ESC ( B, …): drop the next character.
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The last lines of a spool file, for the observation's summary.
 fn summary_of(path: &Path, len: usize) -> String {
     let Ok(mut f) = File::open(path) else {
@@ -147,8 +181,12 @@ fn summary_of(path: &Path, len: usize) -> String {
     }
     let mut buf = Vec::new();
     let _ = f.take((len - start) as u64).read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    let lines: Vec<&str> = text.lines().collect();
+    let text = strip_ansi(&String::from_utf8_lossy(&buf));
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     let mut out = lines[lines.len().saturating_sub(SUMMARY_LINES)..].join("\n");
     if out.len() > SUMMARY_BYTES {
         let mut cut = out.len() - SUMMARY_BYTES;
@@ -574,4 +612,13 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
         warnings,
         spawn_error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ansi_sequences_leave_summaries() {
+        let raw = "\x1b[1;32mok\x1b[0m done\x1b]0;title\x07 \x1b[2Kend";
+        assert_eq!(super::strip_ansi(raw), "ok done end");
+    }
 }
