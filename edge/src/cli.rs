@@ -564,7 +564,7 @@ fn cmd_status(json: bool) -> Result<ExitCode> {
     let counts = read::counts(&ledger.conn)?;
     let device = key.as_ref().map(|k| k.device_id());
     let head = match device {
-        Some(d) => read::last_head(&ledger.conn, d)?,
+        Some(d) => read::last_head(&ledger.conn, ledger.meta.project, d)?,
         None => None,
     };
     let index = read::load_worktree(&ledger.conn, ledger.meta.timeline)?;

@@ -397,6 +397,9 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
         }
         Ok(mut child) => {
             let mut captures = Vec::new();
+            let spool = |src: Box<dyn Read + Send>, dst: Box<dyn Write + Send>| {
+                tee(src, dst, &layout.tmp(), store.config.capture_limit)
+            };
             if let Some(master) = &master {
                 let io = |e| StoreError::io("cannot use the pseudo-terminal", e);
                 raw_mode = crate::pty::RawMode::enter();
@@ -412,35 +415,14 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
                 let from_command = master.try_clone().map_err(io)?;
                 captures.push((
                     "terminal",
-                    tee(
-                        from_command,
-                        std::io::stdout(),
-                        &layout.tmp(),
-                        store.config.capture_limit,
-                    )?,
+                    spool(Box::new(from_command), Box::new(std::io::stdout()))?,
                 ));
             }
             if let Some(out) = child.stdout.take() {
-                captures.push((
-                    "stdout",
-                    tee(
-                        out,
-                        std::io::stdout(),
-                        &layout.tmp(),
-                        store.config.capture_limit,
-                    )?,
-                ));
+                captures.push(("stdout", spool(Box::new(out), Box::new(std::io::stdout()))?));
             }
             if let Some(err) = child.stderr.take() {
-                captures.push((
-                    "stderr",
-                    tee(
-                        err,
-                        std::io::stderr(),
-                        &layout.tmp(),
-                        store.config.capture_limit,
-                    )?,
-                ));
+                captures.push(("stderr", spool(Box::new(err), Box::new(std::io::stderr()))?));
             }
             let mut dirty_since: Option<Instant> = None;
             let mut last_flush_end = Instant::now();

@@ -89,7 +89,7 @@ pub fn verify_with(
     let mut devices = Vec::new();
     let mut wanted: HashSet<BlobHash> = HashSet::new();
     for device in read::devices(&ledger.conn)? {
-        let heads = read::heads(&ledger.conn, device)?;
+        let heads = read::heads(&ledger.conn, ledger.meta.project, device)?;
         let head_seqs: HashSet<u64> = heads.iter().map(|h| h.seq).collect();
         let mut hashes: BTreeMap<u64, EventHash> = BTreeMap::new();
         let mut v = ChainVerifier::new(ledger.meta.project, device);
@@ -137,11 +137,7 @@ pub fn verify_with(
                     .first()
                     .and_then(|h| <[u8; 32]>::try_from(h.public_key.as_slice()).ok()),
             };
-            let mut heads_full = heads.clone();
-            for h in &mut heads_full {
-                h.project_id = ledger.meta.project.to_vec();
-            }
-            if let Err(e) = check_heads(&heads_full, expected_key.as_ref(), &hashes, v.tip().seq) {
+            if let Err(e) = check_heads(&heads, expected_key.as_ref(), &hashes, v.tip().seq) {
                 let seq = match &e {
                     horde_core::HeadError::Signature { seq, .. }
                     | horde_core::HeadError::Mismatch { seq }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use horde_core::proto::ChainHead;
-use horde_core::{BlobHash, DeviceId, EventId, RepoPath, TimelineId};
+use horde_core::{BlobHash, DeviceId, EventId, ProjectId, RepoPath, TimelineId};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -300,13 +300,13 @@ pub fn for_each_position(conn: &Connection, mut f: impl FnMut(i64, &[u8], u64)) 
     Ok(())
 }
 
-pub fn heads(conn: &Connection, device: DeviceId) -> Result<Vec<ChainHead>> {
-    let mut stmt = conn.prepare(
-        "SELECT device_id, seq, hash, signed_at, public_key, signature FROM chain_heads WHERE device_id = ?1 ORDER BY seq",
-    )?;
-    let rows = stmt.query_map([device.as_bytes()], |r| {
+const HEAD_COLS: &str = "device_id, seq, hash, signed_at, public_key, signature";
+
+/// A stored head; `project` completes it (the ledger holds one project).
+fn head_row(project: ProjectId) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<ChainHead> {
+    move |r| {
         Ok(ChainHead {
-            project_id: Vec::new(),
+            project_id: project.to_vec(),
             device_id: r.get(0)?,
             seq: r.get::<_, i64>(1)? as u64,
             hash: r.get(2)?,
@@ -314,13 +314,33 @@ pub fn heads(conn: &Connection, device: DeviceId) -> Result<Vec<ChainHead>> {
             public_key: r.get(4)?,
             signature: r.get(5)?,
         })
-    })?;
+    }
+}
+
+/// Every signed head of `device`, oldest first.
+pub fn heads(conn: &Connection, project: ProjectId, device: DeviceId) -> Result<Vec<ChainHead>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {HEAD_COLS} FROM chain_heads WHERE device_id = ?1 ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([device.as_bytes()], head_row(project))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The last signed head of `device`, if any.
-pub fn last_head(conn: &Connection, device: DeviceId) -> Result<Option<ChainHead>> {
-    Ok(heads(conn, device)?.pop())
+pub fn last_head(
+    conn: &Connection,
+    project: ProjectId,
+    device: DeviceId,
+) -> Result<Option<ChainHead>> {
+    Ok(conn
+        .query_row(
+            &format!(
+                "SELECT {HEAD_COLS} FROM chain_heads WHERE device_id = ?1 ORDER BY seq DESC LIMIT 1"
+            ),
+            [device.as_bytes()],
+            head_row(project),
+        )
+        .optional()?)
 }
 
 pub fn load_worktree(

@@ -308,93 +308,88 @@ impl State {
             .iter()
             .map(|(r, _)| r.drafts.len() + r.changes.len() + r.after.len())
             .sum();
-        let results = {
-            let mut source = if total >= PIPELINE_MIN_EVENTS {
-                builder.generation += 1;
-                let _ = builder.jobs.send(Job::Begin {
-                    generation: builder.generation,
+        let mut source = if total >= PIPELINE_MIN_EVENTS {
+            builder.generation += 1;
+            let _ = builder.jobs.send(Job::Begin {
+                generation: builder.generation,
+                tip: start_tip,
+            });
+            Source::Thread(builder)
+        } else {
+            Source::Inline {
+                builder: Builder {
+                    project,
+                    device,
                     tip: start_tip,
-                });
-                Source::Thread(builder)
-            } else {
-                Source::Inline {
-                    builder: Builder {
-                        project,
-                        device,
-                        tip: start_tip,
-                    },
-                    ready: Vec::new().into_iter(),
-                }
-            };
-            let mut results = Vec::with_capacity(group.len());
-            let mut st = Statements::new(&tx)?;
-            let mut savepoint = tx.prepare_cached("SAVEPOINT horde_request")?;
-            let mut release = tx.prepare_cached("RELEASE horde_request")?;
-            let now = horde_core::time::now_micros();
-            for (req, _) in group.iter_mut() {
-                savepoint.execute([])?;
-                let saved = pos.clone();
-                for (timeline, op) in std::mem::take(&mut req.worktree) {
-                    st.apply(&timeline, &op)?;
-                }
-                let (mut drafts, changes) = st.resolve_changes(req)?;
-                drafts.append(&mut req.after);
-                source.submit(drafts);
-                let mut appended = Vec::new();
-                let mut failure = None;
-                loop {
-                    match source.next().ok_or(StoreError::WriterGone)? {
-                        Built::Events(rows) => {
-                            for row in rows {
-                                st.insert_event(&pos, device, &row)?;
-                                debug_assert_eq!(row.ev.seq, pos.tip.seq + 1);
-                                pos.segment.add(
-                                    pos.next_id,
-                                    row.ev.seq,
-                                    &row.ev.id,
-                                    row.occurred_at,
-                                );
-                                pos.next_id += 1;
-                                pos.tip.advance(row.ev.hash);
-                                if pos.tip.seq >= pos.last_head + head_interval {
-                                    insert_head(&tx, key, project, pos.tip)?;
-                                    pos.last_head = pos.tip.seq;
-                                }
-                                appended.push(Appended {
-                                    id: row.ev.id,
-                                    seq: row.ev.seq,
-                                    hash: row.ev.hash,
-                                });
+                },
+                ready: Vec::new().into_iter(),
+            }
+        };
+        let mut results = Vec::with_capacity(group.len());
+        let mut st = Statements::new(&tx)?;
+        let mut savepoint = tx.prepare_cached("SAVEPOINT horde_request")?;
+        let mut release = tx.prepare_cached("RELEASE horde_request")?;
+        let now = horde_core::time::now_micros();
+        for (req, _) in group.iter_mut() {
+            savepoint.execute([])?;
+            let saved = pos.clone();
+            for (timeline, op) in std::mem::take(&mut req.worktree) {
+                st.apply(&timeline, &op)?;
+            }
+            let (mut drafts, changes) = st.resolve_changes(req)?;
+            drafts.append(&mut req.after);
+            source.submit(drafts);
+            let mut appended = Vec::new();
+            let mut failure = None;
+            loop {
+                match source.next().ok_or(StoreError::WriterGone)? {
+                    Built::Events(rows) => {
+                        for row in rows {
+                            st.insert_event(&pos, device, &row)?;
+                            debug_assert_eq!(row.ev.seq, pos.tip.seq + 1);
+                            pos.segment
+                                .add(pos.next_id, row.ev.seq, &row.ev.id, row.occurred_at);
+                            pos.next_id += 1;
+                            pos.tip.advance(row.ev.hash);
+                            if pos.tip.seq >= pos.last_head + head_interval {
+                                insert_head(&tx, key, project, pos.tip)?;
+                                pos.last_head = pos.tip.seq;
                             }
-                        }
-                        Built::Done => break,
-                        Built::Failed(e) => {
-                            failure = Some(e);
-                            break;
+                            appended.push(Appended {
+                                id: row.ev.id,
+                                seq: row.ev.seq,
+                                hash: row.ev.hash,
+                            });
                         }
                     }
+                    Built::Done => break,
+                    Built::Failed(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 }
-                if let Some(e) = failure {
-                    tx.prepare_cached("ROLLBACK TO horde_request")?
-                        .execute([])?;
-                    release.execute([])?;
-                    pos = saved;
-                    results.push(Err(e));
-                    continue;
-                }
-                for (hash, size) in &req.blobs {
-                    st.ins_blob
-                        .execute(params![hash.as_bytes(), *size as i64, now])?;
-                }
-                if req.sign_head && pos.tip.seq > pos.last_head {
-                    insert_head(&tx, key, project, pos.tip)?;
-                    pos.last_head = pos.tip.seq;
-                }
-                release.execute([])?;
-                results.push(Ok(AppendResult { appended, changes }));
             }
-            results
-        };
+            if let Some(e) = failure {
+                tx.prepare_cached("ROLLBACK TO horde_request")?
+                    .execute([])?;
+                release.execute([])?;
+                pos = saved;
+                results.push(Err(e));
+                continue;
+            }
+            for (hash, size) in &req.blobs {
+                st.ins_blob
+                    .execute(params![hash.as_bytes(), *size as i64, now])?;
+            }
+            if req.sign_head && pos.tip.seq > pos.last_head {
+                insert_head(&tx, key, project, pos.tip)?;
+                pos.last_head = pos.tip.seq;
+            }
+            release.execute([])?;
+            results.push(Ok(AppendResult { appended, changes }));
+        }
+        // The cached statements borrow the transaction; they must go before it commits.
+        drop((st, savepoint, release));
         pos.segment.insert(&tx, device)?;
         tx.commit()?;
         Ok(results)

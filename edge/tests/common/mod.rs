@@ -46,6 +46,14 @@ impl Repo {
         self.root.join(rel)
     }
 
+    /// Where the blob with this hex hash is stored.
+    pub fn blob(&self, hash: &str) -> PathBuf {
+        self.root
+            .join(".horde/blobs")
+            .join(&hash[..2])
+            .join(&hash[2..])
+    }
+
     pub fn db(&self) -> PathBuf {
         self.root.join(".horde/horde.db")
     }
