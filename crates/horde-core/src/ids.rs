@@ -67,6 +67,19 @@ macro_rules! id_type {
             }
         }
 
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(&self.0.hyphenated())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
         impl FromStr for $name {
             type Err = IdParseError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -87,6 +100,8 @@ id_type!(TimelineId, "timeline");
 id_type!(DeviceId, "device");
 id_type!(EventId, "event");
 id_type!(TaskId, "task");
+id_type!(UserId, "user");
+id_type!(ApiKeyId, "API key");
 
 #[cfg(test)]
 mod tests {

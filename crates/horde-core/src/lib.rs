@@ -25,6 +25,8 @@ pub use event::{
 };
 pub use hash::{BlobHash, BlobHasher, EventHash, HashParseError};
 pub use horde_proto::v1 as proto;
-pub use ids::{DeviceId, EventId, IdParseError, ProjectId, TaskId, TenantId, TimelineId};
+pub use ids::{
+    ApiKeyId, DeviceId, EventId, IdParseError, ProjectId, TaskId, TenantId, TimelineId, UserId,
+};
 pub use keys::{DeviceKey, KeyError, verify_head};
 pub use path::{PathError, RepoPath};

@@ -35,8 +35,8 @@ pub use error::{KvError, TxError};
 pub use foundationdb_tuple as tuple;
 use futures::Stream;
 pub use types::{
-    CommitStamp, Committed, KeySelector, KeyValue, RangeBatch, RangeOption, MAX_KEY_BYTES,
-    MAX_TRANSACTION_BYTES, MAX_TRANSACTION_DURATION, MAX_VALUE_BYTES, strinc,
+    CommitStamp, Committed, KeySelector, KeyValue, MAX_KEY_BYTES, MAX_TRANSACTION_BYTES,
+    MAX_TRANSACTION_DURATION, MAX_VALUE_BYTES, RangeBatch, RangeOption, strinc,
 };
 
 /// How many times [`OrderedKv::transact`] runs a body before giving up on retryable errors.
@@ -64,7 +64,10 @@ pub trait OrderedKv: Send + Sync + 'static {
     /// exponential backoff, at most [`MAX_RETRIES`] times.
     ///
     /// The body gets its own handle to the transaction; it must not keep it after it returns.
-    fn transact<F, Fut, T, E>(&self, mut body: F) -> impl Future<Output = Result<(T, Committed), E>> + Send
+    fn transact<F, Fut, T, E>(
+        &self,
+        mut body: F,
+    ) -> impl Future<Output = Result<(T, Committed), E>> + Send
     where
         F: FnMut(Self::Tx, MaybeCommitted) -> Fut + Send,
         Fut: Future<Output = Result<T, E>> + Send,
@@ -122,12 +125,20 @@ pub trait Transaction: Clone + Send + Sync + 'static {
 
     /// The value of `key`, seeing this transaction's own writes. `snapshot` reads add no read
     /// conflict.
-    fn get(&self, key: &[u8], snapshot: bool) -> impl Future<Output = Result<Option<Vec<u8>>, KvError>> + Send;
+    fn get(
+        &self,
+        key: &[u8],
+        snapshot: bool,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, KvError>> + Send;
 
     /// One batch of the range `[begin, end)` as the selectors resolve, in order (reverse:
     /// descending), at most `limit` pairs. `more` says whether the range goes on; use
     /// [`Transaction::get_ranges`] to stream the whole range.
-    fn get_range(&self, range: &RangeOption, snapshot: bool) -> impl Future<Output = Result<RangeBatch, KvError>> + Send;
+    fn get_range(
+        &self,
+        range: &RangeOption,
+        snapshot: bool,
+    ) -> impl Future<Output = Result<RangeBatch, KvError>> + Send;
 
     fn set(&self, key: &[u8], value: &[u8]);
     fn clear(&self, key: &[u8]);
@@ -150,7 +161,11 @@ pub trait Transaction: Clone + Send + Sync + 'static {
     fn commit(self) -> impl Future<Output = Result<Committed, KvError>> + Send;
 
     /// The whole of a range, streamed in batches (the range's `limit` caps the total).
-    fn get_ranges(&self, range: RangeOption, snapshot: bool) -> impl Stream<Item = Result<Vec<KeyValue>, KvError>> + Send {
+    fn get_ranges(
+        &self,
+        range: RangeOption,
+        snapshot: bool,
+    ) -> impl Stream<Item = Result<Vec<KeyValue>, KvError>> + Send {
         let tx = self.clone();
         futures::stream::try_unfold(Some(range), move |next| {
             let tx = tx.clone();
@@ -167,7 +182,11 @@ pub trait Transaction: Clone + Send + Sync + 'static {
     }
 
     /// Every pair of a range in one vector (for ranges known to be small).
-    fn get_all(&self, range: RangeOption, snapshot: bool) -> impl Future<Output = Result<Vec<KeyValue>, KvError>> + Send {
+    fn get_all(
+        &self,
+        range: RangeOption,
+        snapshot: bool,
+    ) -> impl Future<Output = Result<Vec<KeyValue>, KvError>> + Send {
         use futures::TryStreamExt;
         let stream = self.get_ranges(range, snapshot);
         async move {

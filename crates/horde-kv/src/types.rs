@@ -25,16 +25,32 @@ pub struct KeySelector {
 
 impl KeySelector {
     pub fn first_greater_or_equal(key: impl Into<Vec<u8>>) -> Self {
-        KeySelector { key: key.into(), or_equal: false, offset: 1 }
+        KeySelector {
+            key: key.into(),
+            or_equal: false,
+            offset: 1,
+        }
     }
     pub fn first_greater_than(key: impl Into<Vec<u8>>) -> Self {
-        KeySelector { key: key.into(), or_equal: true, offset: 1 }
+        KeySelector {
+            key: key.into(),
+            or_equal: true,
+            offset: 1,
+        }
     }
     pub fn last_less_or_equal(key: impl Into<Vec<u8>>) -> Self {
-        KeySelector { key: key.into(), or_equal: true, offset: 0 }
+        KeySelector {
+            key: key.into(),
+            or_equal: true,
+            offset: 0,
+        }
     }
     pub fn last_less_than(key: impl Into<Vec<u8>>) -> Self {
-        KeySelector { key: key.into(), or_equal: false, offset: 0 }
+        KeySelector {
+            key: key.into(),
+            or_equal: false,
+            offset: 0,
+        }
     }
     /// The same selector moved by `by` keys.
     pub fn add(mut self, by: i32) -> Self {

@@ -64,7 +64,9 @@ pub struct SqliteKv {
 
 impl std::fmt::Debug for SqliteKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteKv").field("path", &self.shared.path).finish()
+        f.debug_struct("SqliteKv")
+            .field("path", &self.shared.path)
+            .finish()
     }
 }
 
@@ -93,23 +95,33 @@ impl SqliteKv {
                 path.display()
             ))
         })?;
-        let conn = Connection::open(&path).map_err(|e| storage(&format!("open {}", path.display()), e))?;
-        let not_ours = |e: rusqlite::Error| storage(&format!("{} is not a horde-kv store", path.display()), e);
-        let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(not_ours)?;
+        let conn =
+            Connection::open(&path).map_err(|e| storage(&format!("open {}", path.display()), e))?;
+        let not_ours =
+            |e: rusqlite::Error| storage(&format!("{} is not a horde-kv store", path.display()), e);
+        let app: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(not_ours)?;
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
             .map_err(not_ours)?;
         if app != APPLICATION_ID && (app != 0 || tables != 0) {
-            return Err(KvError::Storage(format!("{} is not a horde-kv store", path.display())));
+            return Err(KvError::Storage(format!(
+                "{} is not a horde-kv store",
+                path.display()
+            )));
         }
-        let format: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(not_ours)?;
+        let format: i32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(not_ours)?;
         if format > FORMAT_VERSION {
             return Err(KvError::Storage(format!(
                 "{} has format {format}; this build reads up to {FORMAT_VERSION} — upgrade horde",
                 path.display()
             )));
         }
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| storage("set WAL mode", e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| storage("set WAL mode", e))?;
         configure(&conn).map_err(|e| storage("configure", e))?;
         conn.execute_batch(&format!(
             "BEGIN;
@@ -122,20 +134,31 @@ impl SqliteKv {
         ))
         .map_err(|e| storage("create tables", e))?;
         let version: i64 = conn
-            .query_row("SELECT value FROM meta WHERE name = 'version'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE name = 'version'", [], |r| {
+                r.get(0)
+            })
             .map_err(|e| storage("read the version", e))?;
         let version = version as u64;
         let versions = Arc::new(Versions::new(version));
         let commits = writer::spawn(conn, versions.clone(), version);
         Ok(SqliteKv {
-            shared: Arc::new(Shared { path, commits: Mutex::new(commits), versions, readers: Mutex::new(Vec::new()), _lock: lock }),
+            shared: Arc::new(Shared {
+                path,
+                commits: Mutex::new(commits),
+                versions,
+                readers: Mutex::new(Vec::new()),
+                _lock: lock,
+            }),
         })
     }
 
     /// Fault injection for tests, like FoundationDB's simulation: every `n`-th commit is
     /// applied but answered with `commit_unknown_result` (0 turns it off).
     pub fn inject_unknown_results(&self, every: u32) {
-        self.shared.versions.unknown_every.store(every, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .versions
+            .unknown_every
+            .store(every, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn reader(&self) -> Result<Connection, KvError> {
@@ -147,7 +170,8 @@ impl SqliteKv {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| storage("open a reader", e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| storage("configure a reader", e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| storage("configure a reader", e))?;
         Ok(conn)
     }
 }
@@ -160,7 +184,9 @@ impl OrderedKv for SqliteKv {
         let conn = self.reader()?;
         let (conn, read_version) = tokio::task::spawn_blocking(move || {
             let snapshot = conn.execute_batch("BEGIN").and_then(|_| {
-                conn.query_row("SELECT value FROM meta WHERE name = 'version'", [], |r| r.get::<_, i64>(0))
+                conn.query_row("SELECT value FROM meta WHERE name = 'version'", [], |r| {
+                    r.get::<_, i64>(0)
+                })
             });
             match snapshot {
                 Ok(v) => Ok((conn, v as u64)),
@@ -306,7 +332,11 @@ struct Edge {
 
 impl Edge {
     fn bound(&self) -> Bound<&[u8]> {
-        if self.inclusive { Bound::Included(&self.key) } else { Bound::Excluded(&self.key) }
+        if self.inclusive {
+            Bound::Included(&self.key)
+        } else {
+            Bound::Excluded(&self.key)
+        }
     }
 }
 
@@ -330,13 +360,19 @@ fn scan(
     // Emits one pair; true when the scan is full.
     let mut emit = |out: &mut Vec<KeyValue>, key: &[u8], value: Vec<u8>| {
         bytes += key.len() + value.len();
-        out.push(KeyValue { key: key.to_vec(), value });
+        out.push(KeyValue {
+            key: key.to_vec(),
+            value,
+        });
         out.len() >= limit || bytes >= max_bytes
     };
     // The transaction's own writes, in scan order.
     let in_range = view.range(lo.bound(), hi.bound());
-    let mut pending: Box<dyn Iterator<Item = (&Vec<u8>, &Pending)>> =
-        if reverse { Box::new(in_range.rev()) } else { in_range };
+    let mut pending: Box<dyn Iterator<Item = (&Vec<u8>, &Pending)>> = if reverse {
+        Box::new(in_range.rev())
+    } else {
+        in_range
+    };
     let mut next_pending = pending.next();
     let before = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
     let (mut lo, mut hi) = (lo.clone(), hi.clone());
@@ -351,9 +387,12 @@ fn scan(
         let rows: Vec<(Vec<u8>, Vec<u8>)> = {
             let mut stmt = conn.prepare_cached(&sql).map_err(|e| storage("read", e))?;
             let rows = stmt
-                .query_map(params![lo.key, hi.key, chunk as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map(params![lo.key, hi.key, chunk as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .map_err(|e| storage("read", e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| storage("read", e))?
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| storage("read", e))?
         };
         let exhausted = rows.len() < chunk;
         for (key, value) in &rows {
@@ -393,29 +432,58 @@ fn scan(
             }
             return Ok((out, false));
         }
-        let last = rows.last().map(|(k, _)| k.clone()).expect("a full chunk has rows");
+        let last = rows
+            .last()
+            .map(|(k, _)| k.clone())
+            .expect("a full chunk has rows");
         if reverse {
-            hi = Edge { key: last, inclusive: false };
+            hi = Edge {
+                key: last,
+                inclusive: false,
+            };
         } else {
-            lo = Edge { key: last, inclusive: false };
+            lo = Edge {
+                key: last,
+                inclusive: false,
+            };
         }
     }
 }
 
 /// Resolves a selector to a key (`""` before the first key, `\xff` after the last).
 fn resolve(conn: &Connection, view: &Overlay, sel: &KeySelector) -> Result<Vec<u8>, KvError> {
-    let start = Edge { key: Vec::new(), inclusive: true };
-    let end = Edge { key: KEYSPACE_END.to_vec(), inclusive: false };
+    let start = Edge {
+        key: Vec::new(),
+        inclusive: true,
+    };
+    let end = Edge {
+        key: KEYSPACE_END.to_vec(),
+        inclusive: false,
+    };
     if sel.offset >= 1 {
         let n = sel.offset as usize;
-        let lo = Edge { key: sel.key.clone(), inclusive: !sel.or_equal };
+        let lo = Edge {
+            key: sel.key.clone(),
+            inclusive: !sel.or_equal,
+        };
         let (kvs, _) = scan(conn, view, &lo, &end, false, n, usize::MAX)?;
-        Ok(if kvs.len() == n { kvs[n - 1].key.clone() } else { KEYSPACE_END.to_vec() })
+        Ok(if kvs.len() == n {
+            kvs[n - 1].key.clone()
+        } else {
+            KEYSPACE_END.to_vec()
+        })
     } else {
         let n = (1 - i64::from(sel.offset)) as usize;
-        let hi = Edge { key: sel.key.clone().min(KEYSPACE_END.to_vec()), inclusive: sel.or_equal && sel.key.as_slice() < KEYSPACE_END };
+        let hi = Edge {
+            key: sel.key.clone().min(KEYSPACE_END.to_vec()),
+            inclusive: sel.or_equal && sel.key.as_slice() < KEYSPACE_END,
+        };
         let (kvs, _) = scan(conn, view, &start, &hi, true, n, usize::MAX)?;
-        Ok(if kvs.len() == n { kvs[n - 1].key.clone() } else { Vec::new() })
+        Ok(if kvs.len() == n {
+            kvs[n - 1].key.clone()
+        } else {
+            Vec::new()
+        })
     }
 }
 
@@ -445,8 +513,12 @@ impl Transaction for SqliteTx {
         let owned = key.to_vec();
         let stored = self
             .with_conn(move |conn| {
-                let mut stmt = conn.prepare_cached("SELECT v FROM kv WHERE k = ?1").map_err(|e| storage("read", e))?;
-                stmt.query_row(params![owned], |r| r.get::<_, Vec<u8>>(0)).optional().map_err(|e| storage("read", e))
+                let mut stmt = conn
+                    .prepare_cached("SELECT v FROM kv WHERE k = ?1")
+                    .map_err(|e| storage("read", e))?;
+                stmt.query_row(params![owned], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()
+                    .map_err(|e| storage("read", e))
             })
             .await?;
         match pending {
@@ -468,9 +540,23 @@ impl Transaction for SqliteTx {
                 if begin >= end {
                     return Ok((begin, end, Vec::new(), false));
                 }
-                let lo = Edge { key: begin.clone(), inclusive: true };
-                let hi = Edge { key: end.clone(), inclusive: false };
-                let (kvs, stopped) = scan(conn, &view, &lo, &hi, range.reverse, limit.min(BATCH_ROWS), BATCH_BYTES)?;
+                let lo = Edge {
+                    key: begin.clone(),
+                    inclusive: true,
+                };
+                let hi = Edge {
+                    key: end.clone(),
+                    inclusive: false,
+                };
+                let (kvs, stopped) = scan(
+                    conn,
+                    &view,
+                    &lo,
+                    &hi,
+                    range.reverse,
+                    limit.min(BATCH_ROWS),
+                    BATCH_BYTES,
+                )?;
                 Ok((begin, end, kvs, stopped))
             })
             .await?;
@@ -483,7 +569,11 @@ impl Transaction for SqliteTx {
             let mut lo = range.begin.key.clone().min(begin);
             let end_sel = &range.end;
             let mut hi = if end_sel.offset <= 1 {
-                if end_sel.or_equal { key_after(&end_sel.key) } else { end_sel.key.clone() }
+                if end_sel.or_equal {
+                    key_after(&end_sel.key)
+                } else {
+                    end_sel.key.clone()
+                }
             } else {
                 key_after(&end)
             };
@@ -511,7 +601,10 @@ impl Transaction for SqliteTx {
             return st.fail(e);
         }
         Arc::make_mut(&mut st.overlay).set(key, value);
-        st.push(Mutation::Set(key.to_vec(), value.to_vec()), key.len() + value.len());
+        st.push(
+            Mutation::Set(key.to_vec(), value.to_vec()),
+            key.len() + value.len(),
+        );
     }
 
     fn clear(&self, key: &[u8]) {
@@ -537,7 +630,10 @@ impl Transaction for SqliteTx {
             return;
         }
         Arc::make_mut(&mut st.overlay).clear_range(begin, end);
-        st.push(Mutation::ClearRange(begin.to_vec(), end.to_vec()), begin.len() + end.len());
+        st.push(
+            Mutation::ClearRange(begin.to_vec(), end.to_vec()),
+            begin.len() + end.len(),
+        );
     }
 
     fn atomic_add(&self, key: &[u8], param: &[u8]) {
@@ -546,26 +642,39 @@ impl Transaction for SqliteTx {
             return st.fail(e);
         }
         Arc::make_mut(&mut st.overlay).add(key, param);
-        st.push(Mutation::Add(key.to_vec(), param.to_vec()), key.len() + param.len());
+        st.push(
+            Mutation::Add(key.to_vec(), param.to_vec()),
+            key.len() + param.len(),
+        );
     }
 
     fn set_versionstamped_key(&self, key: &[u8], value: &[u8]) {
         let mut st = self.state();
-        let checked = split_versionstamp(key).and_then(|(k, _)| check_key(k)).and_then(|_| check_value(value));
+        let checked = split_versionstamp(key)
+            .and_then(|(k, _)| check_key(k))
+            .and_then(|_| check_value(value));
         if let Err(e) = checked {
             return st.fail(e);
         }
-        st.push(Mutation::VersionstampedKey(key.to_vec(), value.to_vec()), key.len() + value.len());
+        st.push(
+            Mutation::VersionstampedKey(key.to_vec(), value.to_vec()),
+            key.len() + value.len(),
+        );
     }
 
     fn set_versionstamped_value(&self, key: &[u8], value: &[u8]) {
         let mut st = self.state();
-        let checked = check_key(key).and_then(|_| split_versionstamp(value)).and_then(|(v, _)| check_value(v));
+        let checked = check_key(key)
+            .and_then(|_| split_versionstamp(value))
+            .and_then(|(v, _)| check_value(v));
         if let Err(e) = checked {
             return st.fail(e);
         }
         Arc::make_mut(&mut st.overlay).unreadable(key);
-        st.push(Mutation::VersionstampedValue(key.to_vec(), value.to_vec()), key.len() + value.len());
+        st.push(
+            Mutation::VersionstampedValue(key.to_vec(), value.to_vec()),
+            key.len() + value.len(),
+        );
     }
 
     async fn commit(self) -> Result<Committed, KvError> {
@@ -584,7 +693,10 @@ impl Transaction for SqliteTx {
             return Err(KvError::TransactionTooLarge { size });
         }
         if state.mutations.is_empty() {
-            return Ok(Committed { version: inner.read_version, versionstamp: None });
+            return Ok(Committed {
+                version: inner.read_version,
+                versionstamp: None,
+            });
         }
         let (reply, answer) = oneshot::channel();
         let request = CommitRequest {
@@ -600,7 +712,9 @@ impl Transaction for SqliteTx {
             .expect("commit channel lock")
             .send(request)
             .map_err(|_| KvError::Storage("the commit thread has stopped".into()))?;
-        let result = answer.await.map_err(|_| KvError::Storage("the commit thread has stopped".into()))?;
+        let result = answer
+            .await
+            .map_err(|_| KvError::Storage("the commit thread has stopped".into()))?;
         // Keep the history this transaction was checked against until it has been.
         drop(inner.registration.lock().expect("registration lock").take());
         result

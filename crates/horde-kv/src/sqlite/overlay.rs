@@ -63,7 +63,8 @@ pub(crate) enum Lookup {
 
 impl Overlay {
     pub(crate) fn set(&mut self, key: &[u8], value: &[u8]) {
-        self.writes.insert(key.to_vec(), Pending::Set(value.to_vec()));
+        self.writes
+            .insert(key.to_vec(), Pending::Set(value.to_vec()));
     }
 
     pub(crate) fn clear(&mut self, key: &[u8]) {
@@ -115,12 +116,16 @@ impl Overlay {
 
     pub(crate) fn is_cleared(&self, key: &[u8]) -> bool {
         let i = self.cleared.partition_point(|(_, e)| e.as_slice() <= key);
-        self.cleared.get(i).is_some_and(|(b, _)| b.as_slice() <= key)
+        self.cleared
+            .get(i)
+            .is_some_and(|(b, _)| b.as_slice() <= key)
     }
 
     pub(crate) fn lookup(&self, key: &[u8]) -> Lookup {
         match self.writes.get(key) {
-            Some(Pending::Add(p)) if !self.is_cleared(key) => Lookup::Store(Some(Pending::Add(p.clone()))),
+            Some(Pending::Add(p)) if !self.is_cleared(key) => {
+                Lookup::Store(Some(Pending::Add(p.clone())))
+            }
             Some(p) => match p.resolve(None) {
                 Ok(v) => Lookup::Known(v),
                 Err(_) => Lookup::Store(Some(Pending::Unreadable)),
@@ -131,7 +136,11 @@ impl Overlay {
     }
 
     /// This transaction's writes within `(lo, hi)`, in key order.
-    pub(crate) fn range<'a>(&'a self, lo: Bound<&'a [u8]>, hi: Bound<&'a [u8]>) -> Box<dyn DoubleEndedIterator<Item = (&'a Vec<u8>, &'a Pending)> + 'a> {
+    pub(crate) fn range<'a>(
+        &'a self,
+        lo: Bound<&'a [u8]>,
+        hi: Bound<&'a [u8]>,
+    ) -> Box<dyn DoubleEndedIterator<Item = (&'a Vec<u8>, &'a Pending)> + 'a> {
         if range_is_empty(lo, hi) {
             Box::new(std::iter::empty())
         } else {
@@ -143,7 +152,8 @@ impl Overlay {
 fn range_is_empty(lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> bool {
     match (lo, hi) {
         (Bound::Included(a), Bound::Included(b)) => a > b,
-        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b)) | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
         _ => false,
     }
 }

@@ -50,14 +50,20 @@ impl Mutation {
 /// Splits a tuple-layer incomplete-versionstamp encoding into the bytes (without the
 /// trailing offset) and the placeholder's offset, checking that the 10 bytes fit.
 pub(crate) fn split_versionstamp(bytes: &[u8]) -> Result<(&[u8], usize), KvError> {
-    let invalid = |what: &str| KvError::InvalidOperation { what: what.to_string() };
+    let invalid = |what: &str| KvError::InvalidOperation {
+        what: what.to_string(),
+    };
     if bytes.len() < 4 {
-        return Err(invalid("versionstamped key or value shorter than its 4-byte offset"));
+        return Err(invalid(
+            "versionstamped key or value shorter than its 4-byte offset",
+        ));
     }
     let (body, off) = bytes.split_at(bytes.len() - 4);
     let offset = u32::from_le_bytes(off.try_into().expect("4 bytes")) as usize;
     if offset.checked_add(10).is_none_or(|end| end > body.len()) {
-        return Err(invalid("versionstamp offset points past the end of the key or value"));
+        return Err(invalid(
+            "versionstamp offset points past the end of the key or value",
+        ));
     }
     Ok((body, offset))
 }
@@ -88,7 +94,11 @@ pub(crate) struct Versions {
 
 impl Versions {
     pub(crate) fn new(version: u64) -> Self {
-        Versions { published: AtomicU64::new(version), active: Mutex::new(BTreeMap::new()), unknown_every: AtomicU32::new(0) }
+        Versions {
+            published: AtomicU64::new(version),
+            active: Mutex::new(BTreeMap::new()),
+            unknown_every: AtomicU32::new(0),
+        }
     }
 
     /// Registers a transaction that is about to take its snapshot. Returns a version ≤ its
@@ -97,13 +107,20 @@ impl Versions {
         let mut active = self.active.lock().expect("versions lock");
         let floor = self.published.load(Ordering::Acquire);
         *active.entry(floor).or_default() += 1;
-        Registration { versions: self.clone(), floor }
+        Registration {
+            versions: self.clone(),
+            floor,
+        }
     }
 
     /// Below this version no live transaction reads.
     fn prune_floor(&self) -> u64 {
         let active = self.active.lock().expect("versions lock");
-        active.keys().next().copied().unwrap_or_else(|| self.published.load(Ordering::Acquire))
+        active
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.published.load(Ordering::Acquire))
     }
 }
 
@@ -158,12 +175,22 @@ fn point(key: &[u8]) -> (Vec<u8>, Vec<u8>) {
     (key.to_vec(), end)
 }
 
-pub(crate) fn spawn(conn: Connection, versions: Arc<Versions>, last_version: u64) -> mpsc::Sender<CommitRequest> {
+pub(crate) fn spawn(
+    conn: Connection,
+    versions: Arc<Versions>,
+    last_version: u64,
+) -> mpsc::Sender<CommitRequest> {
     let (tx, rx) = mpsc::channel::<CommitRequest>();
     std::thread::Builder::new()
         .name("horde-kv-commit".into())
         .spawn(move || {
-            let mut w = Writer { conn, versions, last_version, history: VecDeque::new(), commits: 0 };
+            let mut w = Writer {
+                conn,
+                versions,
+                last_version,
+                history: VecDeque::new(),
+                commits: 0,
+            };
             while let Ok(first) = rx.recv() {
                 let mut group = vec![first];
                 while group.len() < MAX_GROUP {
@@ -189,7 +216,11 @@ struct Writer {
 
 impl Writer {
     fn conflicts(&self, req: &CommitRequest, batch: &[(Vec<u8>, Vec<u8>)]) -> bool {
-        let newer = self.history.iter().rev().take_while(|w| w.version > req.read_version);
+        let newer = self
+            .history
+            .iter()
+            .rev()
+            .take_while(|w| w.version > req.read_version);
         for written in newer {
             for (b, e) in &req.read_conflicts {
                 if intersects(&written.ranges, b, e) {
@@ -198,11 +229,16 @@ impl Writer {
             }
         }
         // Earlier transactions of this group: unsorted, usually few reads against them.
-        req.read_conflicts.iter().any(|(b, e)| batch.iter().any(|(wb, we)| wb < e && b < we))
+        req.read_conflicts
+            .iter()
+            .any(|(b, e)| batch.iter().any(|(wb, we)| wb < e && b < we))
     }
 
     fn commit_group(&mut self, group: Vec<CommitRequest>) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
         let version = now.max(self.last_version + 1);
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let err = storage("begin a commit", e);
@@ -213,7 +249,8 @@ impl Writer {
         }
         // Write ranges of the transactions accepted so far in this group.
         let mut written: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut accepted: Vec<(oneshot::Sender<Result<Committed, KvError>>, CommitStamp)> = Vec::new();
+        let mut accepted: Vec<(oneshot::Sender<Result<Committed, KvError>>, CommitStamp)> =
+            Vec::new();
         for req in group {
             if self.conflicts(&req, &written) {
                 let _ = req.reply.send(Err(KvError::NotCommitted));
@@ -230,7 +267,10 @@ impl Writer {
         }
         let done = self
             .conn
-            .execute("UPDATE meta SET value = ?1 WHERE name = 'version'", params![version as i64])
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE name = 'version'",
+                params![version as i64],
+            )
             .and_then(|_| self.conn.execute_batch("COMMIT"));
         if let Err(e) = done {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -241,7 +281,10 @@ impl Writer {
             return;
         }
         self.last_version = version;
-        self.history.push_back(Written { version, ranges: merge(written) });
+        self.history.push_back(Written {
+            version,
+            ranges: merge(written),
+        });
         self.versions.published.store(version, Ordering::Release);
         let floor = self.versions.prune_floor();
         while self.history.front().is_some_and(|w| w.version <= floor) {
@@ -250,24 +293,39 @@ impl Writer {
         let unknown_every = self.versions.unknown_every.load(Ordering::Relaxed);
         for (reply, stamp) in accepted {
             self.commits += 1;
-            let answer = if unknown_every > 0 && self.commits.is_multiple_of(u64::from(unknown_every)) {
-                Err(KvError::CommitUnknownResult)
-            } else {
-                Ok(Committed { version, versionstamp: Some(stamp) })
-            };
+            let answer =
+                if unknown_every > 0 && self.commits.is_multiple_of(u64::from(unknown_every)) {
+                    Err(KvError::CommitUnknownResult)
+                } else {
+                    Ok(Committed {
+                        version,
+                        versionstamp: Some(stamp),
+                    })
+                };
             let _ = reply.send(answer);
         }
     }
 
     /// Applies one transaction's mutations in order, inside a savepoint so that a failure
     /// undoes only this transaction.
-    fn apply(&mut self, mutations: &[Mutation], stamp: &CommitStamp, written: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), KvError> {
+    fn apply(
+        &mut self,
+        mutations: &[Mutation],
+        stamp: &CommitStamp,
+        written: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), KvError> {
         let mut ranges = Vec::with_capacity(mutations.len());
-        self.conn.execute_batch("SAVEPOINT tx").map_err(|e| storage("savepoint", e))?;
+        self.conn
+            .execute_batch("SAVEPOINT tx")
+            .map_err(|e| storage("savepoint", e))?;
         let result = (|| -> rusqlite::Result<()> {
-            let mut put = self.conn.prepare_cached("INSERT OR REPLACE INTO kv (k, v) VALUES (?1, ?2)")?;
+            let mut put = self
+                .conn
+                .prepare_cached("INSERT OR REPLACE INTO kv (k, v) VALUES (?1, ?2)")?;
             let mut del = self.conn.prepare_cached("DELETE FROM kv WHERE k = ?1")?;
-            let mut del_range = self.conn.prepare_cached("DELETE FROM kv WHERE k >= ?1 AND k < ?2")?;
+            let mut del_range = self
+                .conn
+                .prepare_cached("DELETE FROM kv WHERE k >= ?1 AND k < ?2")?;
             let mut get = self.conn.prepare_cached("SELECT v FROM kv WHERE k = ?1")?;
             for m in mutations {
                 match m {
@@ -284,7 +342,8 @@ impl Writer {
                         ranges.push((b.clone(), e.clone()));
                     }
                     Mutation::Add(k, p) => {
-                        let old: Option<Vec<u8>> = get.query_row(params![k], |r| r.get(0)).optional()?;
+                        let old: Option<Vec<u8>> =
+                            get.query_row(params![k], |r| r.get(0)).optional()?;
                         put.execute(params![k, add_le(old.as_deref().unwrap_or(&[]), p)])?;
                         ranges.push(point(k));
                     }
@@ -303,7 +362,9 @@ impl Writer {
         })();
         match result {
             Ok(()) => {
-                self.conn.execute_batch("RELEASE tx").map_err(|e| storage("release savepoint", e))?;
+                self.conn
+                    .execute_batch("RELEASE tx")
+                    .map_err(|e| storage("release savepoint", e))?;
                 written.extend(ranges);
                 Ok(())
             }
@@ -321,7 +382,11 @@ mod tests {
 
     #[test]
     fn merged_ranges_answer_intersections() {
-        let ranges = merge(vec![point(b"b"), (b"d".to_vec(), b"f".to_vec()), (b"e".to_vec(), b"g".to_vec())]);
+        let ranges = merge(vec![
+            point(b"b"),
+            (b"d".to_vec(), b"f".to_vec()),
+            (b"e".to_vec(), b"g".to_vec()),
+        ]);
         assert_eq!(ranges.len(), 2);
         assert!(intersects(&ranges, b"a", b"c"));
         assert!(!intersects(&ranges, b"b\x00", b"d"));

@@ -1,0 +1,67 @@
+//! The cloud's data model on [`OrderedKv`]: tenants, users, API keys, projects, devices,
+//! timelines, and each project's versionstamped event log with its indexes (time, per-path
+//! history, global feed), device sync cursors and indexer cursors.
+//!
+//! Invariants:
+//! - Every key of a tenant's data starts with `("t", prefix)`, where `prefix` is the short
+//!   integer allocated to the tenant when it was created. Every API takes a [`TenantId`] and
+//!   builds keys from that tenant's prefix only, so no call reaches another tenant's keys.
+//! - A device's events are appended **exactly once**, in seq order, on an unbroken hash
+//!   chain: the device cursor is read, checked and advanced in the same transaction as the
+//!   writes, so a retried batch (a lost answer, an unknown commit result) writes nothing
+//!   twice.
+//! - The log is append-only and versionstamped, so anything at or below a committed
+//!   version never changes: reads "as of version v" may span several transactions.
+//!
+//! Key layout ([`keys`]) is ARCHITECTURE.md's, tuple-encoded.
+
+mod admin;
+mod error;
+mod ingest;
+pub mod keys;
+mod query;
+mod records;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+pub use admin::NewApiKey;
+pub use error::LedgerError;
+use horde_core::TenantId;
+use horde_kv::OrderedKv;
+pub use horde_kv::tuple::Versionstamp;
+pub use ingest::{
+    AppendAck, AppendBatch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_TX_BYTES, MAX_TX_EVENTS,
+};
+pub use query::{EventFilter, FeedEntry, LoggedEvent, MAX_READ_EVENTS, Manifest, stamp_version};
+pub use records::{ApiKey, Device, FileVersion, Project, Role, Tenant, Timeline, User};
+
+/// The ledger over one store. Cheap to clone.
+pub struct Ledger<K: OrderedKv> {
+    kv: Arc<K>,
+    /// Tenant id → key prefix. Prefixes never change once allocated.
+    prefixes: Arc<RwLock<HashMap<TenantId, i64>>>,
+}
+
+impl<K: OrderedKv> Clone for Ledger<K> {
+    fn clone(&self) -> Self {
+        Ledger {
+            kv: self.kv.clone(),
+            prefixes: self.prefixes.clone(),
+        }
+    }
+}
+
+impl<K: OrderedKv> Ledger<K> {
+    pub fn new(kv: K) -> Self {
+        Ledger {
+            kv: Arc::new(kv),
+            prefixes: Arc::default(),
+        }
+    }
+
+    /// The store underneath.
+    pub fn kv(&self) -> &K {
+        &self.kv
+    }
+}

@@ -1,0 +1,591 @@
+//! Reading the log and its indexes: events by version range, time range and type; time →
+//! version; one path's history; the file manifest of a timeline at a version (following fork
+//! ancestry); the global feed and indexer cursors.
+//!
+//! Everything at or below a committed version is immutable, so long reads are split into
+//! several transactions (each well under FoundationDB's 5 s) without losing consistency.
+
+use std::collections::BTreeMap;
+
+use horde_core::proto::{EventBody, SignedEvent};
+use horde_core::{DeviceId, ProjectId, TenantId, TimelineId, decode_event, payload_kind};
+use horde_kv::tuple::{Subspace, Uuid, Versionstamp, unpack};
+use horde_kv::{KeySelector, OrderedKv, RangeOption, Transaction, strinc};
+use prost::Message;
+
+use crate::Ledger;
+use crate::error::{LedgerError, corrupt};
+use crate::keys::{self, ProjectKeys, version_floor};
+use crate::records::{FileVersion, Timeline, from_json};
+
+/// Most events one read returns (page with `after`).
+pub const MAX_READ_EVENTS: usize = 10_000;
+/// Paths examined per transaction when building a manifest.
+const PATHS_PER_TX: usize = 2_000;
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only these payload kinds (`"state_change"`, `"tool_call"`, …); empty: all.
+    pub kinds: Vec<String>,
+    pub timeline: Option<TimelineId>,
+    pub device: Option<DeviceId>,
+    /// Commit versions, inclusive.
+    pub from_version: Option<u64>,
+    pub to_version: Option<u64>,
+    /// Continue after this event (the last one of the previous page).
+    pub after: Option<Versionstamp>,
+    /// At most this many (capped at [`MAX_READ_EVENTS`]).
+    pub limit: Option<usize>,
+}
+
+impl EventFilter {
+    fn wants(&self, body: &EventBody) -> bool {
+        if self
+            .timeline
+            .is_some_and(|t| body.timeline_id != t.as_bytes())
+        {
+            return false;
+        }
+        if self.device.is_some_and(|d| body.device_id != d.as_bytes()) {
+            return false;
+        }
+        if !self.kinds.is_empty() {
+            let kind = body.payload.as_ref().map(payload_kind).unwrap_or("");
+            if !self.kinds.iter().any(|k| k == kind) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(MAX_READ_EVENTS).min(MAX_READ_EVENTS)
+    }
+}
+
+/// An event as the log holds it.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub versionstamp: Versionstamp,
+    pub event: SignedEvent,
+    pub body: EventBody,
+}
+
+/// The files of a timeline at a version: path → its version there (existing paths only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    pub version: u64,
+    pub files: BTreeMap<String, FileVersion>,
+}
+
+/// One append transaction, as derived indexers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub versionstamp: Versionstamp,
+    pub tenant: TenantId,
+    pub tenant_prefix: i64,
+    pub project: ProjectId,
+    /// The transaction's events are the log keys with this versionstamp's transaction
+    /// version and user versions `0..events`.
+    pub events: u16,
+}
+
+fn decode_logged(log: &Subspace, key: &[u8], value: &[u8]) -> Result<LoggedEvent, LedgerError> {
+    let (vs,): (Versionstamp,) = log
+        .unpack(key)
+        .map_err(|e| corrupt(format!("log key: {e:?}")))?;
+    let event = SignedEvent::decode(value).map_err(|e| corrupt(format!("log event: {e}")))?;
+    let body =
+        decode_event(&event.body, &event.hash).map_err(|e| corrupt(format!("log event: {e}")))?;
+    Ok(LoggedEvent {
+        versionstamp: vs,
+        event,
+        body,
+    })
+}
+
+fn vs_bytes(vs: &Versionstamp) -> &[u8] {
+    &vs.as_bytes()[..]
+}
+
+impl<K: OrderedKv> Ledger<K> {
+    /// The last committed version.
+    pub async fn last_version(&self) -> Result<u64, LedgerError> {
+        let tx = self.kv.begin().await?;
+        Ok(tx.read_version().await?)
+    }
+
+    async fn project_keys(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+    ) -> Result<ProjectKeys, LedgerError> {
+        let t = self.tenant_keys(tenant).await?;
+        let key = t.project(project);
+        let (found, _) = self
+            .kv
+            .transact(|tx, _| {
+                let key = key.clone();
+                async move { tx.get(&key, true).await }
+            })
+            .await?;
+        if found.is_none() {
+            return Err(LedgerError::ProjectNotFound(project));
+        }
+        Ok(t.p(project))
+    }
+
+    /// Events of a project in log order, filtered (see [`EventFilter`]).
+    pub async fn events(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        filter: &EventFilter,
+    ) -> Result<Vec<LoggedEvent>, LedgerError> {
+        let p = self.project_keys(tenant, project).await?;
+        let log = p.log();
+        let mut begin = match filter.from_version {
+            Some(v) => log.pack(&(version_floor(v),)),
+            None => log.range().0,
+        };
+        if let Some(after) = &filter.after {
+            let mut k = log.pack(&(after,));
+            k.push(0);
+            begin = begin.max(k);
+        }
+        let end = match filter.to_version {
+            Some(v) => log.pack(&(version_floor(v.saturating_add(1)),)),
+            None => log.range().1,
+        };
+        let limit = filter.limit();
+        let mut out = Vec::new();
+        while out.len() < limit && begin < end {
+            let range = RangeOption::new(begin.clone(), end.clone()).limit(1_000);
+            let (kvs, _) = self
+                .kv
+                .transact(|tx, _| {
+                    let range = range.clone();
+                    async move { tx.get_range(&range, true).await }
+                })
+                .await?;
+            let Some(last) = kvs.kvs.last() else { break };
+            begin = last.key.clone();
+            begin.push(0);
+            for kv in &kvs.kvs {
+                let ev = decode_logged(&log, &kv.key, &kv.value)?;
+                if filter.wants(&ev.body) {
+                    out.push(ev);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if !kvs.more {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Events that occurred in `[from_ms, to_ms]` (device clocks, milliseconds since the
+    /// epoch), ordered by time, filtered by kind, timeline and device.
+    pub async fn events_in_time(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        from_ms: i64,
+        to_ms: i64,
+        filter: &EventFilter,
+    ) -> Result<Vec<LoggedEvent>, LedgerError> {
+        if from_ms > to_ms {
+            return Err(LedgerError::Invalid(format!(
+                "time range starts at {from_ms} after it ends at {to_ms}"
+            )));
+        }
+        let p = self.project_keys(tenant, project).await?;
+        let (time, log) = (p.time(), p.log());
+        let mut begin = time.pack(&(from_ms,));
+        let end = time.pack(&(to_ms.saturating_add(1),));
+        let limit = filter.limit();
+        let mut out = Vec::new();
+        while out.len() < limit && begin < end {
+            let range = RangeOption::new(begin.clone(), end.clone()).limit(1_000);
+            let (page, _) = self
+                .kv
+                .transact(|tx, _| {
+                    let (range, time, log) = (range.clone(), time.clone(), log.clone());
+                    async move {
+                        let batch = tx.get_range(&range, true).await?;
+                        let mut events = Vec::with_capacity(batch.kvs.len());
+                        for kv in &batch.kvs {
+                            let (_, vs): (i64, Versionstamp) = time
+                                .unpack(&kv.key)
+                                .map_err(|e| corrupt(format!("time key: {e:?}")))?;
+                            let key = log.pack(&(&vs,));
+                            let value = tx
+                                .get(&key, true)
+                                .await?
+                                .ok_or_else(|| corrupt("a time key names a missing event"))?;
+                            events.push(decode_logged(&log, &key, &value)?);
+                        }
+                        Ok::<_, LedgerError>((
+                            events,
+                            batch.kvs.last().map(|kv| kv.key.clone()),
+                            batch.more,
+                        ))
+                    }
+                })
+                .await?;
+            let (events, last, more) = page;
+            out.extend(
+                events
+                    .into_iter()
+                    .filter(|e| filter.wants(&e.body))
+                    .take(limit - out.len()),
+            );
+            let Some(mut last) = last else { break };
+            if !more {
+                break;
+            }
+            last.push(0);
+            begin = last;
+        }
+        Ok(out)
+    }
+
+    /// The commit version of the latest-recorded event that occurred at or before `ts_ms`,
+    /// or `None` if none did: "the project as of that time".
+    pub async fn version_at_time(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        ts_ms: i64,
+    ) -> Result<Option<u64>, LedgerError> {
+        let p = self.project_keys(tenant, project).await?;
+        let time = p.time();
+        let range = RangeOption::new(time.range().0, time.pack(&(ts_ms.saturating_add(1),)));
+        // Events are indexed by their device's clock, so the latest by time is not always the
+        // latest by version: scan the bucket of the latest time for its greatest version.
+        let (found, _) = self
+            .kv
+            .transact(|tx, _| {
+                let (range, time) = (range.clone(), time.clone());
+                async move {
+                    let last = tx.get_range(&range.limit(1).reverse(), true).await?;
+                    match last.kvs.first() {
+                        Some(kv) => {
+                            let (_, vs): (i64, Versionstamp) = time
+                                .unpack(&kv.key)
+                                .map_err(|e| corrupt(format!("time key: {e:?}")))?;
+                            Ok::<_, LedgerError>(Some(vs))
+                        }
+                        None => Ok(None),
+                    }
+                }
+            })
+            .await?;
+        Ok(found.map(|vs| stamp_version(&vs)))
+    }
+
+    /// The timelines whose history `timeline` includes, from itself to the root, each with
+    /// the last version of it that counts (`bound`).
+    async fn ancestry(
+        &self,
+        p: &ProjectKeys,
+        timeline: TimelineId,
+        bound: u64,
+    ) -> Result<Vec<(TimelineId, u64)>, LedgerError> {
+        let mut chain = vec![(timeline, bound)];
+        let mut current = timeline;
+        let mut bound = bound;
+        loop {
+            let key = p.timeline(current);
+            let (v, _) = self
+                .kv
+                .transact(|tx, _| {
+                    let key = key.clone();
+                    async move { tx.get(&key, true).await }
+                })
+                .await?;
+            let tl: Timeline = from_json(
+                "timeline",
+                &v.ok_or(LedgerError::TimelineNotFound(current))?,
+            )?;
+            match (tl.parent, tl.fork_version) {
+                (Some(parent), Some(at)) => {
+                    if chain.len() > 1_000 || chain.iter().any(|(t, _)| *t == parent) {
+                        return Err(corrupt("timeline ancestry loops"));
+                    }
+                    bound = bound.min(at);
+                    chain.push((parent, bound));
+                    current = parent;
+                }
+                _ => return Ok(chain),
+            }
+        }
+    }
+
+    async fn checked_version(&self, version: Option<u64>) -> Result<u64, LedgerError> {
+        let last = self.last_version().await?;
+        match version {
+            Some(v) if v > last => Err(LedgerError::VersionInFuture { asked: v, last }),
+            Some(v) => Ok(v),
+            None => Ok(last),
+        }
+    }
+
+    /// Every version of one path in a timeline up to `version` (default: now), oldest
+    /// first, including the history inherited from the timelines it was forked from.
+    pub async fn path_history(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        timeline: TimelineId,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<Vec<FileVersion>, LedgerError> {
+        let p = self.project_keys(tenant, project).await?;
+        let version = self.checked_version(version).await?;
+        let mut out = Vec::new();
+        for (tl, bound) in self
+            .ancestry(&p, timeline, version)
+            .await?
+            .into_iter()
+            .rev()
+        {
+            let space = p.path(tl, path);
+            let range = RangeOption::new(
+                space.range().0,
+                space.pack(&(version_floor(bound.saturating_add(1)),)),
+            );
+            let (kvs, _) = self
+                .kv
+                .transact(|tx, _| {
+                    let range = range.clone();
+                    async move { tx.get_all(range, true).await }
+                })
+                .await?;
+            for kv in kvs {
+                let (vs,): (Versionstamp,) = space
+                    .unpack(&kv.key)
+                    .map_err(|e| corrupt(format!("path key: {e:?}")))?;
+                out.push(FileVersion::decode(vs, &kv.value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The files of `timeline` at `version` (default: now), following fork ancestry. The cost
+    /// is two key lookups per path ever recorded, whatever the length of each path's history.
+    pub async fn manifest(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        timeline: TimelineId,
+        version: Option<u64>,
+    ) -> Result<Manifest, LedgerError> {
+        let p = self.project_keys(tenant, project).await?;
+        let version = self.checked_version(version).await?;
+        let mut files: BTreeMap<String, FileVersion> = BTreeMap::new();
+        // Root first: a descendant's versions replace its ancestors'.
+        for (tl, bound) in self
+            .ancestry(&p, timeline, version)
+            .await?
+            .into_iter()
+            .rev()
+        {
+            for (path, fv) in self.latest_versions(&p, tl, bound).await? {
+                files.insert(path, fv);
+            }
+        }
+        files.retain(|_, fv| fv.exists);
+        Ok(Manifest { version, files })
+    }
+
+    /// For each path of one timeline, its latest version at or below `bound` (deletions
+    /// included). Skips from path to path: the history behind each is never read.
+    async fn latest_versions(
+        &self,
+        p: &ProjectKeys,
+        timeline: TimelineId,
+        bound: u64,
+    ) -> Result<Vec<(String, FileVersion)>, LedgerError> {
+        let paths = p.paths(timeline);
+        let upper = version_floor(bound.saturating_add(1));
+        let (mut next, end) = paths.range();
+        let mut out = Vec::new();
+        loop {
+            let (page, _) = self
+                .kv
+                .transact(|tx, _| {
+                    let (paths, p, start, end) =
+                        (paths.clone(), p.clone(), next.clone(), end.clone());
+                    let upper = upper.clone();
+                    async move {
+                        let mut found = Vec::new();
+                        let mut cursor = start;
+                        for _ in 0..PATHS_PER_TX {
+                            // The first entry of the next path.
+                            let first = tx
+                                .get_range(
+                                    &RangeOption::new(cursor.clone(), end.clone()).limit(1),
+                                    true,
+                                )
+                                .await?;
+                            let Some(kv) = first.kvs.first() else {
+                                return Ok::<_, LedgerError>((found, None));
+                            };
+                            let (path, first_vs): (String, Versionstamp) = paths
+                                .unpack(&kv.key)
+                                .map_err(|e| corrupt(format!("path key: {e:?}")))?;
+                            let space = p.path(timeline, &path);
+                            // Past every version of this path: its keys are prefix + 0x33 (a versionstamp).
+                            cursor = space.bytes().to_vec();
+                            cursor.push(0x34);
+                            if vs_bytes(&first_vs) >= vs_bytes(&upper) {
+                                continue;
+                            }
+                            let latest = RangeOption {
+                                begin: KeySelector::first_greater_or_equal(space.bytes().to_vec()),
+                                end: KeySelector::first_greater_or_equal(space.pack(&(&upper,))),
+                                limit: Some(1),
+                                reverse: true,
+                            };
+                            let last = tx.get_range(&latest, true).await?;
+                            let kv = last
+                                .kvs
+                                .first()
+                                .ok_or_else(|| corrupt("a path's first version vanished"))?;
+                            let (vs,): (Versionstamp,) = space
+                                .unpack(&kv.key)
+                                .map_err(|e| corrupt(format!("path key: {e:?}")))?;
+                            found.push((path, FileVersion::decode(vs, &kv.value)?));
+                        }
+                        Ok((found, Some(cursor)))
+                    }
+                })
+                .await?;
+            let (found, cursor) = page;
+            out.extend(found);
+            match cursor {
+                Some(c) if c < end => next = c,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Append transactions after `after` (all of them from the start if `None`), oldest
+    /// first: what derived indexers tail.
+    pub async fn feed(
+        &self,
+        after: Option<&Versionstamp>,
+        limit: usize,
+    ) -> Result<Vec<FeedEntry>, LedgerError> {
+        let feed = keys::feed();
+        let begin = match after {
+            Some(vs) => {
+                let mut k = feed.pack(&(vs,));
+                k.push(0);
+                k
+            }
+            None => feed.range().0,
+        };
+        let range = RangeOption::new(begin, feed.range().1).limit(limit.min(MAX_READ_EVENTS));
+        let (kvs, _) = self
+            .kv
+            .transact(|tx, _| {
+                let range = range.clone();
+                async move { tx.get_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                let (vs,): (Versionstamp,) = feed
+                    .unpack(&kv.key)
+                    .map_err(|e| corrupt(format!("feed key: {e:?}")))?;
+                let (tenant, prefix, project, events): (Uuid, i64, Uuid, i64) =
+                    unpack(&kv.value).map_err(|e| corrupt(format!("feed entry: {e:?}")))?;
+                Ok(FeedEntry {
+                    versionstamp: vs,
+                    tenant: TenantId::from_uuid(tenant),
+                    tenant_prefix: prefix,
+                    project: ProjectId::from_uuid(project),
+                    events: u16::try_from(events).map_err(|_| corrupt("feed entry event count"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The events of one feed entry.
+    pub async fn feed_events(&self, entry: &FeedEntry) -> Result<Vec<LoggedEvent>, LedgerError> {
+        let log = keys::TenantKeys::new(entry.tenant_prefix)
+            .p(entry.project)
+            .log();
+        let first = Versionstamp::complete(tx_version(&entry.versionstamp), 0);
+        let range = RangeOption::new(
+            log.pack(&(first,)),
+            strinc(&log.pack(&(Versionstamp::complete(
+                tx_version(&entry.versionstamp),
+                u16::MAX,
+            ),))),
+        );
+        let (kvs, _) = self
+            .kv
+            .transact(|tx, _| {
+                let range = range.clone();
+                async move { tx.get_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| decode_logged(&log, &kv.key, &kv.value))
+            .collect()
+    }
+
+    pub async fn indexer_cursor(&self, indexer: &str) -> Result<Option<Versionstamp>, LedgerError> {
+        let key = keys::indexer(indexer);
+        let (v, _) = self
+            .kv
+            .transact(|tx, _| {
+                let key = key.clone();
+                async move { tx.get(&key, false).await }
+            })
+            .await?;
+        match v {
+            Some(v) => {
+                let (vs,): (Versionstamp,) =
+                    unpack(&v).map_err(|e| corrupt(format!("indexer cursor: {e:?}")))?;
+                Ok(Some(vs))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub async fn set_indexer_cursor(
+        &self,
+        indexer: &str,
+        at: &Versionstamp,
+    ) -> Result<(), LedgerError> {
+        let key = keys::indexer(indexer);
+        let value = horde_kv::tuple::pack(&(at,));
+        self.kv
+            .transact(|tx, _| {
+                let (key, value) = (key.clone(), value.clone());
+                async move {
+                    tx.set(&key, &value);
+                    Ok::<_, LedgerError>(())
+                }
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn tx_version(vs: &Versionstamp) -> [u8; 10] {
+    vs.transaction_version().try_into().expect("10 bytes")
+}
+
+/// The commit version inside a versionstamp.
+pub fn stamp_version(vs: &Versionstamp) -> u64 {
+    horde_kv::CommitStamp(tx_version(vs)).version()
+}
