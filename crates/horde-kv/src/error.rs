@@ -7,7 +7,9 @@
 pub enum KvError {
     #[error("key is {size} bytes; the limit is 10,000 (FoundationDB error 2102, key_too_large)")]
     KeyTooLarge { size: usize },
-    #[error("value is {size} bytes; the limit is 100,000 (FoundationDB error 2103, value_too_large)")]
+    #[error(
+        "value is {size} bytes; the limit is 100,000 (FoundationDB error 2103, value_too_large)"
+    )]
     ValueTooLarge { size: usize },
     #[error(
         "transaction is {size} bytes; the limit is 10,000,000 — split the work into smaller transactions (FoundationDB error 2101, transaction_too_large)"
@@ -15,17 +17,27 @@ pub enum KvError {
     TransactionTooLarge { size: usize },
     #[error("transaction is older than 5 seconds (FoundationDB error 1007, transaction_too_old)")]
     TransactionTooOld,
-    #[error("transaction conflicted with another and was not committed (FoundationDB error 1020, not_committed)")]
+    #[error(
+        "transaction conflicted with another and was not committed (FoundationDB error 1020, not_committed)"
+    )]
     NotCommitted,
-    #[error("the commit may or may not have happened (FoundationDB error 1021, commit_unknown_result)")]
+    #[error(
+        "the commit may or may not have happened (FoundationDB error 1021, commit_unknown_result)"
+    )]
     CommitUnknownResult,
-    #[error("read of a key whose value holds this transaction's versionstamp (FoundationDB error 1036, accessed_unreadable)")]
+    #[error(
+        "read of a key whose value holds this transaction's versionstamp (FoundationDB error 1036, accessed_unreadable)"
+    )]
     AccessedUnreadable,
-    #[error("key is outside the legal range: keys must sort below \\xff (FoundationDB error 2004, key_outside_legal_range)")]
+    #[error(
+        "key is outside the legal range: keys must sort below \\xff (FoundationDB error 2004, key_outside_legal_range)"
+    )]
     KeyOutsideLegalRange,
     #[error("invalid operation: {what} (FoundationDB error 2000, client_invalid_operation)")]
     InvalidOperation { what: String },
-    #[error("transaction was used after commit or while committing (FoundationDB error 2017, used_during_commit)")]
+    #[error(
+        "transaction was used after commit or while committing (FoundationDB error 2017, used_during_commit)"
+    )]
     UsedDuringCommit,
     #[error("transaction still failed after {attempts} attempts")]
     TooManyRetries { attempts: u32 },
@@ -64,7 +76,9 @@ impl KvError {
     /// Running the transaction again may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            KvError::TransactionTooOld | KvError::NotCommitted | KvError::CommitUnknownResult => true,
+            KvError::TransactionTooOld | KvError::NotCommitted | KvError::CommitUnknownResult => {
+                true
+            }
             KvError::Fdb { retryable, .. } => *retryable,
             _ => false,
         }
@@ -74,7 +88,9 @@ impl KvError {
     pub fn is_maybe_committed(&self) -> bool {
         match self {
             KvError::CommitUnknownResult => true,
-            KvError::Fdb { maybe_committed, .. } => *maybe_committed,
+            KvError::Fdb {
+                maybe_committed, ..
+            } => *maybe_committed,
             _ => false,
         }
     }

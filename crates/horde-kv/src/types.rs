@@ -53,7 +53,7 @@ impl KeySelector {
         }
     }
     /// The same selector moved by `by` keys.
-    pub fn add(mut self, by: i32) -> Self {
+    pub fn moved(mut self, by: i32) -> Self {
         self.offset += by;
         self
     }

@@ -435,10 +435,11 @@ async fn append_chunk<T: Transaction>(
         }
         None => last_seq,
     };
-    if let Some(head) = &batch.head {
-        if head.seq <= acked_seq && chunk.iter().any(|e| e.seq == head.seq) {
-            tx.set(&p.head(batch.device), &head.encode_to_vec());
-        }
+    if let Some(head) = &batch.head
+        && head.seq <= acked_seq
+        && chunk.iter().any(|e| e.seq == head.seq)
+    {
+        tx.set(&p.head(batch.device), &head.encode_to_vec());
     }
     Ok(ChunkResult {
         acked_seq,

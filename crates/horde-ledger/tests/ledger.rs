@@ -246,10 +246,7 @@ async fn tenants_users_keys<K: OrderedKv>(ledger: Ledger<K>) {
             .await,
         Err(LedgerError::Invalid(_))
     ));
-    assert!(matches!(
-        ledger.create_project(tenant.id, "web").await,
-        Ok(_)
-    ));
+    assert!(ledger.create_project(tenant.id, "web").await.is_ok());
     assert!(matches!(
         ledger.create_project(tenant.id, "web").await,
         Err(LedgerError::ProjectExists(_))

@@ -46,11 +46,14 @@
 //!   records exactly the command's own 1,001 changes. Runs alternate; the medians of wall
 //!   time are reported with the ratio horde/bare.
 //!
+//! - `ledger-append` and `manifest`: the cloud ledger; see `ledger.rs`.
+//!
 //! The CLI benchmarks use the `horde` binary from `$HORDE_BIN`, else the one next to this
 //! executable, with `$HORDE_CONFIG_DIR` set to a temporary directory so the user's device key
 //! is never touched.
 
 mod append;
+mod ledger;
 mod run_overhead;
 mod step;
 mod util;
@@ -76,7 +79,11 @@ enum Command {
     Step(step::Args),
     /// `horde run -- sh -c ...` vs the same command bare.
     RunOverhead(run_overhead::Args),
-    /// All three, in order.
+    /// Cloud ledger append (SQLite backend) vs a plain relational SQLite table.
+    LedgerAppend(ledger::AppendArgs),
+    /// Manifest at a version: 1,000 files with 10 vs 1,000 versions each.
+    Manifest(ledger::ManifestArgs),
+    /// All of them, in order.
     All {
         #[command(flatten)]
         append: append::Args,
@@ -84,6 +91,10 @@ enum Command {
         step: step::Args,
         #[command(flatten)]
         run: run_overhead::Args,
+        #[command(flatten)]
+        ledger: ledger::AppendArgs,
+        #[command(flatten)]
+        manifest: ledger::ManifestArgs,
     },
 }
 
@@ -93,12 +104,24 @@ fn main() -> Result<()> {
         Command::Append(a) => append::run(&a),
         Command::Step(a) => step::run(&a),
         Command::RunOverhead(a) => run_overhead::run(&a),
-        Command::All { append, step, run } => {
+        Command::LedgerAppend(a) => ledger::run_append(&a),
+        Command::Manifest(a) => ledger::run_manifest(&a),
+        Command::All {
+            append,
+            step,
+            run,
+            ledger: l,
+            manifest,
+        } => {
             append::run(&append)?;
             println!();
             step::run(&step)?;
             println!();
-            run_overhead::run(&run)
+            run_overhead::run(&run)?;
+            println!();
+            ledger::run_append(&l)?;
+            println!();
+            ledger::run_manifest(&manifest)
         }
     }
 }

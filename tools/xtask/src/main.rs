@@ -2,7 +2,8 @@
 //!
 //! - `test`: the whole test suite, exactly what CI runs (`.ci/run` calls it). It installs
 //!   and starts whatever services the tests need, so it works on a fresh Debian machine with
-//!   only the Rust toolchain.
+//!   only the Rust toolchain. Then it checks and lints the FoundationDB backend
+//!   (`--features fdb`; installs `libclang-dev` for its bindings), which cannot link here.
 //! - `bench`: the benchmarks that print the figures the issues ask for (release build).
 
 use std::process::{Command, ExitCode};
@@ -26,7 +27,91 @@ fn run(what: &str, mut cmd: Command) -> Result<(), String> {
 fn test() -> Result<(), String> {
     let mut c = cargo();
     c.args(["test", "--workspace", "--locked"]);
-    run("cargo test --workspace", c)
+    run("cargo test --workspace", c)?;
+    fdb_compiles()
+}
+
+/// The FoundationDB backend cannot link here (no libfdb_c), but it must always compile:
+/// check it and lint it with the feature on. Its bindings need libclang.
+fn fdb_compiles() -> Result<(), String> {
+    ensure_debian_package("libclang-dev")?;
+    let mut c = cargo();
+    c.args([
+        "check",
+        "--locked",
+        "-p",
+        "horde-kv",
+        "-p",
+        "horde-ledger",
+        "--features",
+        "horde-kv/fdb,horde-ledger/fdb",
+        "--all-targets",
+    ]);
+    run(
+        "cargo check -p horde-kv --features fdb (and horde-ledger)",
+        c,
+    )?;
+    let mut c = cargo();
+    c.args([
+        "clippy",
+        "--locked",
+        "-p",
+        "horde-kv",
+        "-p",
+        "horde-ledger",
+        "--features",
+        "horde-kv/fdb,horde-ledger/fdb",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("cargo clippy --features fdb", c)
+}
+
+/// Installs a Debian package if it is missing (as root, or through passwordless sudo).
+fn ensure_debian_package(name: &str) -> Result<(), String> {
+    let installed = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", name])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
+    let apt = |args: &[&str]| {
+        let mut c = if root {
+            Command::new("apt-get")
+        } else {
+            Command::new("sudo")
+        };
+        if !root {
+            c.args(["-n", "apt-get"]);
+        }
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    if run(
+        &format!("apt-get install {name}"),
+        apt(&["install", "-y", "-q", name]),
+    )
+    .is_ok()
+    {
+        return Ok(());
+    }
+    run("apt-get update", apt(&["update", "-q"]))?;
+    run(
+        &format!("apt-get install {name}"),
+        apt(&["install", "-y", "-q", name]),
+    )
+    .map_err(|e| {
+        format!("{e}; install {name} by hand (it is needed to compile the FoundationDB bindings)")
+    })
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
@@ -65,7 +150,9 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test | bench [append|step|run-overhead|all]");
+            eprintln!(
+                "usage: cargo xtask test | bench [append|step|run-overhead|ledger-append|manifest|all]"
+            );
             return ExitCode::from(2);
         }
     };

@@ -216,6 +216,22 @@ struct TxState {
     bytes: usize,
     /// The first invalid write; the commit fails with it.
     error: Option<KvError>,
+    /// Where keys written with a versionstamp may land: reads there fail (as on
+    /// FoundationDB), since those keys are unknown until commit.
+    unreadable: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TxState {
+    fn check_readable(&self, begin: &[u8], end: &[u8]) -> Result<(), KvError> {
+        if self
+            .unreadable
+            .iter()
+            .any(|(lo, hi)| lo.as_slice() < end && begin < hi.as_slice())
+        {
+            return Err(KvError::AccessedUnreadable);
+        }
+        Ok(())
+    }
 }
 
 impl TxState {
@@ -244,12 +260,12 @@ struct TxInner {
 impl TxInner {
     fn release_snapshot(&self) {
         let conn = self.conn.lock().expect("conn lock").take();
-        if let Some(conn) = conn {
-            if conn.execute_batch("ROLLBACK").is_ok() {
-                let mut idle = self.shared.readers.lock().expect("readers lock");
-                if idle.len() < MAX_IDLE_READERS {
-                    idle.push(conn);
-                }
+        if let Some(conn) = conn
+            && conn.execute_batch("ROLLBACK").is_ok()
+        {
+            let mut idle = self.shared.readers.lock().expect("readers lock");
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
             }
         }
     }
@@ -401,10 +417,10 @@ fn scan(
                     break;
                 }
                 next_pending = pending.next();
-                if let Some(v) = p.resolve(None)? {
-                    if emit(&mut out, pk, v) {
-                        return Ok((out, true));
-                    }
+                if let Some(v) = p.resolve(None)?
+                    && emit(&mut out, pk, v)
+                {
+                    return Ok((out, true));
                 }
             }
             let shown = match next_pending {
@@ -415,19 +431,19 @@ fn scan(
                 _ if view.is_cleared(key) => None,
                 _ => Some(value.clone()),
             };
-            if let Some(v) = shown {
-                if emit(&mut out, key, v) {
-                    return Ok((out, true));
-                }
+            if let Some(v) = shown
+                && emit(&mut out, key, v)
+            {
+                return Ok((out, true));
             }
         }
         if exhausted {
             while let Some((pk, p)) = next_pending {
                 next_pending = pending.next();
-                if let Some(v) = p.resolve(None)? {
-                    if emit(&mut out, pk, v) {
-                        return Ok((out, next_pending.is_some()));
-                    }
+                if let Some(v) = p.resolve(None)?
+                    && emit(&mut out, pk, v)
+                {
+                    return Ok((out, next_pending.is_some()));
                 }
             }
             return Ok((out, false));
@@ -452,6 +468,15 @@ fn scan(
 
 /// Resolves a selector to a key (`""` before the first key, `\xff` after the last).
 fn resolve(conn: &Connection, view: &Overlay, sel: &KeySelector) -> Result<Vec<u8>, KvError> {
+    // The common selectors need no lookup: as a range bound, "the first key >= k" is k.
+    if sel.offset == 1 {
+        let key = if sel.or_equal {
+            key_after(&sel.key)
+        } else {
+            sel.key.clone()
+        };
+        return Ok(key.min(KEYSPACE_END.to_vec()));
+    }
     let start = Edge {
         key: Vec::new(),
         inclusive: true,
@@ -502,6 +527,7 @@ impl Transaction for SqliteTx {
             // No stored key is that long (FoundationDB answers the same).
             return Ok(None);
         }
+        self.state().check_readable(key, &key_after(key))?;
         if !snapshot {
             self.add_read_conflict(key.to_vec(), key_after(key));
         }
@@ -560,6 +586,7 @@ impl Transaction for SqliteTx {
                 Ok((begin, end, kvs, stopped))
             })
             .await?;
+        self.state().check_readable(&begin, &end)?;
         if !snapshot {
             // What this read depended on: from where the selectors started to where they
             // ended, cut at the last pair returned if the read stopped early.
@@ -578,13 +605,13 @@ impl Transaction for SqliteTx {
                 key_after(&end)
             };
             hi = hi.min(KEYSPACE_END.to_vec());
-            if stopped || kvs.len() == limit {
-                if let Some(last) = kvs.last() {
-                    if range.reverse {
-                        lo = last.key.clone();
-                    } else {
-                        hi = key_after(&last.key);
-                    }
+            if (stopped || kvs.len() == limit)
+                && let Some(last) = kvs.last()
+            {
+                if range.reverse {
+                    lo = last.key.clone();
+                } else {
+                    hi = key_after(&last.key);
                 }
             }
             if lo < hi {
@@ -653,9 +680,15 @@ impl Transaction for SqliteTx {
         let checked = split_versionstamp(key)
             .and_then(|(k, _)| check_key(k))
             .and_then(|_| check_value(value));
-        if let Err(e) = checked {
-            return st.fail(e);
-        }
+        let (body, offset) = match checked.and_then(|_| split_versionstamp(key)) {
+            Ok(split) => split,
+            Err(e) => return st.fail(e),
+        };
+        // Any key the stamp could make.
+        let (mut lo, mut hi) = (body.to_vec(), body.to_vec());
+        lo[offset..offset + 10].fill(0);
+        hi[offset..offset + 10].fill(0xff);
+        st.unreadable.push((lo, key_after(&hi)));
         st.push(
             Mutation::VersionstampedKey(key.to_vec(), value.to_vec()),
             key.len() + value.len(),
