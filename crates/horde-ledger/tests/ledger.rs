@@ -865,10 +865,18 @@ mod sqlite {
     }
 }
 
+/// Prints past the test harness's output capture, so the skip shows in every run.
+macro_rules! skip_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foundationdb() {
     let Some(cluster) = std::env::var_os("HORDE_FDB_CLUSTER_FILE") else {
-        eprintln!(
+        skip_line!(
             "skipped: ledger on FoundationDB — HORDE_FDB_CLUSTER_FILE is not set (see fdb-cluster/README.md)"
         );
         return;
@@ -895,6 +903,6 @@ async fn foundationdb() {
     #[cfg(not(feature = "fdb"))]
     {
         let _ = cluster;
-        eprintln!("skipped: ledger on FoundationDB — built without `--features fdb`");
+        skip_line!("skipped: ledger on FoundationDB — built without `--features fdb`");
     }
 }
