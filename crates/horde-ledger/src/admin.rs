@@ -2,7 +2,7 @@
 
 use horde_core::{ApiKeyId, DeviceId, ProjectId, TenantId, TimelineId, UserId, time::now_micros};
 use horde_kv::tuple::{pack, unpack};
-use horde_kv::{OrderedKv, RangeOption, Transaction};
+use horde_kv::{OrderedKv, Transaction};
 
 use crate::Ledger;
 use crate::error::{LedgerError, corrupt};
@@ -91,17 +91,8 @@ impl<K: OrderedKv> Ledger<K> {
     }
 
     pub async fn tenant(&self, id: TenantId) -> Result<Tenant, LedgerError> {
-        let (t, _) = self
-            .kv
-            .transact(|tx, _| async move {
-                let v = tx
-                    .get(&keys::tenant(id), false)
-                    .await?
-                    .ok_or(LedgerError::TenantNotFound(id))?;
-                from_json::<Tenant>("tenant", &v)
-            })
-            .await?;
-        Ok(t)
+        self.read_record("tenant", keys::tenant(id), LedgerError::TenantNotFound(id))
+            .await
     }
 
     /// The tenant's keys (its prefix is cached: it never changes).
@@ -150,20 +141,7 @@ impl<K: OrderedKv> Ledger<K> {
 
     pub async fn users(&self, tenant: TenantId) -> Result<Vec<User>, LedgerError> {
         let t = self.tenant_keys(tenant).await?;
-        let (users, _) = self
-            .kv
-            .transact(|tx, _| {
-                let range = RangeOption::prefix(t.users().bytes());
-                async move {
-                    tx.get_all(range, true)
-                        .await?
-                        .iter()
-                        .map(|kv| from_json::<User>("user", &kv.value))
-                        .collect()
-                }
-            })
-            .await?;
-        Ok(users)
+        self.read_records("user", t.users().bytes()).await
     }
 
     /// Creates an API key acting for `user` with `role`. The secret is returned once; only
@@ -211,20 +189,10 @@ impl<K: OrderedKv> Ledger<K> {
         if !secret.starts_with(API_KEY_PREFIX) || secret.len() > 200 {
             return Ok(None);
         }
-        let hash = secret_hash(secret);
-        let (key, _) = self
-            .kv
-            .transact(|tx, _| {
-                let hash = hash.clone();
-                async move {
-                    match tx.get(&keys::api_key(&hash), true).await? {
-                        Some(v) => Ok::<_, LedgerError>(Some(from_json::<ApiKey>("API key", &v)?)),
-                        None => Ok(None),
-                    }
-                }
-            })
-            .await?;
-        Ok(key)
+        match self.read_key(keys::api_key(&secret_hash(secret))).await? {
+            Some(v) => Ok(Some(from_json("API key", &v)?)),
+            None => Ok(None),
+        }
     }
 
     /// Revokes a key of this tenant. Returns whether it existed.
@@ -308,38 +276,13 @@ impl<K: OrderedKv> Ledger<K> {
 
     pub async fn project(&self, tenant: TenantId, id: ProjectId) -> Result<Project, LedgerError> {
         let t = self.tenant_keys(tenant).await?;
-        let (p, _) = self
-            .kv
-            .transact(|tx, _| {
-                let key = t.project(id);
-                async move {
-                    let v = tx
-                        .get(&key, true)
-                        .await?
-                        .ok_or(LedgerError::ProjectNotFound(id))?;
-                    from_json::<Project>("project", &v)
-                }
-            })
-            .await?;
-        Ok(p)
+        self.read_record("project", t.project(id), LedgerError::ProjectNotFound(id))
+            .await
     }
 
     pub async fn projects(&self, tenant: TenantId) -> Result<Vec<Project>, LedgerError> {
         let t = self.tenant_keys(tenant).await?;
-        let (ps, _) = self
-            .kv
-            .transact(|tx, _| {
-                let range = RangeOption::prefix(t.projects().bytes());
-                async move {
-                    tx.get_all(range, true)
-                        .await?
-                        .iter()
-                        .map(|kv| from_json::<Project>("project", &kv.value))
-                        .collect()
-                }
-            })
-            .await?;
-        Ok(ps)
+        self.read_records("project", t.projects().bytes()).await
     }
 
     /// Registers a device's public key in this tenant. Registering the same key again is a
@@ -387,20 +330,8 @@ impl<K: OrderedKv> Ledger<K> {
 
     pub async fn device(&self, tenant: TenantId, id: DeviceId) -> Result<Device, LedgerError> {
         let t = self.tenant_keys(tenant).await?;
-        let (d, _) = self
-            .kv
-            .transact(|tx, _| {
-                let key = t.device(id);
-                async move {
-                    let v = tx
-                        .get(&key, true)
-                        .await?
-                        .ok_or(LedgerError::DeviceNotRegistered(id))?;
-                    from_json::<Device>("device", &v)
-                }
-            })
-            .await?;
-        Ok(d)
+        self.read_record("device", t.device(id), LedgerError::DeviceNotRegistered(id))
+            .await
     }
 
     pub async fn timeline(
@@ -410,20 +341,12 @@ impl<K: OrderedKv> Ledger<K> {
         id: TimelineId,
     ) -> Result<Timeline, LedgerError> {
         let p = self.tenant_keys(tenant).await?.p(project);
-        let (tl, _) = self
-            .kv
-            .transact(|tx, _| {
-                let key = p.timeline(id);
-                async move {
-                    let v = tx
-                        .get(&key, true)
-                        .await?
-                        .ok_or(LedgerError::TimelineNotFound(id))?;
-                    from_json::<Timeline>("timeline", &v)
-                }
-            })
-            .await?;
-        Ok(tl)
+        self.read_record(
+            "timeline",
+            p.timeline(id),
+            LedgerError::TimelineNotFound(id),
+        )
+        .await
     }
 
     pub async fn timelines(
@@ -433,20 +356,8 @@ impl<K: OrderedKv> Ledger<K> {
     ) -> Result<Vec<Timeline>, LedgerError> {
         let t = self.tenant_keys(tenant).await?;
         self.project(tenant, project).await?;
-        let (tls, _) = self
-            .kv
-            .transact(|tx, _| {
-                let range = RangeOption::prefix(t.p(project).timelines().bytes());
-                async move {
-                    tx.get_all(range, true)
-                        .await?
-                        .iter()
-                        .map(|kv| from_json::<Timeline>("timeline", &kv.value))
-                        .collect()
-                }
-            })
-            .await?;
-        Ok(tls)
+        self.read_records("timeline", t.p(project).timelines().bytes())
+            .await
     }
 
     /// Forks a new timeline from `parent` at `version`: the new timeline shares the parent's

@@ -278,14 +278,7 @@ impl<K: OrderedKv> Ledger<K> {
         device: DeviceId,
     ) -> Result<(u64, Vec<u8>), LedgerError> {
         let p = self.tenant_keys(tenant).await?.p(project);
-        let (c, _) = self
-            .kv
-            .transact(|tx, _| {
-                let key = p.cursor(device);
-                async move { read_cursor(tx.get(&key, true).await?) }
-            })
-            .await?;
-        Ok(c)
+        read_cursor(self.read_key(p.cursor(device)).await?)
     }
 
     /// The device's last stored signed head in a project.
@@ -296,22 +289,13 @@ impl<K: OrderedKv> Ledger<K> {
         device: DeviceId,
     ) -> Result<Option<ChainHead>, LedgerError> {
         let p = self.tenant_keys(tenant).await?.p(project);
-        let (h, _) = self
-            .kv
-            .transact(|tx, _| {
-                let key = p.head(device);
-                async move {
-                    match tx.get(&key, true).await? {
-                        Some(v) => Ok::<_, LedgerError>(Some(
-                            ChainHead::decode(v.as_slice())
-                                .map_err(|e| corrupt(format!("signed head: {e}")))?,
-                        )),
-                        None => Ok(None),
-                    }
-                }
-            })
-            .await?;
-        Ok(h)
+        match self.read_key(p.head(device)).await? {
+            Some(v) => Ok(Some(
+                ChainHead::decode(v.as_slice())
+                    .map_err(|e| corrupt(format!("signed head: {e}")))?,
+            )),
+            None => Ok(None),
+        }
     }
 }
 

@@ -28,13 +28,14 @@ use std::sync::{Arc, RwLock};
 pub use admin::NewApiKey;
 pub use error::LedgerError;
 use horde_core::TenantId;
-use horde_kv::OrderedKv;
 pub use horde_kv::tuple::Versionstamp;
+use horde_kv::{KeyValue, OrderedKv, RangeBatch, RangeOption, Transaction};
 pub use ingest::{
     AppendAck, AppendBatch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_TX_BYTES, MAX_TX_EVENTS,
 };
 pub use query::{EventFilter, FeedEntry, LoggedEvent, MAX_READ_EVENTS, Manifest, stamp_version};
 pub use records::{ApiKey, Device, FileVersion, Project, Role, Tenant, Timeline, User};
+use serde::de::DeserializeOwned;
 
 /// The ledger over one store. Cheap to clone.
 pub struct Ledger<K: OrderedKv> {
@@ -63,5 +64,65 @@ impl<K: OrderedKv> Ledger<K> {
     /// The store underneath.
     pub fn kv(&self) -> &K {
         &self.kv
+    }
+
+    /// One key, read alone (a snapshot read in its own transaction).
+    pub(crate) async fn read_key(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, LedgerError> {
+        let (v, _) = self
+            .kv
+            .transact(|tx, _| {
+                let key = key.clone();
+                async move { tx.get(&key, true).await }
+            })
+            .await?;
+        Ok(v)
+    }
+
+    /// One batch of a range, read alone.
+    pub(crate) async fn read_batch(&self, range: RangeOption) -> Result<RangeBatch, LedgerError> {
+        let (batch, _) = self
+            .kv
+            .transact(|tx, _| {
+                let range = range.clone();
+                async move { tx.get_range(&range, true).await }
+            })
+            .await?;
+        Ok(batch)
+    }
+
+    /// A whole range known to be small, read alone.
+    pub(crate) async fn read_all(&self, range: RangeOption) -> Result<Vec<KeyValue>, LedgerError> {
+        let (kvs, _) = self
+            .kv
+            .transact(|tx, _| {
+                let range = range.clone();
+                async move { tx.get_all(range, true).await }
+            })
+            .await?;
+        Ok(kvs)
+    }
+
+    /// The JSON record at `key`, or `missing`.
+    pub(crate) async fn read_record<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        key: Vec<u8>,
+        missing: LedgerError,
+    ) -> Result<T, LedgerError> {
+        let v = self.read_key(key).await?.ok_or(missing)?;
+        records::from_json(what, &v)
+    }
+
+    /// Every JSON record under `prefix`.
+    pub(crate) async fn read_records<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        prefix: &[u8],
+    ) -> Result<Vec<T>, LedgerError> {
+        self.read_all(RangeOption::prefix(prefix))
+            .await?
+            .iter()
+            .map(|kv| records::from_json(what, &kv.value))
+            .collect()
     }
 }

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use horde_core::proto::{EventBody, SignedEvent};
 use horde_core::{DeviceId, ProjectId, TenantId, TimelineId, decode_event, payload_kind};
 use horde_kv::tuple::{Subspace, Uuid, Versionstamp, unpack};
-use horde_kv::{KeySelector, OrderedKv, RangeOption, Transaction, strinc};
+use horde_kv::{KeySelector, OrderedKv, RangeOption, Transaction};
 use prost::Message;
 
 use crate::Ledger;
 use crate::error::{LedgerError, corrupt};
 use crate::keys::{self, ProjectKeys, version_floor};
-use crate::records::{FileVersion, Timeline, from_json};
+use crate::records::{FileVersion, Timeline};
 
 /// Most events one read returns (page with `after`).
 pub const MAX_READ_EVENTS: usize = 10_000;
@@ -122,15 +122,7 @@ impl<K: OrderedKv> Ledger<K> {
         project: ProjectId,
     ) -> Result<ProjectKeys, LedgerError> {
         let t = self.tenant_keys(tenant).await?;
-        let key = t.project(project);
-        let (found, _) = self
-            .kv
-            .transact(|tx, _| {
-                let key = key.clone();
-                async move { tx.get(&key, true).await }
-            })
-            .await?;
-        if found.is_none() {
+        if self.read_key(t.project(project)).await?.is_none() {
             return Err(LedgerError::ProjectNotFound(project));
         }
         Ok(t.p(project))
@@ -162,13 +154,7 @@ impl<K: OrderedKv> Ledger<K> {
         let mut out = Vec::new();
         while out.len() < limit && begin < end {
             let range = RangeOption::new(begin.clone(), end.clone()).limit(1_000);
-            let (kvs, _) = self
-                .kv
-                .transact(|tx, _| {
-                    let range = range.clone();
-                    async move { tx.get_range(&range, true).await }
-                })
-                .await?;
+            let kvs = self.read_batch(range).await?;
             let Some(last) = kvs.kvs.last() else { break };
             begin = last.key.clone();
             begin.push(0);
@@ -300,18 +286,13 @@ impl<K: OrderedKv> Ledger<K> {
         let mut current = timeline;
         let mut bound = bound;
         loop {
-            let key = p.timeline(current);
-            let (v, _) = self
-                .kv
-                .transact(|tx, _| {
-                    let key = key.clone();
-                    async move { tx.get(&key, true).await }
-                })
+            let tl: Timeline = self
+                .read_record(
+                    "timeline",
+                    p.timeline(current),
+                    LedgerError::TimelineNotFound(current),
+                )
                 .await?;
-            let tl: Timeline = from_json(
-                "timeline",
-                &v.ok_or(LedgerError::TimelineNotFound(current))?,
-            )?;
             match (tl.parent, tl.fork_version) {
                 (Some(parent), Some(at)) => {
                     if chain.len() > 1_000 || chain.iter().any(|(t, _)| *t == parent) {
@@ -359,14 +340,7 @@ impl<K: OrderedKv> Ledger<K> {
                 space.range().0,
                 space.pack(&(version_floor(bound.saturating_add(1)),)),
             );
-            let (kvs, _) = self
-                .kv
-                .transact(|tx, _| {
-                    let range = range.clone();
-                    async move { tx.get_all(range, true).await }
-                })
-                .await?;
-            for kv in kvs {
+            for kv in self.read_all(range).await? {
                 let (vs,): (Versionstamp,) = space
                     .unpack(&kv.key)
                     .map_err(|e| corrupt(format!("path key: {e:?}")))?;
@@ -492,14 +466,9 @@ impl<K: OrderedKv> Ledger<K> {
             None => feed.range().0,
         };
         let range = RangeOption::new(begin, feed.range().1).limit(limit.min(MAX_READ_EVENTS));
-        let (kvs, _) = self
-            .kv
-            .transact(|tx, _| {
-                let range = range.clone();
-                async move { tx.get_all(range, true).await }
-            })
-            .await?;
-        kvs.iter()
+        self.read_all(range)
+            .await?
+            .iter()
             .map(|kv| {
                 let (vs,): (Versionstamp,) = feed
                     .unpack(&kv.key)
@@ -522,36 +491,21 @@ impl<K: OrderedKv> Ledger<K> {
         let log = keys::TenantKeys::new(entry.tenant_prefix)
             .p(entry.project)
             .log();
-        let first = Versionstamp::complete(tx_version(&entry.versionstamp), 0);
-        let range = RangeOption::new(
-            log.pack(&(first,)),
-            strinc(&log.pack(&(Versionstamp::complete(
+        let at = |user: u16| {
+            log.pack(&(Versionstamp::complete(
                 tx_version(&entry.versionstamp),
-                u16::MAX,
-            ),))),
-        );
-        let (kvs, _) = self
-            .kv
-            .transact(|tx, _| {
-                let range = range.clone();
-                async move { tx.get_all(range, true).await }
-            })
-            .await?;
-        kvs.iter()
+                user,
+            ),))
+        };
+        self.read_all(RangeOption::new(at(0), at(entry.events)))
+            .await?
+            .iter()
             .map(|kv| decode_logged(&log, &kv.key, &kv.value))
             .collect()
     }
 
     pub async fn indexer_cursor(&self, indexer: &str) -> Result<Option<Versionstamp>, LedgerError> {
-        let key = keys::indexer(indexer);
-        let (v, _) = self
-            .kv
-            .transact(|tx, _| {
-                let key = key.clone();
-                async move { tx.get(&key, false).await }
-            })
-            .await?;
-        match v {
+        match self.read_key(keys::indexer(indexer)).await? {
             Some(v) => {
                 let (vs,): (Versionstamp,) =
                     unpack(&v).map_err(|e| corrupt(format!("indexer cursor: {e:?}")))?;

@@ -35,9 +35,7 @@ fn test() -> Result<(), String> {
 /// check it and lint it with the feature on. Its bindings need libclang.
 fn fdb_compiles() -> Result<(), String> {
     ensure_debian_package("libclang-dev")?;
-    let mut c = cargo();
-    c.args([
-        "check",
+    const WITH_FDB: [&str; 8] = [
         "--locked",
         "-p",
         "horde-kv",
@@ -46,26 +44,17 @@ fn fdb_compiles() -> Result<(), String> {
         "--features",
         "horde-kv/fdb,horde-ledger/fdb",
         "--all-targets",
-    ]);
+    ];
+    let mut c = cargo();
+    c.arg("check").args(WITH_FDB);
     run(
         "cargo check -p horde-kv --features fdb (and horde-ledger)",
         c,
     )?;
     let mut c = cargo();
-    c.args([
-        "clippy",
-        "--locked",
-        "-p",
-        "horde-kv",
-        "-p",
-        "horde-ledger",
-        "--features",
-        "horde-kv/fdb,horde-ledger/fdb",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]);
+    c.arg("clippy")
+        .args(WITH_FDB)
+        .args(["--", "-D", "warnings"]);
     run("cargo clippy --features fdb", c)
 }
 

@@ -50,7 +50,7 @@ pub(crate) fn storage(what: &str, e: impl std::fmt::Display) -> KvError {
 
 struct Shared {
     path: PathBuf,
-    commits: Mutex<mpsc::Sender<CommitRequest>>,
+    commits: mpsc::Sender<CommitRequest>,
     versions: Arc<Versions>,
     readers: Mutex<Vec<Connection>>,
     _lock: File,
@@ -144,7 +144,7 @@ impl SqliteKv {
         Ok(SqliteKv {
             shared: Arc::new(Shared {
                 path,
-                commits: Mutex::new(commits),
+                commits,
                 versions,
                 readers: Mutex::new(Vec::new()),
                 _lock: lock,
@@ -741,8 +741,6 @@ impl Transaction for SqliteTx {
         inner
             .shared
             .commits
-            .lock()
-            .expect("commit channel lock")
             .send(request)
             .map_err(|_| KvError::Storage("the commit thread has stopped".into()))?;
         let result = answer
