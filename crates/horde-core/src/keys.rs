@@ -205,6 +205,12 @@ fn head_message(project: &[u8], device: &[u8], seq: u64, hash: &[u8]) -> Vec<u8>
     m
 }
 
+/// Whether `key` is an ed25519 public key (a point on the curve) that signatures can be
+/// checked against.
+pub fn public_key_is_valid(key: &[u8; 32]) -> bool {
+    VerifyingKey::from_bytes(key).is_ok()
+}
+
 /// Checks a head's signature with the public key it carries. Whether that key is the right
 /// one for the device is the caller's question (see `chain::check_heads`).
 pub fn verify_head(head: &ChainHead) -> Result<(), KeyError> {

@@ -2,7 +2,7 @@
 
 use horde_core::{ApiKeyId, DeviceId, ProjectId, TenantId, TimelineId, UserId, time::now_micros};
 use horde_kv::tuple::{pack, unpack};
-use horde_kv::{OrderedKv, Transaction};
+use horde_kv::{OrderedKv, RangeOption, Transaction};
 
 use crate::Ledger;
 use crate::error::{LedgerError, corrupt};
@@ -195,6 +195,48 @@ impl<K: OrderedKv> Ledger<K> {
         }
     }
 
+    /// The tenant's live API keys (never their secrets).
+    pub async fn api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKey>, LedgerError> {
+        let t = self.tenant_keys(tenant).await?;
+        let (keys, _) = self
+            .kv
+            .transact(|tx, _| {
+                let t = t.clone();
+                async move {
+                    let hashes = tx
+                        .get_all(RangeOption::prefix(t.keys().bytes()), true)
+                        .await?;
+                    let mut out = Vec::with_capacity(hashes.len());
+                    for kv in &hashes {
+                        let v = tx
+                            .get(&keys::api_key(&kv.value), true)
+                            .await?
+                            .ok_or_else(|| corrupt("a tenant's key has no record"))?;
+                        out.push(from_json::<ApiKey>("API key", &v)?);
+                    }
+                    Ok::<_, LedgerError>(out)
+                }
+            })
+            .await?;
+        Ok(keys)
+    }
+
+    /// One API key of this tenant.
+    pub async fn api_key(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+    ) -> Result<Option<ApiKey>, LedgerError> {
+        let t = self.tenant_keys(tenant).await?;
+        let Some(hash) = self.read_key(t.key(id)).await? else {
+            return Ok(None);
+        };
+        match self.read_key(keys::api_key(&hash)).await? {
+            Some(v) => Ok(Some(from_json("API key", &v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Revokes a key of this tenant. Returns whether it existed.
     pub async fn revoke_api_key(
         &self,
@@ -326,6 +368,11 @@ impl<K: OrderedKv> Ledger<K> {
             })
             .await?;
         Ok(device)
+    }
+
+    pub async fn devices(&self, tenant: TenantId) -> Result<Vec<Device>, LedgerError> {
+        let t = self.tenant_keys(tenant).await?;
+        self.read_records("device", t.devices().bytes()).await
     }
 
     pub async fn device(&self, tenant: TenantId, id: DeviceId) -> Result<Device, LedgerError> {

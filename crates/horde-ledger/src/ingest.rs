@@ -13,7 +13,9 @@ use std::collections::HashSet;
 
 use horde_core::proto::ChainHead;
 use horde_core::proto::{self, event_body::Payload, state_change::Op};
-use horde_core::{DeviceId, EventHash, ProjectId, TenantId, TimelineId, decode_event, verify_head};
+use horde_core::{
+    DeviceId, EventHash, EventId, ProjectId, TenantId, TimelineId, decode_event, verify_head,
+};
 use horde_kv::tuple::{Versionstamp, pack, unpack};
 use horde_kv::{OrderedKv, Transaction};
 use prost::Message;
@@ -56,6 +58,7 @@ pub struct AppendAck {
 /// An event of the batch, checked and ready to write.
 struct Checked {
     seq: u64,
+    event_id: EventId,
     hash: EventHash,
     prev_hash: Vec<u8>,
     timeline: TimelineId,
@@ -119,6 +122,7 @@ fn check_batch(batch: &AppendBatch) -> Result<Vec<Checked>, LedgerError> {
         }
         out.push(Checked {
             seq: body.seq,
+            event_id: EventId::from_slice(&body.event_id).expect("decode_event checked the id"),
             hash: EventHash::from_slice(&ev.hash).expect("decode_event checked the hash"),
             prev_hash: body.prev_hash.clone(),
             timeline: TimelineId::from_slice(&body.timeline_id)
@@ -136,7 +140,7 @@ fn chunks(events: &[Checked]) -> Vec<&[Checked]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, ev) in events.iter().enumerate() {
-        let size = ev.stored.len() + 100 + ev.paths.iter().map(|p| p.0.len() + 80).sum::<usize>();
+        let size = ev.stored.len() + 150 + ev.paths.iter().map(|p| p.0.len() + 80).sum::<usize>();
         if i > start && (bytes + size > MAX_TX_BYTES || i - start >= MAX_TX_EVENTS) {
             out.push(&events[start..i]);
             start = i;
@@ -387,6 +391,7 @@ async fn append_chunk<T: Transaction>(
         let i = u16::try_from(i).expect("MAX_TX_EVENTS fits in u16");
         tx.set_versionstamped_key(&p.log_new(i), &ev.stored);
         tx.set_versionstamped_key(&p.time_new(ev.ts_ms, i), &[]);
+        tx.set_versionstamped_key(&p.event_id_new(ev.event_id, i), &[]);
         for (path, exists, hash, mode, size, kind) in &ev.paths {
             let version = FileVersion {
                 versionstamp: Versionstamp::incomplete(i),

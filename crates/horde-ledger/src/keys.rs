@@ -12,6 +12,7 @@
 //! | `("t", T, "device", D)` | [`crate::Device`] (public key) |
 //! | `("t", T, "p", P, "log", VS)` | `SignedEvent` (protobuf) |
 //! | `("t", T, "p", P, "time", ts_ms, VS)` | empty |
+//! | `("t", T, "p", P, "eid", event_id, VS)` | empty (event id → its place in the log) |
 //! | `("t", T, "p", P, "path", timeline, path, VS)` | [`crate::FileVersion`] (tuple) |
 //! | `("t", T, "p", P, "dev", D)` | cursor: `(last_seq, last_hash)` |
 //! | `("t", T, "p", P, "head", D)` | the device's last signed `ChainHead` (protobuf) |
@@ -19,7 +20,7 @@
 //! | `("feed", VS)` | `(tenant_id, T, project_id, events)`: one per append transaction |
 //! | `("idx", indexer)` | the indexer's cursor: the last feed versionstamp it consumed |
 
-use horde_core::{ApiKeyId, DeviceId, ProjectId, TenantId, TimelineId, UserId};
+use horde_core::{ApiKeyId, DeviceId, EventId, ProjectId, TenantId, TimelineId, UserId};
 use horde_kv::tuple::{Subspace, Versionstamp};
 
 pub fn tenant(id: TenantId) -> Vec<u8> {
@@ -78,6 +79,9 @@ impl TenantKeys {
     pub fn key(&self, id: ApiKeyId) -> Vec<u8> {
         self.space.pack(&("key", id.uuid()))
     }
+    pub fn keys(&self) -> Subspace {
+        self.space.subspace(&("key",))
+    }
     pub fn project(&self, id: ProjectId) -> Vec<u8> {
         self.space.pack(&("project", id.uuid()))
     }
@@ -89,6 +93,9 @@ impl TenantKeys {
     }
     pub fn device(&self, id: DeviceId) -> Vec<u8> {
         self.space.pack(&("device", id.uuid()))
+    }
+    pub fn devices(&self) -> Subspace {
+        self.space.subspace(&("device",))
     }
     pub fn p(&self, project: ProjectId) -> ProjectKeys {
         ProjectKeys {
@@ -121,6 +128,14 @@ impl ProjectKeys {
     pub fn time_new(&self, ts_ms: i64, i: u16) -> Vec<u8> {
         self.space
             .pack_with_versionstamp(&("time", ts_ms, Versionstamp::incomplete(i)))
+    }
+    /// Where event `id` is in the log.
+    pub fn event_id(&self, id: EventId) -> Subspace {
+        self.space.subspace(&("eid", id.uuid()))
+    }
+    pub fn event_id_new(&self, id: EventId, i: u16) -> Vec<u8> {
+        self.space
+            .pack_with_versionstamp(&("eid", id.uuid(), Versionstamp::incomplete(i)))
     }
     /// All versions of one path in one timeline.
     pub fn path(&self, timeline: TimelineId, path: &str) -> Subspace {

@@ -33,7 +33,9 @@ use horde_kv::{KeyValue, OrderedKv, RangeBatch, RangeOption, Transaction};
 pub use ingest::{
     AppendAck, AppendBatch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_TX_BYTES, MAX_TX_EVENTS,
 };
-pub use query::{EventFilter, FeedEntry, LoggedEvent, MAX_READ_EVENTS, Manifest, stamp_version};
+pub use query::{
+    EventFilter, EventPage, FeedEntry, LoggedEvent, MAX_READ_EVENTS, Manifest, stamp_version,
+};
 pub use records::{ApiKey, Device, FileVersion, Project, Role, Tenant, Timeline, User};
 use serde::de::DeserializeOwned;
 

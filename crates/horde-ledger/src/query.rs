@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use horde_core::proto::{EventBody, SignedEvent};
-use horde_core::{DeviceId, ProjectId, TenantId, TimelineId, decode_event, payload_kind};
+use horde_core::proto::{EventBody, SignedEvent, event_body::Payload};
+use horde_core::{DeviceId, EventId, ProjectId, TenantId, TimelineId, decode_event, payload_kind};
 use horde_kv::tuple::{Subspace, Uuid, Versionstamp, unpack};
 use horde_kv::{KeySelector, OrderedKv, RangeOption, Transaction};
 use prost::Message;
@@ -30,6 +30,13 @@ pub struct EventFilter {
     pub kinds: Vec<String>,
     pub timeline: Option<TimelineId>,
     pub device: Option<DeviceId>,
+    /// Only events by this agent (`agent_id`).
+    pub agent: Option<String>,
+    /// Only file changes of this path (as target or as rename source).
+    pub path: Option<String>,
+    /// Only events that occurred in this range (device clocks, µs since the epoch, inclusive).
+    pub occurred_from: Option<i64>,
+    pub occurred_to: Option<i64>,
     /// Commit versions, inclusive.
     pub from_version: Option<u64>,
     pub to_version: Option<u64>,
@@ -49,6 +56,20 @@ impl EventFilter {
         }
         if self.device.is_some_and(|d| body.device_id != d.as_bytes()) {
             return false;
+        }
+        if self.occurred_from.is_some_and(|t| body.occurred_at < t)
+            || self.occurred_to.is_some_and(|t| body.occurred_at > t)
+        {
+            return false;
+        }
+        if self.agent.as_ref().is_some_and(|a| body.agent_id != *a) {
+            return false;
+        }
+        if let Some(path) = &self.path {
+            match &body.payload {
+                Some(Payload::StateChange(sc)) if sc.path == *path || sc.from_path == *path => {}
+                _ => return false,
+            }
         }
         if !self.kinds.is_empty() {
             let kind = body.payload.as_ref().map(payload_kind).unwrap_or("");
@@ -70,6 +91,16 @@ pub struct LoggedEvent {
     pub versionstamp: Versionstamp,
     pub event: SignedEvent,
     pub body: EventBody,
+}
+
+/// One page of a filtered read.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<LoggedEvent>,
+    /// Where to continue (pass as [`EventFilter::after`]): the last log entry examined, when
+    /// the range may hold more. Filtered reads stop after examining `max_scan` entries even
+    /// if they found fewer than `limit` events, so one page never reads the whole log.
+    pub next: Option<Versionstamp>,
 }
 
 /// The files of a timeline at a version: path → its version there (existing paths only).
@@ -135,6 +166,20 @@ impl<K: OrderedKv> Ledger<K> {
         project: ProjectId,
         filter: &EventFilter,
     ) -> Result<Vec<LoggedEvent>, LedgerError> {
+        Ok(self
+            .events_page(tenant, project, filter, usize::MAX)
+            .await?
+            .events)
+    }
+
+    /// One page of [`Ledger::events`], examining at most `max_scan` log entries.
+    pub async fn events_page(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        filter: &EventFilter,
+        max_scan: usize,
+    ) -> Result<EventPage, LedgerError> {
         let p = self.project_keys(tenant, project).await?;
         let log = p.log();
         let mut begin = match filter.from_version {
@@ -152,26 +197,66 @@ impl<K: OrderedKv> Ledger<K> {
         };
         let limit = filter.limit();
         let mut out = Vec::new();
-        while out.len() < limit && begin < end {
-            let range = RangeOption::new(begin.clone(), end.clone()).limit(1_000);
+        let mut scanned = 0usize;
+        let mut last_seen: Option<Versionstamp> = None;
+        let mut exhausted = begin >= end;
+        while out.len() < limit && scanned < max_scan && !exhausted {
+            let batch = (max_scan - scanned).min(1_000);
+            let range = RangeOption::new(begin.clone(), end.clone()).limit(batch);
             let kvs = self.read_batch(range).await?;
-            let Some(last) = kvs.kvs.last() else { break };
+            let Some(last) = kvs.kvs.last() else {
+                exhausted = true;
+                break;
+            };
             begin = last.key.clone();
             begin.push(0);
-            for kv in &kvs.kvs {
+            exhausted = !kvs.more;
+            for (i, kv) in kvs.kvs.iter().enumerate() {
+                scanned += 1;
                 let ev = decode_logged(&log, &kv.key, &kv.value)?;
+                last_seen = Some(ev.versionstamp.clone());
                 if filter.wants(&ev.body) {
                     out.push(ev);
                     if out.len() == limit {
+                        exhausted = exhausted && i + 1 == kvs.kvs.len();
                         break;
                     }
                 }
             }
-            if !kvs.more {
-                break;
-            }
         }
-        Ok(out)
+        Ok(EventPage {
+            events: out,
+            next: if exhausted { None } else { last_seen },
+        })
+    }
+
+    /// The event with this id, if the project's log holds it.
+    pub async fn event_by_id(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: EventId,
+    ) -> Result<Option<LoggedEvent>, LedgerError> {
+        let p = self.project_keys(tenant, project).await?;
+        let (index, log) = (p.event_id(id), p.log());
+        let Some(kv) = self
+            .read_batch(RangeOption::prefix(index.bytes()).limit(1))
+            .await?
+            .kvs
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let (vs,): (Versionstamp,) = index
+            .unpack(&kv.key)
+            .map_err(|e| corrupt(format!("event id key: {e:?}")))?;
+        let key = log.pack(&(&vs,));
+        let value = self
+            .read_key(key.clone())
+            .await?
+            .ok_or_else(|| corrupt("an event id names a missing event"))?;
+        decode_logged(&log, &key, &value).map(Some)
     }
 
     /// Events that occurred in `[from_ms, to_ms]` (device clocks, milliseconds since the

@@ -1,0 +1,736 @@
+//! `horde-cloud` from the outside: the real binary on a free port, spoken to over HTTP.
+
+use std::io::{BufRead, BufReader, Read};
+use std::time::Duration;
+
+use horde_core::proto;
+use horde_e2e::{Cloud, SimDevice, ack, write_file};
+use prost::Message;
+use serde_json::json;
+
+#[test]
+fn signup_keys_roles_and_revocation() {
+    let cloud = Cloud::start();
+    let anon = cloud.api(None);
+    // Bad signups change nothing.
+    for body in [
+        json!({ "tenant": "", "email": "a@b.c" }),
+        json!({ "tenant": "x", "email": "not-an-email" }),
+        json!({ "tenant": "x" }),
+        json!({ "tenant": "x", "email": "a@b.c", "extra": 1 }),
+    ] {
+        let r = anon.post("/v1/signup", &body);
+        assert!(
+            r.status == 400 || r.status == 422,
+            "{body}: {} {}",
+            r.status,
+            r.body
+        );
+        assert!(
+            !r.json["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{}",
+            r.body
+        );
+    }
+    let r = anon.send(
+        anon.request(reqwest::Method::POST, "/v1/signup")
+            .header("content-type", "text/plain")
+            .body("tenant=x"),
+    );
+    assert_eq!(r.status, 415, "{}", r.body);
+    let r = anon.post(
+        "/v1/signup",
+        &json!({ "tenant": "acme", "email": "ceo@acme.example" }),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let key = r.json["api_key"].as_str().expect("api_key").to_owned();
+    assert!(key.starts_with("hk_"), "{key}");
+    let again = anon.post(
+        "/v1/signup",
+        &json!({ "tenant": "acme", "email": "x@acme.example" }),
+    );
+    assert_eq!(
+        (again.status, again.code()),
+        (409, "exists"),
+        "{}",
+        again.body
+    );
+
+    // Every call but signup and health needs a key.
+    let r = anon.get("/v1/projects");
+    assert_eq!((r.status, r.code()), (401, "unauthorized"), "{}", r.body);
+    let r = cloud.api(Some("hk_0000")).get("/v1/projects");
+    assert_eq!(r.status, 401);
+    let admin = cloud.api(Some(&key));
+    let me = admin.get("/v1/me");
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json["role"], "admin");
+    assert_eq!(me.json["tenant"], "acme");
+
+    // Projects: POST with a new id, PUT with the client's id (idempotent).
+    let p = admin.post("/v1/projects", &json!({ "name": "web" }));
+    assert_eq!(p.status, 201, "{}", p.body);
+    let dup = admin.post("/v1/projects", &json!({ "name": "web" }));
+    assert_eq!(dup.status, 409, "{}", dup.body);
+    let id = horde_core::ProjectId::new();
+    let put = admin.put(&format!("/v1/projects/{id}"), &json!({ "name": "edge" }));
+    assert_eq!(put.status, 201, "{}", put.body);
+    assert_eq!(put.json["id"], id.to_string());
+    let put2 = admin.put(&format!("/v1/projects/{id}"), &json!({ "name": "edge" }));
+    assert_eq!(put2.status, 200, "{}", put2.body);
+    assert_eq!(put2.json["main_timeline"], put.json["main_timeline"]);
+    let list = admin.get("/v1/projects");
+    assert_eq!(
+        list.json["projects"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        list.body
+    );
+
+    // A viewer reads but never writes.
+    let u = admin.post(
+        "/v1/users",
+        &json!({ "email": "v@acme.example", "role": "viewer" }),
+    );
+    assert_eq!(u.status, 201, "{}", u.body);
+    let vk = admin.post(
+        "/v1/keys",
+        &json!({ "name": "ci", "user_id": u.json["id"] }),
+    );
+    assert_eq!(vk.status, 201, "{}", vk.body);
+    assert_eq!(vk.json["role"], "viewer");
+    let viewer = cloud.api(vk.json["api_key"].as_str());
+    assert_eq!(viewer.get("/v1/projects").status, 200);
+    for r in [
+        viewer.post("/v1/projects", &json!({ "name": "nope" })),
+        viewer.put(&format!("/v1/projects/{}", horde_core::ProjectId::new()), &json!({ "name": "nope" })),
+        viewer.post("/v1/devices", &json!({ "id": horde_core::DeviceId::new().to_string(), "public_key": "00".repeat(32), "name": "x" })),
+        viewer.sync(id, vec![1, 2, 3]),
+        viewer.put_bytes(&format!("/v1/blobs/{}", horde_core::BlobHash::of(b"x")), b"x".to_vec()),
+        viewer.post("/v1/keys", &json!({ "name": "more" })),
+        viewer.post("/v1/users", &json!({ "email": "z@acme.example", "role": "admin" })),
+    ] {
+        assert_eq!(r.status, 403, "{}", r.body);
+    }
+    // A member cannot mint an admin key.
+    let m = admin.post(
+        "/v1/users",
+        &json!({ "email": "m@acme.example", "role": "member" }),
+    );
+    let mk = admin.post("/v1/keys", &json!({ "name": "m", "user_id": m.json["id"] }));
+    let member = cloud.api(mk.json["api_key"].as_str());
+    let r = member.post("/v1/keys", &json!({ "name": "up", "role": "admin" }));
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = member.post("/v1/keys", &json!({ "name": "own" }));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        member.get("/v1/keys").json["keys"].as_array().map(Vec::len),
+        Some(2)
+    );
+
+    // Revocation takes effect on the next request.
+    let keys = admin.get("/v1/keys");
+    assert_eq!(
+        keys.json["keys"].as_array().map(Vec::len),
+        Some(4),
+        "{}",
+        keys.body
+    );
+    assert!(
+        !keys.body.contains("hk_"),
+        "listings never show secrets: {}",
+        keys.body
+    );
+    let del = admin.delete(&format!("/v1/keys/{}", vk.json["id"].as_str().expect("id")));
+    assert_eq!(del.status, 204, "{}", del.body);
+    let r = viewer.get("/v1/projects");
+    assert_eq!(r.status, 401, "{}", r.body);
+}
+
+#[test]
+fn ingest_is_exactly_once_and_checks_everything() {
+    let cloud = Cloud::start();
+    let t = cloud.tenant("ingest");
+    let (project, timeline) = t.project("web");
+    let mut dev = SimDevice::new(project, timeline);
+
+    // Unknown device: 403, nothing stored.
+    let first = dev.tools(100);
+    let r = t.api.sync(project, dev.encoded(first.clone()));
+    assert_eq!((r.status, r.code()), (403, "unknown_device"), "{}", r.body);
+    assert_eq!(dev.register(&t.api).status, 201);
+    assert_eq!(
+        dev.register(&t.api).status,
+        200,
+        "registering again is a no-op"
+    );
+
+    let a = ack(&t.api.sync(project, dev.encoded(first.clone())));
+    assert_eq!(
+        (a.acked_seq, a.versionstamps.len(), a.skipped),
+        (100, 100, 0)
+    );
+    assert!(a.versionstamps.iter().all(|v| v.len() == 12));
+    assert!(
+        a.versionstamps.windows(2).all(|w| w[0] < w[1]),
+        "increasing"
+    );
+    // A replay stores nothing new.
+    let again = ack(&t.api.sync(project, dev.encoded(first.clone())));
+    assert_eq!(
+        (again.acked_seq, again.versionstamps.len(), again.skipped),
+        (100, 0, 100)
+    );
+
+    // A gap names the expected seq.
+    let _lost = dev.tools(5);
+    let later = dev.tools(5);
+    let r = t.api.sync(project, dev.encoded(later));
+    assert_eq!((r.status, r.code()), (409, "seq_gap"), "{}", r.body);
+    assert_eq!(r.json["error"]["expected_seq"], 101);
+    assert_eq!(r.json["error"]["acked_seq"], 100);
+
+    // Tampered event, bad signature, garbage, wrong type, oversize: 4xx, nothing stored.
+    let mut dev2 = SimDevice::new(project, timeline);
+    dev2.register(&t.api);
+    let evs = dev2.tools(3);
+    let mut tampered = evs.clone();
+    tampered[1].body[10] ^= 1;
+    let r = t.api.sync(project, dev2.encoded(tampered));
+    assert_eq!((r.status, r.code()), (400, "bad_event"), "{}", r.body);
+    let mut forged = dev2.batch(evs.clone());
+    forged.head.as_mut().expect("head").signature[0] ^= 1;
+    let r = t.api.sync(project, forged.encode_to_vec());
+    assert_eq!((r.status, r.code()), (400, "bad_head"), "{}", r.body);
+    let mut unsigned = dev2.batch(evs.clone());
+    unsigned.head = None;
+    let r = t.api.sync(project, unsigned.encode_to_vec());
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = t.api.sync(project, vec![0xff; 64]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("SyncBatch"),
+        "{}",
+        r.body
+    );
+    let full = dev2.encoded(evs.clone());
+    let r = t.api.sync(project, full[..full.len() / 2].to_vec());
+    assert_eq!(r.status, 400, "truncated: {}", r.body);
+    let r = t.api.send(
+        t.api
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/projects/{project}/sync"),
+            )
+            .header("content-type", "application/json")
+            .body(full.clone()),
+    );
+    assert_eq!(r.status, 415, "{}", r.body);
+    let cursor = t.api.get(&format!(
+        "/v1/projects/{project}/devices/{}/cursor",
+        dev2.key.device_id()
+    ));
+    assert_eq!(cursor.json["acked_seq"], 0, "{}", cursor.body);
+
+    // Limits: > 5,000 events, > 8 MiB, an event > 90 kB.
+    let mut big = SimDevice::new(project, timeline);
+    big.register(&t.api);
+    let many = big.tools(5_001);
+    let r = t.api.sync(project, big.encoded(many));
+    assert_eq!((r.status, r.code()), (413, "too_large"), "{}", r.body);
+    // Over 8 MiB: refused from the headers, before the body is read.
+    let answer = raw_request(
+        &cloud.url,
+        &format!(
+            "POST /v1/projects/{project}/sync HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
+            t.api.key.as_deref().expect("key"),
+            9 << 20
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let mut huge = dev2.batch(evs.clone());
+    huge.events[0].body = vec![7u8; 95_000];
+    let r = t.api.sync(project, huge.encode_to_vec());
+    assert_eq!(r.status, 413, "{}", r.body);
+
+    let ok = ack(&t.api.sync(project, full));
+    assert_eq!(ok.acked_seq, 3);
+
+    // Everything is there exactly once, paged with a cursor.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("/v1/projects/{project}/events?limit=30&cursor={c}"),
+            None => format!("/v1/projects/{project}/events?limit=30"),
+        };
+        let page = t.api.get(&q);
+        assert_eq!(page.status, 200, "{}", page.body);
+        pages += 1;
+        for e in page.json["events"].as_array().expect("events") {
+            for field in [
+                "id",
+                "version",
+                "seq",
+                "device",
+                "type",
+                "occurred_at",
+                "agent",
+                "payload",
+            ] {
+                assert!(!e[field].is_null(), "{field} missing in {e}");
+            }
+            seen.push((
+                e["device"].as_str().expect("device").to_owned(),
+                e["seq"].as_u64().expect("seq"),
+            ));
+        }
+        match page.json["next"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 103, "{pages} pages");
+    assert_eq!(pages, 4);
+    let mut dedup = seen.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), 103, "no duplicates");
+
+    // One event by id; filters.
+    let body = proto::EventBody::decode(first[41].body.as_slice()).expect("body");
+    let eid = horde_core::EventId::from_slice(&body.event_id).expect("id");
+    let one = t.api.get(&format!("/v1/projects/{project}/events/{eid}"));
+    assert_eq!(
+        (one.status, one.json["seq"].as_u64()),
+        (200, Some(42)),
+        "{}",
+        one.body
+    );
+    let none = t.api.get(&format!(
+        "/v1/projects/{project}/events/{}",
+        horde_core::EventId::new()
+    ));
+    assert_eq!(none.status, 404);
+    let by_device = t.api.get(&format!(
+        "/v1/projects/{project}/events?device={}&limit=1000",
+        dev2.key.device_id()
+    ));
+    assert_eq!(
+        by_device.json["events"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        by_device.body
+    );
+    let bad = t
+        .api
+        .get(&format!("/v1/projects/{project}/events?type=nonsense"));
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let bad = t
+        .api
+        .get(&format!("/v1/projects/{project}/events?cursor=zz"));
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let bad = t.api.get(&format!("/v1/projects/{project}/events?limit=0"));
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}
+
+#[test]
+fn history_manifest_and_filters_by_path() {
+    let cloud = Cloud::start();
+    let t = cloud.tenant("files");
+    let (project, timeline) = t.project("web");
+    let mut dev = SimDevice::new(project, timeline);
+    dev.register(&t.api);
+    let v1 = vec![
+        dev.event(write_file("src/a.rs", b"one")),
+        dev.event(write_file("b.txt", b"b")),
+    ];
+    let a1 = ack(&t.api.sync(project, dev.encoded(v1)));
+    let version1 = version_of(&a1.versionstamps[1]);
+    std::thread::sleep(Duration::from_millis(20));
+    let v2 = vec![
+        dev.event(write_file("src/a.rs", b"two")),
+        dev.event(horde_e2e::delete_file("b.txt")),
+        dev.event(horde_e2e::tool_call(1)),
+    ];
+    ack(&t.api.sync(project, dev.encoded(v2)));
+
+    let h = t
+        .api
+        .get(&format!("/v1/projects/{project}/history?path=src/a.rs"));
+    assert_eq!(h.status, 200, "{}", h.body);
+    let versions = h.json["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 2);
+    assert_eq!(
+        versions[1]["hash"],
+        horde_core::BlobHash::of(b"two").to_hex()
+    );
+    let bad = t.api.get(&format!(
+        "/v1/projects/{project}/history?path=../etc/passwd"
+    ));
+    assert_eq!(bad.status, 400, "{}", bad.body);
+
+    let now = t.api.get(&format!("/v1/projects/{project}/manifest"));
+    let paths: Vec<&str> = now.json["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(paths, ["src/a.rs"], "{}", now.body);
+    let then = t
+        .api
+        .get(&format!("/v1/projects/{project}/manifest?at={version1}"));
+    let files = then.json["files"].as_array().expect("files");
+    assert_eq!(files.len(), 2, "{}", then.body);
+    assert_eq!(files[1]["hash"], horde_core::BlobHash::of(b"one").to_hex());
+    let early = t.api.get(&format!(
+        "/v1/projects/{project}/manifest?at=2001-01-01T00:00:00Z"
+    ));
+    assert_eq!(
+        early.json["files"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        early.body
+    );
+    let future = t.api.get(&format!(
+        "/v1/projects/{project}/manifest?at={}",
+        u64::MAX / 2
+    ));
+    assert_eq!(future.status, 400, "{}", future.body);
+
+    let changes = t
+        .api
+        .get(&format!("/v1/projects/{project}/events?path=b.txt"));
+    assert_eq!(
+        changes.json["events"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        changes.body
+    );
+    let tools = t.api.get(&format!(
+        "/v1/projects/{project}/events?type=tool_call&agent=test-agent"
+    ));
+    assert_eq!(
+        tools.json["events"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        tools.body
+    );
+    let nobody = t
+        .api
+        .get(&format!("/v1/projects/{project}/events?agent=someone-else"));
+    assert_eq!(nobody.json["events"].as_array().map(Vec::len), Some(0));
+}
+
+/// Sends raw bytes and returns what the server answers (until it closes or 2 s pass).
+fn raw_request(url: &str, head: &str) -> String {
+    use std::io::Write;
+    let addr = url.strip_prefix("http://").expect("http url");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn version_of(vs: &[u8]) -> u64 {
+    u64::from_be_bytes(vs[..8].try_into().expect("8 bytes"))
+}
+
+#[test]
+fn tenants_cannot_see_each_other() {
+    let cloud = Cloud::start();
+    let a = cloud.tenant("alpha");
+    let b = cloud.tenant("beta");
+    let (project, timeline) = a.project("secret");
+    let mut dev = SimDevice::new(project, timeline);
+    dev.register(&a.api);
+    let evs = vec![dev.event(write_file("k.txt", b"k"))];
+    let body = proto::EventBody::decode(evs[0].body.as_slice()).expect("body");
+    let eid = horde_core::EventId::from_slice(&body.event_id).expect("id");
+    ack(&a.api.sync(project, dev.encoded(evs.clone())));
+    let blob = horde_core::BlobHash::of(b"alpha's secret");
+    assert_eq!(
+        a.api
+            .put_bytes(&format!("/v1/blobs/{blob}"), b"alpha's secret".to_vec())
+            .status,
+        201
+    );
+    let device = dev.key.device_id();
+
+    for path in [
+        format!("/v1/projects/{project}"),
+        format!("/v1/projects/{project}/events"),
+        format!("/v1/projects/{project}/events/{eid}"),
+        format!("/v1/projects/{project}/history?path=k.txt"),
+        format!("/v1/projects/{project}/manifest"),
+        format!("/v1/projects/{project}/timelines"),
+        format!("/v1/projects/{project}/tail"),
+        format!("/v1/projects/{project}/devices/{device}/cursor"),
+        format!("/v1/devices/{device}"),
+        format!("/v1/blobs/{blob}"),
+    ] {
+        let r = b.api.get(&path);
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert_eq!(
+            b.api.head(&path).status,
+            if path.contains("/blobs/") {
+                404
+            } else {
+                r.status
+            }
+        );
+    }
+    // Writing into another tenant's project: 404 too, and nothing changes.
+    let mut intruder = SimDevice::new(project, timeline);
+    intruder.register(&b.api);
+    let evs = intruder.tools(2);
+    let r = b.api.sync(project, intruder.encoded(evs));
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = b.api.put(
+        &format!("/v1/projects/{project}"),
+        &json!({ "name": "hijack" }),
+    );
+    // PUT creates b's own project with that id? No: ids are global across tenants in the
+    // ledger's key space per tenant, so b gets its own project; a's stays untouched.
+    assert!(r.status == 201 || r.status == 409, "{}", r.body);
+    let keys = b.api.get("/v1/keys");
+    let a_keys = a.api.get("/v1/keys");
+    let a_key_id = a_keys.json["keys"][0]["id"].as_str().expect("key id");
+    assert!(!keys.body.contains(a_key_id));
+    assert_eq!(b.api.delete(&format!("/v1/keys/{a_key_id}")).status, 404);
+    assert_eq!(a.api.get("/v1/me").status, 200, "a's key still works");
+    let events = a.api.get(&format!("/v1/projects/{project}/events"));
+    assert_eq!(
+        events.json["events"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        events.body
+    );
+}
+
+#[test]
+fn blobs_are_verified_streamed_and_limited() {
+    let cloud = Cloud::start_with(&["--max-blob-bytes", "1000000"], &[]);
+    let t = cloud.tenant("blobs");
+    let content: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let hash = horde_core::BlobHash::of(&content);
+    let path = format!("/v1/blobs/{hash}");
+    assert_eq!(t.api.head(&path).status, 404);
+    let r = t.api.put_bytes(&path, content.clone());
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        t.api.put_bytes(&path, content.clone()).status,
+        200,
+        "idempotent"
+    );
+    let h = t.api.head(&path);
+    assert_eq!(h.status, 200);
+    assert_eq!(h.headers["content-length"], "600000");
+    let g = t.api.get(&path);
+    assert_eq!(g.status, 200);
+    assert!(g.bytes == content, "round trip");
+
+    let other = horde_core::BlobHash::of(b"something else");
+    let r = t
+        .api
+        .put_bytes(&format!("/v1/blobs/{other}"), content.clone());
+    assert_eq!((r.status, r.code()), (400, "hash_mismatch"), "{}", r.body);
+    assert_eq!(
+        t.api.head(&format!("/v1/blobs/{other}")).status,
+        404,
+        "nothing stored"
+    );
+    let big = vec![1u8; 1_000_001];
+    let r = t.api.put_bytes(
+        &format!("/v1/blobs/{}", horde_core::BlobHash::of(&big)),
+        big,
+    );
+    assert_eq!(r.status, 413, "{}", r.body);
+    let r = t.api.get("/v1/blobs/not-a-hash");
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[test]
+fn blobs_on_s3() {
+    let Some(s3) = horde_blob::testing::S3sServer::start() else {
+        return;
+    };
+    let cloud = Cloud::start_with(
+        &[
+            "--blobs",
+            &format!("s3://{}/horde", s3.bucket),
+            "--s3-path-style",
+            "true",
+        ],
+        &[
+            ("HORDE_S3_ENDPOINT", s3.endpoint.as_str()),
+            ("HORDE_S3_REGION", "us-east-1"),
+            ("HORDE_S3_ACCESS_KEY_ID", s3.access_key.as_str()),
+            ("HORDE_S3_SECRET_ACCESS_KEY", s3.secret_key.as_str()),
+        ],
+    );
+    assert_eq!(
+        cloud.api(None).get("/readyz").status,
+        200,
+        "{}",
+        cloud.log()
+    );
+    let t = cloud.tenant("s3");
+    let content = vec![42u8; 100_000];
+    let hash = horde_core::BlobHash::of(&content);
+    let r = t
+        .api
+        .put_bytes(&format!("/v1/blobs/{hash}"), content.clone());
+    assert_eq!(r.status, 201, "{}\n{}", r.body, cloud.log());
+    assert!(t.api.get(&format!("/v1/blobs/{hash}")).bytes == content);
+    let u = cloud.tenant("s3-other");
+    assert_eq!(u.api.head(&format!("/v1/blobs/{hash}")).status, 404);
+}
+
+#[test]
+fn live_tail_streams_new_events() {
+    let cloud = Cloud::start();
+    let t = cloud.tenant("tail");
+    let (project, timeline) = t.project("web");
+    let mut dev = SimDevice::new(project, timeline);
+    dev.register(&t.api);
+    let first = dev.tools(2);
+    ack(&t.api.sync(project, dev.encoded(first)));
+    let resp = t
+        .api
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/projects/{project}/tail"),
+        )
+        .send()
+        .expect("tail");
+    assert_eq!(resp.status(), 200);
+    let mut lines = BufReader::new(resp).lines();
+    let evs = dev.tools(3);
+    ack(&t.api.sync(project, dev.encoded(evs)));
+    let mut seqs = Vec::new();
+    while seqs.len() < 3 {
+        let line = lines.next().expect("stream open").expect("line");
+        if let Some(data) = line.strip_prefix("data: ") {
+            let v: serde_json::Value = serde_json::from_str(data).expect("event json");
+            seqs.push(v["seq"].as_u64().expect("seq"));
+        }
+    }
+    assert_eq!(seqs, [3, 4, 5], "only new events, in order");
+}
+
+#[test]
+fn health_metrics_openapi_limits_and_shutdown() {
+    let mut cloud = Cloud::start_with(&["--rate-limit", "1", "--rate-burst", "3"], &[]);
+    let anon = cloud.api(None);
+    assert_eq!(anon.get("/healthz").status, 200);
+    assert_eq!(anon.get("/readyz").status, 200);
+    let doc = anon.get("/v1/openapi.json");
+    assert_eq!(doc.status, 200);
+    assert!(
+        doc.json["paths"]["/v1/projects/{id}/sync"]["post"].is_object(),
+        "{}",
+        doc.body
+    );
+    let nowhere = anon.get("/v1/nowhere");
+    assert_eq!((nowhere.status, nowhere.code()), (404, "not_found"));
+    let wrong = anon.send(anon.request(reqwest::Method::PATCH, "/v1/projects"));
+    assert_eq!(wrong.status, 405, "{}", wrong.body);
+
+    // Per-key rate limit: burst 3, then 429 with Retry-After.
+    let t = cloud.tenant("limits");
+    let codes: Vec<u16> = (0..6).map(|_| t.api.get("/v1/me").status).collect();
+    assert!(codes.contains(&429), "{codes:?}");
+    let limited = (0..5)
+        .map(|_| t.api.get("/v1/me"))
+        .find(|r| r.status == 429)
+        .expect("429");
+    assert!(limited.headers.contains_key("retry-after"));
+    assert_eq!(limited.code(), "rate_limited");
+
+    // Huge headers are refused before any handler runs.
+    let r = anon.send(
+        anon.request(reqwest::Method::GET, "/healthz")
+            .header("x-big", "a".repeat(200_000)),
+    );
+    assert!((400..500).contains(&r.status), "{}", r.status);
+
+    let metrics = anon.get("/metrics");
+    assert!(
+        metrics.body.contains("horde_http_requests_total"),
+        "{}",
+        metrics.body
+    );
+
+    // SIGTERM: a clean exit even with a live tail open.
+    let (project, _) = {
+        std::thread::sleep(Duration::from_secs(4));
+        t.project("web")
+    };
+    let mut tail = t
+        .api
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/projects/{project}/tail"),
+        )
+        .send()
+        .expect("tail");
+    let status = cloud.stop();
+    assert!(status.success(), "{status:?}\n{}", cloud.log());
+    let mut rest = String::new();
+    let _ = tail.read_to_string(&mut rest);
+    assert!(cloud.log().contains("shutting down"), "{}", cloud.log());
+}
+
+#[test]
+fn bad_configuration_is_refused_clearly() {
+    let out = std::process::Command::new(horde_e2e::binary("horde-cloud"))
+        .args([
+            "serve",
+            "--store",
+            "postgres://nope",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("expected sqlite:PATH or fdb:CLUSTER_FILE"),
+        "{err}"
+    );
+    let out = std::process::Command::new(horde_e2e::binary("horde-cloud"))
+        .args([
+            "serve",
+            "--blobs",
+            "ftp://x",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+        ])
+        .arg(format!(
+            "sqlite:{}",
+            tempfile::tempdir()
+                .expect("dir")
+                .path()
+                .join("x.db")
+                .display()
+        ))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ftp://x"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
