@@ -20,6 +20,8 @@ use crate::records::{FileVersion, Timeline};
 
 /// Most events one read returns (page with `after`).
 pub const MAX_READ_EVENTS: usize = 10_000;
+/// Time-index entries read per transaction.
+const TIME_BATCH: usize = 1_000;
 /// Paths examined per transaction when building a manifest.
 const PATHS_PER_TX: usize = 2_000;
 
@@ -210,7 +212,8 @@ impl<K: OrderedKv> Ledger<K> {
             };
             begin = last.key.clone();
             begin.push(0);
-            exhausted = !kvs.more;
+            // `more` only speaks within the limit: a full batch may have more behind it.
+            exhausted = kvs.kvs.len() < batch && !kvs.more;
             for (i, kv) in kvs.kvs.iter().enumerate() {
                 scanned += 1;
                 let ev = decode_logged(&log, &kv.key, &kv.value)?;
@@ -281,7 +284,7 @@ impl<K: OrderedKv> Ledger<K> {
         let limit = filter.limit();
         let mut out = Vec::new();
         while out.len() < limit && begin < end {
-            let range = RangeOption::new(begin.clone(), end.clone()).limit(1_000);
+            let range = RangeOption::new(begin.clone(), end.clone()).limit(TIME_BATCH);
             let (page, _) = self
                 .kv
                 .transact(|tx, _| {
@@ -303,7 +306,7 @@ impl<K: OrderedKv> Ledger<K> {
                         Ok::<_, LedgerError>((
                             events,
                             batch.kvs.last().map(|kv| kv.key.clone()),
-                            batch.more,
+                            batch.more || batch.kvs.len() == TIME_BATCH,
                         ))
                     }
                 })

@@ -829,6 +829,144 @@ async fn reads_history_manifests_forks<K: OrderedKv>(ledger: Ledger<K>) {
     );
 }
 
+/// Bounded filtered pages, lookups by event id, device and key listings.
+async fn pages_ids_and_listings<K: OrderedKv>(ledger: Ledger<K>) {
+    let (tenant, project, timeline) = tenant_with_project(&ledger).await;
+    let mut a = device(&ledger, tenant, project, timeline).await;
+    let b = device(&ledger, tenant, project, timeline).await;
+    let mut events = a.tool(50);
+    events.push(a.write("src/lib.rs", b"x", 5_000));
+    events.extend(a.tool(50));
+    ledger
+        .append(tenant, &a.batch(events.clone()))
+        .await
+        .expect("append");
+
+    // A filter that matches one event in 101 pages through the log with a cursor, each page
+    // examining at most `max_scan` entries.
+    let filter = EventFilter {
+        path: Some("src/lib.rs".into()),
+        ..Default::default()
+    };
+    let mut found = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let f = EventFilter {
+            after: after.clone(),
+            ..filter.clone()
+        };
+        let page = ledger
+            .events_page(tenant, project, &f, 20)
+            .await
+            .expect("page");
+        pages += 1;
+        found.extend(page.events.iter().map(|e| e.body.seq));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(found, [51]);
+    assert_eq!(pages, 6, "101 entries, 20 per page");
+    let by_agent = EventFilter {
+        agent: Some("nobody".into()),
+        ..Default::default()
+    };
+    assert!(
+        ledger
+            .events(tenant, project, &by_agent)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let limited = EventFilter {
+        limit: Some(101),
+        ..Default::default()
+    };
+    let page = ledger
+        .events_page(tenant, project, &limited, usize::MAX)
+        .await
+        .expect("page");
+    assert_eq!(
+        (page.events.len(), page.next),
+        (101, None),
+        "an exact last page has no cursor"
+    );
+
+    // Event ids.
+    let body = horde_core::decode_event(&events[7].body, &events[7].hash).expect("decode");
+    let id = horde_core::EventId::from_slice(&body.event_id).expect("id");
+    let e = ledger
+        .event_by_id(tenant, project, id)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(e.body.seq, 8);
+    assert!(
+        ledger
+            .event_by_id(tenant, project, horde_core::EventId::new())
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let (other, _) = ledger
+        .create_tenant(&unique("other"), "o@example.com")
+        .await
+        .expect("tenant");
+    assert!(matches!(
+        ledger.event_by_id(other.id, project, id).await,
+        Err(LedgerError::ProjectNotFound(_))
+    ));
+
+    // Reads longer than one range batch (1,000 entries) go on to the end.
+    let more = a.tool(1_500);
+    ledger.append(tenant, &a.batch(more)).await.expect("append");
+    let all = ledger
+        .events(tenant, project, &EventFilter::default())
+        .await
+        .expect("read");
+    assert_eq!(all.len(), 1_601);
+    let timed = ledger
+        .events_in_time(tenant, project, 0, i64::MAX / 2, &EventFilter::default())
+        .await
+        .expect("read");
+    assert_eq!(timed.len(), 1_601);
+
+    // Listings stay within the tenant.
+    let devices = ledger.devices(tenant).await.expect("devices");
+    let mut ids: Vec<_> = devices.iter().map(|d| d.id).collect();
+    ids.sort();
+    let mut want = vec![a.key.device_id(), b.key.device_id()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(ledger.devices(other.id).await.expect("devices").is_empty());
+    let users = ledger.users(tenant).await.expect("users");
+    let k1 = ledger
+        .create_api_key(tenant, users[0].id, Role::Admin, "one")
+        .await
+        .expect("key");
+    ledger
+        .create_api_key(tenant, users[0].id, Role::Viewer, "two")
+        .await
+        .expect("key");
+    assert_eq!(ledger.api_keys(tenant).await.expect("keys").len(), 2);
+    assert!(ledger.api_keys(other.id).await.expect("keys").is_empty());
+    assert_eq!(
+        ledger.api_key(tenant, k1.key.id).await.expect("key"),
+        Some(k1.key.clone())
+    );
+    assert_eq!(
+        ledger.api_key(other.id, k1.key.id).await.expect("key"),
+        None
+    );
+    ledger
+        .revoke_api_key(tenant, k1.key.id)
+        .await
+        .expect("revoke");
+    assert_eq!(ledger.api_keys(tenant).await.expect("keys").len(), 1);
+}
+
 fn sqlite_ledger() -> (tempfile::TempDir, Ledger<SqliteKv>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let kv = SqliteKv::open(dir.path().join("cloud.sqlite")).expect("open");
@@ -854,7 +992,8 @@ mod sqlite {
         big_batches_split,
         heads,
         isolation,
-        reads_history_manifests_forks
+        reads_history_manifests_forks,
+        pages_ids_and_listings
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -896,6 +1035,7 @@ async fn foundationdb() {
         heads(open()).await;
         isolation(open()).await;
         reads_history_manifests_forks(open()).await;
+        pages_ids_and_listings(open()).await;
         // FoundationDB's own commit_unknown_result cannot be injected from a client; the
         // exactly-once rules are the same code as above.
         unknown_commit_results(open(), false, |_| {}).await;

@@ -25,24 +25,68 @@ fn run(what: &str, mut cmd: Command) -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
+    let s3s_fs = ensure_s3s_fs()?;
+    let schemathesis = ensure_schemathesis()?;
     let mut c = cargo();
-    c.args(["test", "--workspace", "--locked"]);
+    c.args(["test", "--workspace", "--locked"])
+        .env("HORDE_S3S_FS", s3s_fs)
+        .env("HORDE_SCHEMATHESIS", schemathesis);
     run("cargo test --workspace", c)?;
     fdb_compiles()
 }
+
+/// Where tools the tests need are installed: `$HOME/.cache/horde/tools`.
+fn tools_dir() -> Result<std::path::PathBuf, String> {
+    let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
+    Ok(std::path::PathBuf::from(home).join(".cache/horde/tools"))
+}
+
+/// A real S3-compatible server for the blob tests: s3s-fs 0.14.1 (newer needs Rust 1.96).
+fn ensure_s3s_fs() -> Result<std::path::PathBuf, String> {
+    let root = tools_dir()?;
+    let bin = root.join("bin/s3s-fs");
+    if !bin.exists() {
+        let mut c = cargo();
+        c.args(["install", "s3s-fs@0.14.1", "--locked", "--features", "binary", "--root"])
+            .arg(&root)
+            // Its own target directory: never rebuild the workspace's dependencies.
+            .env("CARGO_TARGET_DIR", root.join("build"));
+        run("cargo install s3s-fs (S3-compatible server for tests)", c)?;
+    }
+    Ok(bin)
+}
+
+/// Schemathesis (PyPI) in a virtualenv, to fuzz the cloud API from its OpenAPI document.
+fn ensure_schemathesis() -> Result<std::path::PathBuf, String> {
+    let venv = tools_dir()?.join("venv");
+    let st = venv.join("bin/st");
+    if !st.exists() {
+        let mut c = Command::new("python3");
+        c.args(["-m", "venv"]).arg(&venv);
+        run("python3 -m venv", c)?;
+        let mut c = Command::new(venv.join("bin/pip"));
+        c.args(["install", "-q", SCHEMATHESIS]);
+        run(&format!("pip install {SCHEMATHESIS}"), c)?;
+    }
+    Ok(st)
+}
+
+const SCHEMATHESIS: &str = "schemathesis==4.1.4";
 
 /// The FoundationDB backend cannot link here (no libfdb_c), but it must always compile:
 /// check it and lint it with the feature on. Its bindings need libclang.
 fn fdb_compiles() -> Result<(), String> {
     ensure_debian_package("libclang-dev")?;
-    const WITH_FDB: [&str; 8] = [
+    const WITH_FDB: [&str; 10] = [
         "--locked",
         "-p",
         "horde-kv",
         "-p",
         "horde-ledger",
+        "-p",
+        "horde-cloud",
         "--features",
-        "horde-kv/fdb,horde-ledger/fdb",
+        "horde-kv/fdb,horde-ledger/fdb,horde-cloud/fdb",
         "--all-targets",
     ];
     let mut c = cargo();
