@@ -498,9 +498,13 @@ fn tenants_cannot_see_each_other() {
         &format!("/v1/projects/{project}"),
         &json!({ "name": "hijack" }),
     );
-    // PUT creates b's own project with that id? No: ids are global across tenants in the
-    // ledger's key space per tenant, so b gets its own project; a's stays untouched.
-    assert!(r.status == 201 || r.status == 409, "{}", r.body);
+    // Projects live in their tenant's key space: PUT with a's project id creates b's own
+    // project, and a's is untouched.
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        a.api.get(&format!("/v1/projects/{project}")).json["name"],
+        "secret"
+    );
     let keys = b.api.get("/v1/keys");
     let a_keys = a.api.get("/v1/keys");
     let a_key_id = a_keys.json["keys"][0]["id"].as_str().expect("key id");
@@ -733,4 +737,97 @@ fn bad_configuration_is_refused_clearly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// SIGKILL the cloud right after acknowledgements and in the middle of batches: after a
+/// restart on the same store, every acknowledged event is there exactly once, and resending
+/// what was in flight stores the rest without duplicates.
+#[test]
+fn a_killed_cloud_loses_nothing_acknowledged() {
+    let cloud = Cloud::start();
+    let t = cloud.tenant("crash");
+    let key = t.api.key.clone().expect("key");
+    let (project, timeline) = t.project("web");
+    let mut dev = SimDevice::new(project, timeline);
+    dev.register(&t.api);
+    let mut cloud = cloud;
+    let mut acked = 0u64;
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    for round in 0..6 {
+        let batch = dev.tools(2_000);
+        let body = dev.encoded(batch);
+        sent.push(body.clone());
+        let api = cloud.api(Some(&key));
+        if round % 2 == 0 {
+            // Killed after the ack.
+            acked = ack(&api.sync(project, body)).acked_seq;
+            cloud = restart(cloud);
+        } else {
+            // Killed while the batch is in flight (maybe before, maybe after its commit).
+            let sender = std::thread::spawn(move || {
+                api.request(
+                    reqwest::Method::POST,
+                    &format!("/v1/projects/{project}/sync"),
+                )
+                .header("content-type", "application/x-protobuf")
+                .body(body)
+                .send()
+                .map(|r| r.status())
+            });
+            std::thread::sleep(Duration::from_millis(5 + 7 * round));
+            let dir = cloud.crash_into_dir();
+            let _ = sender.join();
+            cloud = Cloud::start_in(dir, &[], &[]);
+        }
+        let api = cloud.api(Some(&key));
+        let cursor = api.get(&format!(
+            "/v1/projects/{project}/devices/{}/cursor",
+            dev.key.device_id()
+        ));
+        let held = cursor.json["acked_seq"].as_u64().expect("acked_seq");
+        assert!(
+            held >= acked,
+            "round {round}: the cloud holds {held} < acknowledged {acked}"
+        );
+        // The device resends everything from the cloud's cursor on (here: all it sent).
+        for body in &sent {
+            let a = ack(&api.sync(project, body.clone()));
+            acked = a.acked_seq;
+        }
+        assert_eq!(acked, 2_000 * (round + 1));
+    }
+    let api = cloud.api(Some(&key));
+    let mut seqs = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = format!(
+            "/v1/projects/{project}/events?limit=1000{}",
+            cursor
+                .as_ref()
+                .map(|c| format!("&cursor={c}"))
+                .unwrap_or_default()
+        );
+        let page = api.get(&q);
+        seqs.extend(
+            page.json["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .map(|e| e["seq"].as_u64().expect("seq")),
+        );
+        match page.json["next"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seqs.len(), 12_000, "every event once");
+    assert!(
+        seqs.iter().copied().eq(1..=12_000),
+        "in order, no duplicates"
+    );
+}
+
+fn restart(cloud: Cloud) -> Cloud {
+    let dir = cloud.crash_into_dir();
+    Cloud::start_in(dir, &[], &[])
 }

@@ -141,6 +141,19 @@ impl Cloud {
         }
     }
 
+    /// SIGKILL, then wait.
+    pub fn kill(&mut self) {
+        signal(self.child.id(), libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Kills (SIGKILL) and hands back the directory (to start again on the same data).
+    pub fn crash_into_dir(mut self) -> tempfile::TempDir {
+        self.kill();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
     /// Stops and hands back the directory (to start again on the same data).
     pub fn into_dir(mut self) -> tempfile::TempDir {
         self.stop();
