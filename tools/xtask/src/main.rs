@@ -5,6 +5,7 @@
 //!   only the Rust toolchain. Then it checks and lints the FoundationDB backend
 //!   (`--features fdb`; installs `libclang-dev` for its bindings), which cannot link here.
 //! - `bench`: the benchmarks that print the figures the issues ask for (release build).
+//! - `load`: the cloud's ingest load against PostgreSQL (`tools/horde-load`).
 
 use std::process::{Command, ExitCode};
 
@@ -47,10 +48,17 @@ fn ensure_s3s_fs() -> Result<std::path::PathBuf, String> {
     let bin = root.join("bin/s3s-fs");
     if !bin.exists() {
         let mut c = cargo();
-        c.args(["install", "s3s-fs@0.14.1", "--locked", "--features", "binary", "--root"])
-            .arg(&root)
-            // Its own target directory: never rebuild the workspace's dependencies.
-            .env("CARGO_TARGET_DIR", root.join("build"));
+        c.args([
+            "install",
+            "s3s-fs@0.14.1",
+            "--locked",
+            "--features",
+            "binary",
+            "--root",
+        ])
+        .arg(&root)
+        // Its own target directory: never rebuild the workspace's dependencies.
+        .env("CARGO_TARGET_DIR", root.join("build"));
         run("cargo install s3s-fs (S3-compatible server for tests)", c)?;
     }
     Ok(bin)
@@ -177,14 +185,42 @@ fn bench(args: &[String]) -> Result<(), String> {
     run("horde-bench", c)
 }
 
+/// The cloud's ingest load: horde-cloud vs PostgreSQL COPY (`tools/horde-load`).
+fn load(args: &[String]) -> Result<(), String> {
+    let mut b = cargo();
+    b.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "horde-cloud",
+        "-p",
+        "horde-load",
+    ]);
+    run("build release binaries", b)?;
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--release",
+        "--locked",
+        "-q",
+        "-p",
+        "horde-load",
+        "--",
+    ])
+    .args(args);
+    run("horde-load", c)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("load") => load(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test | bench [append|step|run-overhead|ledger-append|manifest|all]"
+                "usage: cargo xtask test | bench [append|step|run-overhead|ledger-append|manifest|all] | load [horde-load options]"
             );
             return ExitCode::from(2);
         }

@@ -140,6 +140,10 @@ impl SqliteKv {
             .map_err(|e| storage("read the version", e))?;
         let version = version as u64;
         let versions = Arc::new(Versions::new(version));
+        // The commit thread's connection: a page cache large enough that a 1 MB transaction
+        // never spills mid-way, and statement journals in memory.
+        conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;")
+            .map_err(|e| storage("configure the writer", e))?;
         let commits = writer::spawn(conn, versions.clone(), version);
         Ok(SqliteKv {
             shared: Arc::new(Shared {

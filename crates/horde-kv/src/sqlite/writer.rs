@@ -251,6 +251,8 @@ impl Writer {
         let mut written: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut accepted: Vec<(oneshot::Sender<Result<Committed, KvError>>, CommitStamp)> =
             Vec::new();
+        // A group of one needs no savepoint: if it fails, the whole transaction rolls back.
+        let alone = group.len() == 1;
         for req in group {
             if self.conflicts(&req, &written) {
                 let _ = req.reply.send(Err(KvError::NotCommitted));
@@ -258,8 +260,13 @@ impl Writer {
             }
             let order = u16::try_from(accepted.len()).expect("MAX_GROUP fits in u16");
             let stamp = CommitStamp::new(version, order);
-            match self.apply(&req.mutations, &stamp, &mut written) {
+            match self.apply(&req.mutations, &stamp, &mut written, !alone) {
                 Ok(()) => accepted.push((req.reply, stamp)),
+                Err(e) if alone => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    let _ = req.reply.send(Err(e));
+                    return;
+                }
                 Err(e) => {
                     let _ = req.reply.send(Err(e));
                 }
@@ -306,18 +313,21 @@ impl Writer {
         }
     }
 
-    /// Applies one transaction's mutations in order, inside a savepoint so that a failure
-    /// undoes only this transaction.
+    /// Applies one transaction's mutations in order, inside a savepoint (when `savepoint`)
+    /// so that a failure undoes only this transaction; without one, the caller rolls back.
     fn apply(
         &mut self,
         mutations: &[Mutation],
         stamp: &CommitStamp,
         written: &mut Vec<(Vec<u8>, Vec<u8>)>,
+        savepoint: bool,
     ) -> Result<(), KvError> {
         let mut ranges = Vec::with_capacity(mutations.len());
-        self.conn
-            .execute_batch("SAVEPOINT tx")
-            .map_err(|e| storage("savepoint", e))?;
+        if savepoint {
+            self.conn
+                .execute_batch("SAVEPOINT tx")
+                .map_err(|e| storage("savepoint", e))?;
+        }
         let result = (|| -> rusqlite::Result<()> {
             let mut put = self
                 .conn
@@ -362,14 +372,18 @@ impl Writer {
         })();
         match result {
             Ok(()) => {
-                self.conn
-                    .execute_batch("RELEASE tx")
-                    .map_err(|e| storage("release savepoint", e))?;
+                if savepoint {
+                    self.conn
+                        .execute_batch("RELEASE tx")
+                        .map_err(|e| storage("release savepoint", e))?;
+                }
                 written.extend(ranges);
                 Ok(())
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK TO tx; RELEASE tx");
+                if savepoint {
+                    let _ = self.conn.execute_batch("ROLLBACK TO tx; RELEASE tx");
+                }
                 Err(storage("write", e))
             }
         }
