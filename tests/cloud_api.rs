@@ -552,12 +552,17 @@ fn blobs_are_verified_streamed_and_limited() {
         404,
         "nothing stored"
     );
-    let big = vec![1u8; 1_000_001];
-    let r = t.api.put_bytes(
-        &format!("/v1/blobs/{}", horde_core::BlobHash::of(&big)),
-        big,
+    // Over the limit: refused from the headers, before the body is sent. (A body that
+    // streams past the limit is cut off by the blob store: see horde-blob's conformance.)
+    let answer = raw_request(
+        &cloud.url,
+        &format!(
+            "PUT /v1/blobs/{} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: 1000001\r\n\r\n",
+            horde_core::BlobHash::of(b"big"),
+            t.api.key.as_deref().expect("key"),
+        ),
     );
-    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     let r = t.api.get("/v1/blobs/not-a-hash");
     assert_eq!(r.status, 400, "{}", r.body);
 }

@@ -86,13 +86,23 @@ pub async fn signup<K: OrderedKv>(
     ))
 }
 
+/// What a key may do: admins manage the tenant, members write, viewers only read.
+// The ledger's `Role` as the API spells it (documentation only).
+#[derive(ToSchema)]
+#[schema(as = Role, rename_all = "lowercase")]
+pub enum RoleName {
+    Admin,
+    Member,
+    Viewer,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeResponse {
     pub tenant_id: String,
     pub tenant: String,
     pub user_id: String,
     pub key_id: String,
-    #[schema(value_type = String, example = "admin")]
+    #[schema(value_type = RoleName, example = "admin")]
     pub role: Role,
 }
 
@@ -117,8 +127,7 @@ pub async fn me<K: OrderedKv>(
 #[serde(deny_unknown_fields)]
 pub struct AddUserRequest {
     pub email: String,
-    /// admin, member or viewer
-    #[schema(value_type = String, example = "member")]
+    #[schema(value_type = RoleName, example = "member")]
     pub role: Role,
 }
 
@@ -126,7 +135,7 @@ pub struct AddUserRequest {
 pub struct UserView {
     pub id: String,
     pub email: String,
-    #[schema(value_type = String)]
+    #[schema(value_type = RoleName)]
     pub role: Role,
     pub created_at: i64,
 }
@@ -184,7 +193,7 @@ pub struct CreateKeyRequest {
     /// The user the key acts for (default: the caller). Admins only for other users.
     pub user_id: Option<String>,
     /// At most the user's role (default: the user's role).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<RoleName>)]
     pub role: Option<Role>,
 }
 
@@ -193,7 +202,7 @@ pub struct KeyView {
     pub id: String,
     pub name: String,
     pub user_id: String,
-    #[schema(value_type = String)]
+    #[schema(value_type = RoleName)]
     pub role: Role,
     pub created_at: i64,
 }
@@ -293,7 +302,8 @@ pub async fn list_keys<K: OrderedKv>(
 /// Revokes an API key at once (members their own, admins any of the tenant).
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "access", security(("bearer" = [])),
     params(("id" = String, Path, description = "key id")), responses(
-    (status = 204, description = "revoked"), (status = 404, description = "no such key")))]
+    (status = 204, description = "revoked"), (status = 403, description = "a viewer key"),
+    (status = 404, description = "no such key")))]
 pub async fn revoke_key<K: OrderedKv>(
     State(app): State<Arc<App<K>>>,
     caller: Caller,
@@ -348,6 +358,8 @@ impl From<Device> for DeviceView {
 #[utoipa::path(post, path = "/v1/devices", tag = "access", security(("bearer" = [])), request_body = RegisterDeviceRequest, responses(
     (status = 201, body = DeviceView, description = "registered"),
     (status = 200, body = DeviceView, description = "already registered with this key"),
+    (status = 400, description = "the id is not a UUID, or the public key not an ed25519 one"),
+    (status = 403, description = "a viewer key"),
     (status = 409, description = "registered with another key")))]
 pub async fn register_device<K: OrderedKv>(
     State(app): State<Arc<App<K>>>,
@@ -462,7 +474,8 @@ impl From<Project> for ProjectView {
 
 /// Creates a project with a new id.
 #[utoipa::path(post, path = "/v1/projects", tag = "projects", security(("bearer" = [])), request_body = CreateProjectRequest, responses(
-    (status = 201, body = ProjectView), (status = 409, description = "name taken")))]
+    (status = 201, body = ProjectView), (status = 403, description = "a viewer key"),
+    (status = 409, description = "name taken")))]
 pub async fn create_project<K: OrderedKv>(
     State(app): State<Arc<App<K>>>,
     caller: Caller,
@@ -481,6 +494,8 @@ pub async fn create_project<K: OrderedKv>(
     params(("id" = String, Path)), request_body = PutProjectRequest, responses(
     (status = 201, body = ProjectView, description = "created"),
     (status = 200, body = ProjectView, description = "already there"),
+    (status = 400, description = "the id or main_timeline is not a UUID"),
+    (status = 403, description = "a viewer key"),
     (status = 409, description = "name taken by another project")))]
 pub async fn put_project<K: OrderedKv>(
     State(app): State<Arc<App<K>>>,

@@ -16,6 +16,7 @@ use crate::App;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
+use crate::openapi::Binary;
 
 fn parse_hash(s: &str) -> ApiResult<BlobHash> {
     s.parse().map_err(|_| {
@@ -32,10 +33,11 @@ fn namespace(caller: &Caller) -> String {
 /// Uploads a blob named by the SHA-256 of its content (idempotent).
 #[utoipa::path(put, path = "/v1/blobs/{hash}", tag = "blobs", security(("bearer" = [])),
     params(("hash" = String, Path, description = "SHA-256 of the content, hex")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = inline(Binary), content_type = "application/octet-stream"),
     responses(
         (status = 201, description = "stored"), (status = 200, description = "already stored"),
-        (status = 400, description = "the content does not hash to the name"),
+        (status = 400, description = "the name is not a SHA-256, or the content does not hash to it"),
+        (status = 403, description = "a viewer key"),
         (status = 413, description = "larger than the configured limit")))]
 pub async fn put_blob<K: OrderedKv>(
     State(app): State<Arc<App<K>>>,
@@ -84,7 +86,9 @@ pub async fn put_blob<K: OrderedKv>(
 /// Whether the tenant has this blob (Content-Length: its size).
 #[utoipa::path(head, path = "/v1/blobs/{hash}", tag = "blobs", security(("bearer" = [])),
     params(("hash" = String, Path)),
-    responses((status = 200, description = "present"), (status = 404, description = "absent")))]
+    responses((status = 200, description = "present"),
+        (status = 400, description = "the name is not a SHA-256"),
+        (status = 404, description = "absent")))]
 pub async fn head_blob<K: OrderedKv>(
     State(app): State<Arc<App<K>>>,
     caller: Caller,
@@ -102,7 +106,9 @@ pub async fn head_blob<K: OrderedKv>(
 /// Downloads a blob (streamed).
 #[utoipa::path(get, path = "/v1/blobs/{hash}", tag = "blobs", security(("bearer" = [])),
     params(("hash" = String, Path)),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404)))]
+    responses((status = 200, content_type = "application/octet-stream", body = inline(Binary)),
+        (status = 400, description = "the name is not a SHA-256"),
+        (status = 404, description = "absent")))]
 pub async fn get_blob<K: OrderedKv>(
     State(app): State<Arc<App<K>>>,
     caller: Caller,

@@ -36,11 +36,15 @@ const TAIL_POLL: Duration = Duration::from_secs(1);
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Events per page (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Continue after this cursor (the `next` of the previous page).
     pub cursor: Option<String>,
     /// Commit versions, inclusive.
+    // Any u64 (utoipa's default `int64` would document at most 2^63 - 1).
+    #[param(format = "uint64")]
     pub from_version: Option<u64>,
+    #[param(format = "uint64")]
     pub to_version: Option<u64>,
     /// When the events occurred (RFC 3339), inclusive.
     pub since: Option<String>,
@@ -85,13 +89,13 @@ fn parse_cursor(s: &str) -> ApiResult<Versionstamp> {
 fn parse_time(what: &str, s: &str) -> ApiResult<i64> {
     let ts: jiff::Timestamp = s.parse().map_err(|e| {
         ApiError::bad_request(format!(
-            "{what} {s:?} is not an RFC 3339 time (e.g. 2026-11-22T14:12:00Z): {e}"
+            "{what} {s:?} is not an RFC 3339 time between years 0001 and 9999 (e.g. 2026-11-22T14:12:00Z): {e}"
         ))
     })?;
     Ok(ts.as_microsecond())
 }
 
-fn filter_of(q: &EventsQuery, project: &Project) -> ApiResult<EventFilter> {
+fn filter_of(q: &EventsQuery) -> ApiResult<EventFilter> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::bad_request(format!(
@@ -105,7 +109,6 @@ fn filter_of(q: &EventsQuery, project: &Project) -> ApiResult<EventFilter> {
         ),
         None => None,
     };
-    let _ = project;
     let device = match &q.device {
         Some(d) => Some(
             d.parse::<DeviceId>()
@@ -191,7 +194,7 @@ pub async fn events<K: OrderedKv>(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Json<EventList>> {
     let project = project_of(&app, &caller, &id).await?;
-    let filter = filter_of(&q, &project)?;
+    let filter = filter_of(&q)?;
     let page = app
         .ledger
         .events_page(caller.tenant(), project.id, &filter, MAX_SCAN)
@@ -226,7 +229,8 @@ pub async fn event<K: OrderedKv>(
 /// at the end. Takes the same filters as `/events`.
 #[utoipa::path(get, path = "/v1/projects/{id}/tail", tag = "query", security(("bearer" = [])),
     params(("id" = String, Path), EventsQuery),
-    responses((status = 200, content_type = "text/event-stream", description = "server-sent events"), (status = 404)))]
+    responses((status = 200, content_type = "text/event-stream", description = "server-sent events"),
+        (status = 400, description = "bad filter or cursor"), (status = 404)))]
 pub async fn tail<K: OrderedKv>(
     State(app): State<Arc<App<K>>>,
     caller: Caller,
@@ -240,7 +244,7 @@ pub async fn tail<K: OrderedKv>(
     {
         q.cursor = Some(last.to_owned());
     }
-    let mut filter = filter_of(&q, &project)?;
+    let mut filter = filter_of(&q)?;
     if filter.after.is_none() && filter.from_version.is_none() {
         filter.from_version = Some(app.ledger.last_version().await?.saturating_add(1));
     }

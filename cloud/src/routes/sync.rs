@@ -26,6 +26,7 @@ use crate::App;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, parse_id};
+use crate::openapi::Binary;
 use crate::routes::admin::project_of;
 
 pub const PROTOBUF: &str = "application/x-protobuf";
@@ -77,9 +78,9 @@ fn protobuf(msg: &impl Message) -> Response {
 /// Ingests one device's events (protobuf `horde.v1.SyncBatch` → `horde.v1.SyncAck`).
 #[utoipa::path(post, path = "/v1/projects/{id}/sync", tag = "sync", security(("bearer" = [])),
     params(("id" = String, Path, description = "project id")),
-    request_body(content = Vec<u8>, content_type = "application/x-protobuf", description = "horde.v1.SyncBatch"),
+    request_body(content = inline(Binary), content_type = "application/x-protobuf", description = "horde.v1.SyncBatch"),
     responses(
-        (status = 200, content_type = "application/x-protobuf", body = Vec<u8>, description = "horde.v1.SyncAck: acked_seq, one versionstamp per stored event, skipped"),
+        (status = 200, content_type = "application/x-protobuf", body = inline(Binary), description = "horde.v1.SyncAck: acked_seq, one versionstamp per stored event, skipped"),
         (status = 400, description = "garbage protobuf, bad event hash, bad signature"),
         (status = 403, description = "device not registered, or a viewer key"),
         (status = 404, description = "no such project"),

@@ -66,20 +66,23 @@ fn ensure_s3s_fs() -> Result<std::path::PathBuf, String> {
 
 /// Schemathesis (PyPI) in a virtualenv, to fuzz the cloud API from its OpenAPI document.
 fn ensure_schemathesis() -> Result<std::path::PathBuf, String> {
-    let venv = tools_dir()?.join("venv");
+    let venv = tools_dir()?.join(format!("venv-{}", SCHEMATHESIS.replace("==", "-")));
     let st = venv.join("bin/st");
     if !st.exists() {
+        // A half-made virtualenv (an interrupted install) is made again.
+        let _ = std::fs::remove_dir_all(&venv);
         let mut c = Command::new("python3");
         c.args(["-m", "venv"]).arg(&venv);
         run("python3 -m venv", c)?;
-        let mut c = Command::new(venv.join("bin/pip"));
-        c.args(["install", "-q", SCHEMATHESIS]);
+        let mut c = Command::new(venv.join("bin/python"));
+        c.args(["-m", "pip", "install", "-q", SCHEMATHESIS]);
         run(&format!("pip install {SCHEMATHESIS}"), c)?;
     }
     Ok(st)
 }
 
-const SCHEMATHESIS: &str = "schemathesis==4.1.4";
+/// The version pinned here names the virtualenv, so a new pin installs afresh.
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 
 /// The FoundationDB backend cannot link here (no libfdb_c), but it must always compile:
 /// check it and lint it with the feature on. Its bindings need libclang.
