@@ -59,6 +59,7 @@ fn signup_keys_roles_and_revocation() {
     // Every call but signup and health needs a key.
     let r = anon.get("/v1/projects");
     assert_eq!((r.status, r.code()), (401, "unauthorized"), "{}", r.body);
+    assert_eq!(r.headers["www-authenticate"], "Bearer realm=\"horde\"");
     let r = cloud.api(Some("hk_0000")).get("/v1/projects");
     assert_eq!(r.status, 401);
     let admin = cloud.api(Some(&key));
@@ -79,6 +80,17 @@ fn signup_keys_roles_and_revocation() {
     let put2 = admin.put(&format!("/v1/projects/{id}"), &json!({ "name": "edge" }));
     assert_eq!(put2.status, 200, "{}", put2.body);
     assert_eq!(put2.json["main_timeline"], put.json["main_timeline"]);
+    let other_tl = horde_core::TimelineId::new().to_string();
+    let put3 = admin.put(
+        &format!("/v1/projects/{id}"),
+        &json!({ "name": "edge", "main_timeline": other_tl }),
+    );
+    assert_eq!(
+        (put3.status, put3.code()),
+        (409, "main_timeline_differs"),
+        "{}",
+        put3.body
+    );
     let list = admin.get("/v1/projects");
     assert_eq!(
         list.json["projects"].as_array().map(Vec::len),
@@ -121,6 +133,15 @@ fn signup_keys_roles_and_revocation() {
     let member = cloud.api(mk.json["api_key"].as_str());
     let r = member.post("/v1/keys", &json!({ "name": "up", "role": "admin" }));
     assert_eq!(r.status, 403, "{}", r.body);
+    let r = member.post(
+        "/v1/keys",
+        &json!({ "name": "theirs", "user_id": u.json["id"] }),
+    );
+    assert_eq!(
+        r.status, 403,
+        "a member cannot mint keys for others: {}",
+        r.body
+    );
     let r = member.post("/v1/keys", &json!({ "name": "own" }));
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(
@@ -412,6 +433,16 @@ fn history_manifest_and_filters_by_path() {
         "{}",
         changes.body
     );
+    // Every payload type is a valid filter, and the types events show filter them.
+    for kind in horde_core::PAYLOAD_KINDS {
+        let r = t
+            .api
+            .get(&format!("/v1/projects/{project}/events?type={kind}"));
+        assert_eq!(r.status, 200, "{kind}: {}", r.body);
+        for e in r.json["events"].as_array().expect("events") {
+            assert_eq!(e["type"], *kind);
+        }
+    }
     let tools = t.api.get(&format!(
         "/v1/projects/{project}/events?type=tool_call&agent=test-agent"
     ));
@@ -510,6 +541,10 @@ fn tenants_cannot_see_each_other() {
     let a_key_id = a_keys.json["keys"][0]["id"].as_str().expect("key id");
     assert!(!keys.body.contains(a_key_id));
     assert_eq!(b.api.delete(&format!("/v1/keys/{a_key_id}")).status, 404);
+    let r = b
+        .api
+        .post("/v1/keys", &json!({ "name": "x", "user_id": a.user_id }));
+    assert_eq!(r.status, 404, "another tenant's user: {}", r.body);
     assert_eq!(a.api.get("/v1/me").status, 200, "a's key still works");
     let events = a.api.get(&format!("/v1/projects/{project}/events"));
     assert_eq!(
@@ -759,7 +794,7 @@ fn a_killed_cloud_loses_nothing_acknowledged() {
     let mut acked = 0u64;
     let mut sent: Vec<Vec<u8>> = Vec::new();
     for round in 0..6 {
-        let batch = dev.tools(2_000);
+        let batch = dev.tools(4_000);
         let body = dev.encoded(batch);
         sent.push(body.clone());
         let api = cloud.api(Some(&key));
@@ -768,7 +803,8 @@ fn a_killed_cloud_loses_nothing_acknowledged() {
             acked = ack(&api.sync(project, body)).acked_seq;
             cloud = restart(cloud);
         } else {
-            // Killed while the batch is in flight (maybe before, maybe after its commit).
+            // Killed while the batch is in flight: 4,000 events (~1.4 MB) are committed in
+            // two transactions, so the kill may fall before, between or after them.
             let sender = std::thread::spawn(move || {
                 api.request(
                     reqwest::Method::POST,
@@ -799,7 +835,7 @@ fn a_killed_cloud_loses_nothing_acknowledged() {
             let a = ack(&api.sync(project, body.clone()));
             acked = a.acked_seq;
         }
-        assert_eq!(acked, 2_000 * (round + 1));
+        assert_eq!(acked, 4_000 * (round + 1));
     }
     let api = cloud.api(Some(&key));
     let mut seqs = Vec::new();
@@ -825,9 +861,9 @@ fn a_killed_cloud_loses_nothing_acknowledged() {
             None => break,
         }
     }
-    assert_eq!(seqs.len(), 12_000, "every event once");
+    assert_eq!(seqs.len(), 24_000, "every event once");
     assert!(
-        seqs.iter().copied().eq(1..=12_000),
+        seqs.iter().copied().eq(1..=24_000),
         "in order, no duplicates"
     );
 }

@@ -77,6 +77,12 @@ impl IntoResponse for ApiError {
             }
         }
         let mut resp = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"horde\""),
+            );
+        }
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,

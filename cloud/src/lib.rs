@@ -25,7 +25,7 @@ use anyhow::Context;
 use axum::Router;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use horde_blob::BlobStore;
-use horde_core::ApiKeyId;
+use horde_core::{ApiKeyId, TenantId};
 use horde_kv::OrderedKv;
 use horde_ledger::Ledger;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -45,6 +45,8 @@ pub struct App<K: OrderedKv> {
     /// Bumped after every append, so live tails wake up at once (other API processes of a
     /// FoundationDB deployment are seen by the tails' periodic poll).
     pub appended: tokio::sync::watch::Sender<u64>,
+    /// Open live tails per tenant (each holds a store reader while it polls).
+    pub tails: TailSlots,
     /// Cancelled on shutdown: live tails end so that the server can drain.
     pub shutdown: CancellationToken,
     pub metrics: PrometheusHandle,
@@ -64,9 +66,60 @@ impl<K: OrderedKv> App<K> {
                 Quota::per_minute(nz(config.signup_rate)).allow_burst(nz(config.signup_rate)),
             ),
             appended: tokio::sync::watch::channel(0).0,
+            tails: TailSlots::default(),
             shutdown: CancellationToken::new(),
             metrics: metrics_layer::handle(),
         })
+    }
+}
+
+/// Most live tails one tenant may hold open at once.
+pub const MAX_TAILS_PER_TENANT: usize = 32;
+
+type TailCounts = Arc<std::sync::Mutex<std::collections::HashMap<TenantId, usize>>>;
+
+/// Counts open live tails per tenant.
+#[derive(Default)]
+pub struct TailSlots(TailCounts);
+
+/// One open tail; frees its slot when dropped.
+pub struct TailSlot {
+    slots: TailCounts,
+    tenant: TenantId,
+}
+
+impl TailSlots {
+    pub fn acquire(&self, tenant: TenantId) -> Result<TailSlot, error::ApiError> {
+        let mut map = self.0.lock().expect("tail slots");
+        let n = map.entry(tenant).or_default();
+        if *n >= MAX_TAILS_PER_TENANT {
+            let mut e = error::ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_tails",
+                format!(
+                    "this tenant already has {MAX_TAILS_PER_TENANT} live tails open; close one"
+                ),
+            );
+            e.retry_after = Some(5);
+            return Err(e);
+        }
+        *n += 1;
+        Ok(TailSlot {
+            slots: self.0.clone(),
+            tenant,
+        })
+    }
+}
+
+impl Drop for TailSlot {
+    fn drop(&mut self) {
+        let mut map = self.slots.lock().expect("tail slots");
+        if let Some(n) = map.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.tenant);
+            }
+        }
     }
 }
 
@@ -165,6 +218,20 @@ async fn run<K: OrderedKv>(
     tracing::info!(%addr, blobs = %app.blobs.describe(), "horde-cloud listening");
     on_bound(addr);
     let shutdown = app.shutdown.clone();
+    // Rate-limiter state of keys and addresses not seen lately is dropped.
+    let limits = app.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = limits.shutdown.cancelled() => break,
+                _ = every.tick() => {
+                    limits.rate.retain_recent();
+                    limits.signup_rate.retain_recent();
+                }
+            }
+        }
+    });
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(async move {

@@ -507,13 +507,24 @@ pub async fn put_project<K: OrderedKv>(
     let id: ProjectId = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("project id {id:?} is not a UUID")))?;
-    let timeline: TimelineId = match &req.main_timeline {
-        Some(t) => t
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("main_timeline {t:?} is not a UUID")))?,
-        None => TimelineId::new(),
+    let asked: Option<TimelineId> = match &req.main_timeline {
+        Some(t) => Some(
+            t.parse()
+                .map_err(|_| ApiError::bad_request(format!("main_timeline {t:?} is not a UUID")))?,
+        ),
+        None => None,
     };
+    let timeline = asked.unwrap_or_default();
     match app.ledger.project(caller.tenant(), id).await {
+        Ok(p) if asked.is_some_and(|t| t != p.main_timeline) => {
+            return Err(ApiError::conflict(
+                "main_timeline_differs",
+                format!(
+                    "project {id} exists with main timeline {}, not {timeline}",
+                    p.main_timeline
+                ),
+            ));
+        }
         Ok(p) => return Ok((StatusCode::OK, Json(p.into()))),
         Err(LedgerError::ProjectNotFound(_)) => {}
         Err(e) => return Err(e.into()),

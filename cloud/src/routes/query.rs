@@ -49,7 +49,7 @@ pub struct EventsQuery {
     /// When the events occurred (RFC 3339), inclusive.
     pub since: Option<String>,
     pub until: Option<String>,
-    /// Payload types, comma-separated: state_change, tool_call, agent_decision, …
+    /// Payload types, comma-separated: decision, state_change, tool_call, task, approval, message, observation, violation, signal, checkpoint
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub kind: Option<String>,
@@ -135,18 +135,7 @@ fn filter_of(q: &EventsQuery) -> ApiResult<EventFilter> {
                 .collect()
         })
         .unwrap_or_default();
-    const KINDS: &[&str] = &[
-        "agent_decision",
-        "state_change",
-        "tool_call",
-        "task",
-        "approval",
-        "message",
-        "observation",
-        "consistency_violation",
-        "signal",
-        "checkpoint",
-    ];
+    const KINDS: &[&str] = horde_core::PAYLOAD_KINDS;
     if let Some(k) = kinds.iter().find(|k| !KINDS.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!(
             "type {k:?} is not one of {}",
@@ -248,9 +237,13 @@ pub async fn tail<K: OrderedKv>(
     if filter.after.is_none() && filter.from_version.is_none() {
         filter.from_version = Some(app.ledger.last_version().await?.saturating_add(1));
     }
+    let slot = app.tails.acquire(caller.tenant())?;
     let mut woken = app.appended.subscribe();
     let stream = async_stream::stream! {
+        let _slot = slot;
         loop {
+            // Marked seen before reading, so an append during the read wakes the next round.
+            woken.borrow_and_update();
             // A revoked key ends its tails.
             match app.ledger.api_key(caller.tenant(), caller.key.id).await {
                 Ok(Some(_)) => {}
@@ -274,7 +267,6 @@ pub async fn tail<K: OrderedKv>(
             if more {
                 continue;
             }
-            woken.borrow_and_update();
             tokio::select! {
                 _ = app.shutdown.cancelled() => break,
                 _ = woken.changed() => {}

@@ -96,9 +96,13 @@ fn check_batch(batch: &AppendBatch) -> Result<Vec<Checked>, LedgerError> {
             )));
         }
         if let Some(prev) = out.last() {
-            if body.seq != prev.seq + 1 {
+            let expected = prev
+                .seq
+                .checked_add(1)
+                .ok_or_else(|| bad("seq overflows".into()))?;
+            if body.seq != expected {
                 return Err(LedgerError::SeqGap {
-                    expected: prev.seq + 1,
+                    expected,
                     got: body.seq,
                 });
             }
@@ -191,24 +195,36 @@ impl<K: OrderedKv> Ledger<K> {
         if let Some(head) = &batch.head {
             check_head(head, batch, &device, &checked)?;
         }
+        // Every timeline the batch names must exist before anything is written (timelines
+        // are never deleted, so this holds for the chunks' transactions too).
+        let timelines: Vec<TimelineId> = checked
+            .iter()
+            .map(|e| e.timeline)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        self.kv
+            .transact(|tx, _| {
+                let (p, timelines) = (p.clone(), timelines.clone());
+                async move {
+                    for tl in timelines {
+                        if tx.get(&p.timeline(tl), true).await?.is_none() {
+                            return Err(LedgerError::TimelineNotFound(tl));
+                        }
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
         let mut ack = AppendAck::default();
-        let mut known_timelines: HashSet<TimelineId> = HashSet::new();
         for chunk in chunks(&checked) {
-            let needed: Vec<TimelineId> = chunk
-                .iter()
-                .map(|e| e.timeline)
-                .filter(|tl| !known_timelines.contains(tl))
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
             let (part, committed) = self
                 .kv
                 .transact(|tx, _| {
-                    let (t, p, needed) = (t.clone(), p.clone(), needed.clone());
-                    async move { append_chunk(&tx, tenant, &t, &p, batch, chunk, &needed).await }
+                    let (t, p) = (t.clone(), p.clone());
+                    async move { append_chunk(&tx, tenant, &t, &p, batch, chunk).await }
                 })
                 .await?;
-            known_timelines.extend(needed);
             ack.acked_seq = part.acked_seq;
             ack.skipped += part.skipped;
             if !part.written_seqs.is_empty() {
@@ -322,22 +338,47 @@ fn check_head(
         )));
     }
     verify_head(head).map_err(|e| bad(e.to_string()))?;
-    if let Some(ev) = events.iter().find(|e| e.seq == head.seq) {
-        if head.hash != ev.hash.as_bytes() {
+    // The head signs the batch's last event, so that every event of the batch is covered by
+    // a device signature (earlier ones through the hash chain).
+    if let Some(last) = events.last() {
+        if head.seq != last.seq {
+            return Err(bad(format!(
+                "head at seq {} does not sign the batch's last event (seq {})",
+                head.seq, last.seq
+            )));
+        }
+        if head.hash != last.hash.as_bytes() {
             return Err(bad(format!(
                 "head at seq {} does not match the batch's event at that seq",
                 head.seq
             )));
         }
-    } else if !events.is_empty() {
-        return Err(bad(format!(
-            "head at seq {} is outside the batch (seqs {} to {})",
-            head.seq,
-            events[0].seq,
-            events[events.len() - 1].seq
-        )));
     }
     Ok(())
+}
+
+/// Whether the log holds `ev` (by its id) with the same hash.
+async fn stored_hash_is<T: Transaction>(
+    tx: &T,
+    p: &ProjectKeys,
+    ev: &Checked,
+) -> Result<bool, LedgerError> {
+    let index = p.event_id(ev.event_id);
+    let found = tx
+        .get_range(&horde_kv::RangeOption::prefix(index.bytes()).limit(1), true)
+        .await?;
+    let Some(kv) = found.kvs.first() else {
+        return Ok(false);
+    };
+    let (vs,): (Versionstamp,) = index
+        .unpack(&kv.key)
+        .map_err(|e| corrupt(format!("event id key: {e:?}")))?;
+    let Some(stored) = tx.get(&p.log_at(&vs), true).await? else {
+        return Err(corrupt("an event id names a missing event"));
+    };
+    let stored = proto::SignedEvent::decode(stored.as_slice())
+        .map_err(|e| corrupt(format!("log event: {e}")))?;
+    Ok(stored.hash == ev.hash.as_bytes())
 }
 
 struct ChunkResult {
@@ -353,11 +394,17 @@ async fn append_chunk<T: Transaction>(
     p: &ProjectKeys,
     batch: &AppendBatch,
     chunk: &[Checked],
-    timelines: &[TimelineId],
 ) -> Result<ChunkResult, LedgerError> {
     let (last_seq, last_hash) = read_cursor(tx.get(&p.cursor(batch.device), false).await?)?;
     let mut skipped = 0u64;
     let mut fresh: Vec<&Checked> = Vec::with_capacity(chunk.len());
+    // A resent event below the cursor must be the one stored: its chain leads to the
+    // chunk's later events, so checking the last such event checks them all.
+    if let Some(old) = chunk.iter().rev().find(|e| e.seq < last_seq)
+        && !stored_hash_is(tx, p, old).await?
+    {
+        return Err(LedgerError::SeqConflict { seq: old.seq });
+    }
     for ev in chunk {
         if ev.seq < last_seq {
             skipped += 1;
@@ -379,11 +426,6 @@ async fn append_chunk<T: Transaction>(
         }
         if first.prev_hash != last_hash {
             return Err(LedgerError::ChainBroken { seq: first.seq });
-        }
-    }
-    for tl in timelines {
-        if tx.get(&p.timeline(*tl), true).await?.is_none() {
-            return Err(LedgerError::TimelineNotFound(*tl));
         }
     }
     let mut written_seqs = Vec::with_capacity(fresh.len());
@@ -424,11 +466,22 @@ async fn append_chunk<T: Transaction>(
         }
         None => last_seq,
     };
+    // The stored head only moves forward (a resent old batch does not take it back).
     if let Some(head) = &batch.head
         && head.seq <= acked_seq
         && chunk.iter().any(|e| e.seq == head.seq)
     {
-        tx.set(&p.head(batch.device), &head.encode_to_vec());
+        let stored = match tx.get(&p.head(batch.device), false).await? {
+            Some(v) => {
+                ChainHead::decode(v.as_slice())
+                    .map_err(|e| corrupt(format!("signed head: {e}")))?
+                    .seq
+            }
+            None => 0,
+        };
+        if head.seq > stored {
+            tx.set(&p.head(batch.device), &head.encode_to_vec());
+        }
     }
     Ok(ChunkResult {
         acked_seq,

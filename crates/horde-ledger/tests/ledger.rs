@@ -479,6 +479,42 @@ async fn heads<K: OrderedKv>(ledger: Ledger<K>) {
             .expect("head"),
         Some(head.clone())
     );
+    // A head must sign the batch's last event.
+    let more = r.tool(2);
+    let mid = horde_core::EventHash::from_slice(&more[0].hash).expect("hash");
+    let mut short = r.batch(more.clone());
+    short.head = Some(r.key.sign_head(project, 4, mid, 0));
+    assert!(matches!(
+        ledger.append(tenant, &short).await,
+        Err(LedgerError::BadHead(_))
+    ));
+    // A resent old batch is skipped and leaves the stored head where it was; a different
+    // history at acknowledged seqs (a device restored from an old backup) is refused.
+    let two = horde_core::EventHash::from_slice(&events[1].hash).expect("hash");
+    let mut old = r.batch(events[..2].to_vec());
+    old.head = Some(r.key.sign_head(project, 2, two, 0));
+    let ack = ledger.append(tenant, &old).await.expect("resend");
+    assert_eq!((ack.acked_seq, ack.skipped, ack.written.len()), (3, 2, 0));
+    let stored = ledger
+        .last_head(tenant, project, r.key.device_id())
+        .await
+        .expect("head")
+        .expect("some");
+    assert_eq!(stored.seq, 3, "the head does not move back");
+    let mut fork = Recorder {
+        key: r.key.clone(),
+        project,
+        timeline: main,
+        tip: horde_core::ChainTip::default(),
+    };
+    let forked = fork.tool(2);
+    let fork_two = horde_core::EventHash::from_slice(&forked[1].hash).expect("hash");
+    let mut forged_history = fork.batch(forked);
+    forged_history.head = Some(r.key.sign_head(project, 2, fork_two, 0));
+    assert!(matches!(
+        ledger.append(tenant, &forged_history).await,
+        Err(LedgerError::SeqConflict { seq: 2 })
+    ));
     // A head alone, at the cursor.
     let alone = AppendBatch {
         head: Some(head),
