@@ -281,39 +281,25 @@ fn ingest_is_exactly_once_and_checks_everything() {
     assert_eq!(ok.acked_seq, 3);
 
     // Everything is there exactly once, paged with a cursor.
+    let (events, pages) = t.api.all_events(project, 30);
     let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let q = match &cursor {
-            Some(c) => format!("/v1/projects/{project}/events?limit=30&cursor={c}"),
-            None => format!("/v1/projects/{project}/events?limit=30"),
-        };
-        let page = t.api.get(&q);
-        assert_eq!(page.status, 200, "{}", page.body);
-        pages += 1;
-        for e in page.json["events"].as_array().expect("events") {
-            for field in [
-                "id",
-                "version",
-                "seq",
-                "device",
-                "type",
-                "occurred_at",
-                "agent",
-                "payload",
-            ] {
-                assert!(!e[field].is_null(), "{field} missing in {e}");
-            }
-            seen.push((
-                e["device"].as_str().expect("device").to_owned(),
-                e["seq"].as_u64().expect("seq"),
-            ));
+    for e in &events {
+        for field in [
+            "id",
+            "version",
+            "seq",
+            "device",
+            "type",
+            "occurred_at",
+            "agent",
+            "payload",
+        ] {
+            assert!(!e[field].is_null(), "{field} missing in {e}");
         }
-        match page.json["next"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
+        seen.push((
+            e["device"].as_str().expect("device").to_owned(),
+            e["seq"].as_u64().expect("seq"),
+        ));
     }
     assert_eq!(seen.len(), 103, "{pages} pages");
     assert_eq!(pages, 4);
@@ -838,29 +824,11 @@ fn a_killed_cloud_loses_nothing_acknowledged() {
         assert_eq!(acked, 4_000 * (round + 1));
     }
     let api = cloud.api(Some(&key));
-    let mut seqs = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let q = format!(
-            "/v1/projects/{project}/events?limit=1000{}",
-            cursor
-                .as_ref()
-                .map(|c| format!("&cursor={c}"))
-                .unwrap_or_default()
-        );
-        let page = api.get(&q);
-        seqs.extend(
-            page.json["events"]
-                .as_array()
-                .expect("events")
-                .iter()
-                .map(|e| e["seq"].as_u64().expect("seq")),
-        );
-        match page.json["next"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let (events, _) = api.all_events(project, 1_000);
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect();
     assert_eq!(seqs.len(), 24_000, "every event once");
     assert!(
         seqs.iter().copied().eq(1..=24_000),

@@ -267,6 +267,34 @@ impl Api {
     pub fn put_bytes(&self, path: &str, body: Vec<u8>) -> Resp {
         self.send(self.request(reqwest::Method::PUT, path).body(body))
     }
+    /// Every event of a project, following `next` cursors with pages of `limit`; and how
+    /// many pages that took.
+    pub fn all_events(&self, project: ProjectId, limit: usize) -> (Vec<Value>, usize) {
+        let mut events = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let mut q = format!("/v1/projects/{project}/events?limit={limit}");
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&cursor={c}"));
+            }
+            let page = self.get(&q);
+            assert_eq!(page.status, 200, "{}", page.body);
+            pages += 1;
+            events.extend(
+                page.json["events"]
+                    .as_array()
+                    .expect("events")
+                    .iter()
+                    .cloned(),
+            );
+            match page.json["next"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return (events, pages),
+            }
+        }
+    }
+
     /// Posts a protobuf body to a project's sync endpoint.
     pub fn sync(&self, project: ProjectId, body: Vec<u8>) -> Resp {
         self.send(

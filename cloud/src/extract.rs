@@ -43,6 +43,15 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// The request's declared body length (`Content-Length`), if it has a readable one: limits
+/// are checked against it before any of the body is read.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Parses an id from a path segment; a malformed id is a 404 like an absent one (ids are
 /// opaque to callers, and a 404 never says whether another tenant has it).
 pub fn parse_id<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError> {

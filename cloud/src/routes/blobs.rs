@@ -15,7 +15,7 @@ use horde_kv::OrderedKv;
 use crate::App;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, declared_length};
 use crate::openapi::Binary;
 
 fn parse_hash(s: &str) -> ApiResult<BlobHash> {
@@ -49,12 +49,7 @@ pub async fn put_blob<K: OrderedKv>(
     caller.require_write()?;
     let hash = parse_hash(&hash)?;
     let limit = app.limits.max_blob_bytes;
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit
-    {
+    if let Some(len) = declared_length(&headers).filter(|len| *len > limit) {
         return Err(ApiError::too_large(format!(
             "the blob is {len} bytes; the limit is {limit}"
         )));

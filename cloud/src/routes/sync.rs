@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 use crate::App;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiPath, parse_id};
+use crate::extract::{ApiPath, declared_length, parse_id};
 use crate::openapi::Binary;
 use crate::routes::admin::project_of;
 
@@ -52,17 +52,11 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> ApiR
             "the request body is larger than the limit of {limit} bytes; send smaller batches"
         ))
     };
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
+    if declared_length(headers).is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit")
         {
             too_large()
         } else {
@@ -229,4 +223,22 @@ pub async fn cursor<K: OrderedKv>(
         hash: (!hash.is_empty()).then(|| hex::encode(&hash)),
         head_seq: head.map(|h| h.seq),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_without_a_length_is_too_large() {
+        let body = Body::from_stream(futures::stream::iter(
+            (0..4).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789"))),
+        ));
+        let err = read_limited(&HeaderMap::new(), body, 25)
+            .await
+            .expect_err("over the limit");
+        assert_eq!(err.code, "too_large", "{}", err.message);
+        let ok = read_limited(&HeaderMap::new(), Body::from("short"), 25).await;
+        assert_eq!(ok.expect("under the limit"), Bytes::from_static(b"short"));
+    }
 }

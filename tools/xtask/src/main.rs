@@ -158,61 +158,29 @@ fn ensure_debian_package(name: &str) -> Result<(), String> {
     })
 }
 
-fn bench(args: &[String]) -> Result<(), String> {
+/// Builds `packages` in release mode, then runs `tool` (one of them) with `args`.
+fn release_run(packages: &[&str], tool: &str, args: &[String]) -> Result<(), String> {
     let mut b = cargo();
-    b.args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "horde",
-        "-p",
-        "horde-bench",
-    ]);
+    b.args(["build", "--release", "--locked"]);
+    for p in packages {
+        b.args(["-p", p]);
+    }
     run("build release binaries", b)?;
     let mut c = cargo();
-    c.args([
-        "run",
-        "--release",
-        "--locked",
-        "-q",
-        "-p",
-        "horde-bench",
-        "--",
-    ]);
-    if args.is_empty() {
-        c.arg("all");
-    } else {
-        c.args(args);
-    }
-    run("horde-bench", c)
+    c.args(["run", "--release", "--locked", "-q", "-p", tool, "--"])
+        .args(args);
+    run(tool, c)
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let all = ["all".to_owned()];
+    let args = if args.is_empty() { &all[..] } else { args };
+    release_run(&["horde", "horde-bench"], "horde-bench", args)
 }
 
 /// The cloud's ingest load: horde-cloud vs PostgreSQL COPY (`tools/horde-load`).
 fn load(args: &[String]) -> Result<(), String> {
-    let mut b = cargo();
-    b.args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "horde-cloud",
-        "-p",
-        "horde-load",
-    ]);
-    run("build release binaries", b)?;
-    let mut c = cargo();
-    c.args([
-        "run",
-        "--release",
-        "--locked",
-        "-q",
-        "-p",
-        "horde-load",
-        "--",
-    ])
-    .args(args);
-    run("horde-load", c)
+    release_run(&["horde-cloud", "horde-load"], "horde-load", args)
 }
 
 fn main() -> ExitCode {
