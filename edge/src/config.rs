@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::store::writer::DEFAULT_HEAD_INTERVAL;
+use crate::store::writer::{DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_HEAD_INTERVAL};
 
 /// Output captured per stream of a recorded command; past it, capture stops (the command's
 /// output still reaches the terminal) and the observation is marked truncated.
@@ -21,6 +21,10 @@ pub struct Config {
     pub head_interval: u64,
     /// Bytes of stdout and of stderr captured per recorded command.
     pub capture_limit: u64,
+    /// Write a checkpoint (a manifest of the whole tree) after at least this many file
+    /// changes on a timeline, and after no fewer than a quarter of the tree's entries: the
+    /// state at any point is then a checkpoint plus a bounded number of changes.
+    pub checkpoint_interval: u64,
 }
 
 impl Default for Config {
@@ -29,6 +33,7 @@ impl Default for Config {
             agent: None,
             head_interval: DEFAULT_HEAD_INTERVAL,
             capture_limit: DEFAULT_CAPTURE_LIMIT,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
         }
     }
 }
@@ -66,6 +71,22 @@ impl Config {
                 )
             })?;
         }
+        if let Ok(v) = std::env::var("HORDE_CHECKPOINT_INTERVAL") {
+            cfg.checkpoint_interval =
+                v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ConfigError::Env(
+                        "HORDE_CHECKPOINT_INTERVAL",
+                        v.clone(),
+                        "expected a positive integer".into(),
+                    )
+                })?;
+        }
+        if cfg.checkpoint_interval == 0 {
+            return Err(ConfigError::Parse(
+                path.to_owned(),
+                "checkpoint_interval must be at least 1".into(),
+            ));
+        }
         if cfg.head_interval == 0 {
             return Err(ConfigError::Parse(
                 path.to_owned(),
@@ -79,7 +100,7 @@ impl Config {
 /// The text `horde init` writes to `.horde/config.toml`.
 pub const DEFAULT_CONFIG_TOML: &str = "\
 # horde settings for this repository. Environment variables override them (HORDE_AGENT,
-# HORDE_HEAD_INTERVAL). See the README's Configuration section.
+# HORDE_HEAD_INTERVAL, HORDE_CHECKPOINT_INTERVAL). See the README's Configuration section.
 
 # Agent name recorded by `horde run` when --agent is not given (default: the command's name).
 # agent = \"builder\"
@@ -89,6 +110,11 @@ head_interval = 1000
 
 # Bytes of stdout and of stderr captured per recorded command (256 MiB).
 capture_limit = 268435456
+
+# Write a checkpoint (a manifest of the whole tree) after at least this many file changes on a
+# timeline (and no fewer than a quarter of the tree's entries), so that restoring any point
+# reads one manifest and a bounded number of changes.
+checkpoint_interval = 1000
 ";
 
 static CONFIG_DIR_OVERRIDE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();

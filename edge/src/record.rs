@@ -104,6 +104,7 @@ impl<'a> Recorder<'a> {
                 blobs: outcome.blobs,
                 worktree: Vec::new(),
                 sign_head,
+                timelines: Vec::new(),
             })?
         };
         // The tree on disk is what the scan saw, whoever recorded it.
@@ -152,7 +153,7 @@ pub fn init_with_progress(
     let store = Store::init(root, key)?;
     let (entries, total_bytes, skipped, warnings) = {
         let mut rec = Recorder::new(&store)?;
-        let outcome = rec.scan_with_progress(progress)?;
+        let mut outcome = rec.scan_with_progress(progress)?;
         let manifest = manifest_of(outcome.ops.iter().filter_map(|op| match op {
             WorktreeOp::Put(p, e) => Some((p, e)),
             WorktreeOp::Remove(_) => None,
@@ -170,23 +171,19 @@ pub fn init_with_progress(
                 total_bytes,
             }),
         );
-        let mut blobs = outcome.blobs.clone();
-        blobs.push((manifest_hash, bytes.len() as u64));
-        let ops: Vec<_> = outcome
-            .ops
-            .iter()
-            .cloned()
-            .map(|op| (rec.timeline, op))
-            .collect();
-        store.writer.append(AppendRequest {
-            drafts: vec![checkpoint],
-            blobs,
-            worktree: ops,
-            sign_head: true,
-            ..Default::default()
-        })?;
-        scan::apply(&mut rec.index, &outcome.ops);
-        (entries, total_bytes, outcome.skipped, outcome.warnings)
+        outcome.blobs.push((manifest_hash, bytes.len() as u64));
+        let (skipped, warnings) = (outcome.skipped.clone(), outcome.warnings.clone());
+        // Every entry is a create (so a path's history starts with it, also in the cloud),
+        // then the checkpoint lists them all.
+        rec.commit(
+            outcome,
+            &outside_agent(),
+            None,
+            Vec::new(),
+            vec![checkpoint],
+            true,
+        )?;
+        (entries, total_bytes, skipped, warnings)
     };
     Ok(Init {
         store,

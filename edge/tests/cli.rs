@@ -17,10 +17,23 @@ fn init_records_checkpoint_and_refuses_twice() {
     assert_eq!(init["entries"], 2, "{init}");
     let status = r.json(&["status"]);
     assert_eq!(status["project_id"], init["project_id"]);
-    assert_eq!(status["events"], 1);
+    // One create per entry, then the checkpoint listing them, under one signed head.
+    assert_eq!(status["events"], 3);
     assert_eq!(status["unrecorded_changes"], 0);
+    let log = r.json(&["log", "--reverse"]);
+    let types: Vec<_> = log
+        .as_array()
+        .expect("a")
+        .iter()
+        .map(|e| e["type"].clone())
+        .collect();
+    assert_eq!(
+        types,
+        ["state_change", "state_change", "checkpoint"],
+        "{log}"
+    );
     assert!(
-        status["last_chain_head"]["seq"].as_u64() == Some(1),
+        status["last_chain_head"]["seq"].as_u64() == Some(3),
         "{status}"
     );
     let again = r.run(&["init"]);
@@ -32,7 +45,7 @@ fn init_records_checkpoint_and_refuses_twice() {
     );
     assert_eq!(
         r.json(&["status"])["events"],
-        1,
+        3,
         "a refused init changes nothing"
     );
 }
@@ -197,9 +210,10 @@ fn run_reports_a_command_that_cannot_start() {
 #[test]
 fn run_without_a_command_is_a_usage_error() {
     let r = Repo::init();
+    let before = r.json(&["status"])["events"].clone();
     let out = r.run(&["run"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(r.json(&["status"])["events"], 1);
+    assert_eq!(r.json(&["status"])["events"], before);
 }
 
 #[test]
@@ -259,7 +273,7 @@ fn log_filters() {
     assert_eq!(r.json(&["log", "-n", "2"]).as_array().expect("a").len(), 2);
     let newest = r.json(&["log", "-n", "1"]);
     let oldest = r.json(&["log", "-n", "1", "--reverse"]);
-    assert_eq!(oldest[0]["type"], "checkpoint");
+    assert_eq!(oldest[0]["payload"]["op"], "create", "{oldest}");
     assert_ne!(newest[0]["seq"], oldest[0]["seq"]);
     assert_eq!(
         r.json(&["log", "--since", "1 hour ago"])
@@ -375,7 +389,7 @@ fn status_shows_unrecorded_changes() {
     r.write("pending.txt", "x");
     let j = r.json(&["status"]);
     assert_eq!(j["unrecorded_changes"], 1);
-    assert_eq!(j["unsynced"], 1);
+    assert_eq!(j["unsynced"], j["events"]);
     let text = r.ok(&["status"]);
     assert!(text.contains("pending.txt"), "{text}");
 }

@@ -140,7 +140,7 @@ fn altered_signed_head_is_found() {
     assert!(out.contains("signed head at seq"), "{out}");
     let r = recorded();
     // A head moved to another seq no longer matches what it signed.
-    r.sql("UPDATE chain_heads SET seq = 2 WHERE seq = 1");
+    r.sql("UPDATE chain_heads SET seq = 2 WHERE seq = (SELECT MIN(seq) FROM chain_heads)");
     let out = verify_fails(&r);
     assert!(out.contains("signed head at seq 2"), "{out}");
 }

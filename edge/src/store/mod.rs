@@ -273,7 +273,16 @@ impl Store {
         let device = key.device_id();
         let public_key = key.public_key();
         let conn = connect(&ledger.layout.db(), false)?;
-        let writer = writer::Writer::start(conn, ledger.meta.project, key, config.head_interval);
+        let writer = writer::Writer::start(
+            conn,
+            ledger.meta.project,
+            key,
+            config.head_interval,
+            writer::CheckpointPolicy {
+                interval: config.checkpoint_interval,
+                blobs: ledger.blobs.clone(),
+            },
+        );
         Ok(Self {
             ledger,
             device,

@@ -7,6 +7,10 @@
 //! - A request's events, its blobs rows and its worktree changes commit together or not at all.
 //! - A chain head is signed whenever a device's chain passes a multiple of the head interval,
 //!   and at the end of any request that asks for one (a sync, the end of `horde run`).
+//! - Every `Checkpoint` event is listed in `checkpoints` in its own transaction. After a
+//!   request's file changes, a timeline that has had at least `checkpoint_interval` changes
+//!   (and a quarter of its entries) since its last checkpoint gets one, built from the
+//!   committed worktree index in the same transaction: it is exactly the tree at that point.
 //! - Callers wait on a oneshot channel: `blocking` from threads, `.await` from async code; the
 //!   async runtime is never blocked by SQLite.
 
@@ -29,6 +33,19 @@ pub const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 pub const QUEUE_DEPTH: usize = 1024;
 /// Default head interval: a signed chain head at least every this many events.
 pub const DEFAULT_HEAD_INTERVAL: u64 = 1000;
+/// Default checkpoint interval: a checkpoint after at least this many file changes.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 1000;
+
+/// A timeline to create with a request (a fork), before its events.
+#[derive(Debug, Clone)]
+pub struct NewTimeline {
+    pub id: TimelineId,
+    pub parent: Option<TimelineId>,
+    /// The parent's last local event the fork includes (0: none).
+    pub fork_id: i64,
+    pub fork_event: Option<EventId>,
+    pub name: Option<String>,
+}
 
 /// One row of the worktree index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +92,8 @@ pub struct AppendRequest {
     pub worktree: Vec<(TimelineId, WorktreeOp)>,
     /// Sign the chain head after these events, whatever the interval says.
     pub sign_head: bool,
+    /// Timelines created first (a fork and its first checkpoint commit together).
+    pub timelines: Vec<NewTimeline>,
 }
 
 /// What an append produced: one per event, in order.
@@ -117,7 +136,14 @@ struct State {
     project: ProjectId,
     key: DeviceKey,
     head_interval: u64,
+    checkpoints: CheckpointPolicy,
     builder: BuilderThread,
+}
+
+/// When the writer adds a checkpoint, and where it puts the manifest.
+pub struct CheckpointPolicy {
+    pub interval: u64,
+    pub blobs: super::BlobStore,
 }
 
 /// The writer's builder thread: builds (encodes, chains, hashes) events while the writer
@@ -184,7 +210,13 @@ impl BuilderThread {
 
 impl Writer {
     /// Starts the writer thread on its own connection to the ledger.
-    pub fn start(conn: Connection, project: ProjectId, key: DeviceKey, head_interval: u64) -> Self {
+    pub fn start(
+        conn: Connection,
+        project: ProjectId,
+        key: DeviceKey,
+        head_interval: u64,
+        checkpoints: CheckpointPolicy,
+    ) -> Self {
         let (tx, rx) = mpsc::sync_channel::<(AppendRequest, Reply)>(QUEUE_DEPTH);
         let builder = BuilderThread::start(project, key.device_id());
         let mut state = State {
@@ -192,6 +224,7 @@ impl Writer {
             project,
             key,
             head_interval: head_interval.max(1),
+            checkpoints,
             builder,
         };
         let thread = std::thread::Builder::new()
@@ -287,6 +320,7 @@ impl State {
             project,
             key,
             head_interval,
+            checkpoints,
             builder,
         } = self;
         let (project, head_interval, device) = (*project, *head_interval, key.device_id());
@@ -333,11 +367,29 @@ impl State {
         for (req, _) in group.iter_mut() {
             savepoint.execute([])?;
             let saved = pos.clone();
+            for t in std::mem::take(&mut req.timelines) {
+                insert_timeline(&tx, &t, now)?;
+            }
             for (timeline, op) in std::mem::take(&mut req.worktree) {
                 st.apply(&timeline, &op)?;
             }
-            let (mut drafts, changes) = st.resolve_changes(req)?;
+            let (mut drafts, changes, per_timeline) = st.resolve_changes(req)?;
             drafts.append(&mut req.after);
+            for (timeline, n) in per_timeline {
+                let has_one = drafts
+                    .iter()
+                    .any(|d| d.timeline == timeline && matches!(d.payload, Payload::Checkpoint(_)));
+                if has_one {
+                    continue; // the request writes its own (init, fork)
+                }
+                if let Some((draft, hash, size)) =
+                    checkpoint_if_due(&tx, checkpoints, timeline, n, now)?
+                {
+                    st.ins_blob
+                        .execute(params![hash.as_bytes(), size as i64, now])?;
+                    drafts.push(draft);
+                }
+            }
             source.submit(drafts);
             let mut appended = Vec::new();
             let mut failure = None;
@@ -391,6 +443,8 @@ impl State {
         // The cached statements borrow the transaction; they must go before it commits.
         drop((st, savepoint, release));
         pos.segment.insert(&tx, device)?;
+        // A checkpoint's manifest is durable before the event naming it.
+        checkpoints.blobs.sync()?;
         tx.commit()?;
         Ok(results)
     }
@@ -507,6 +561,8 @@ struct Statements<'t> {
     put_wt: rusqlite::CachedStatement<'t>,
     del_wt: rusqlite::CachedStatement<'t>,
     get_wt: rusqlite::CachedStatement<'t>,
+    ins_checkpoint: rusqlite::CachedStatement<'t>,
+    reset_since: rusqlite::CachedStatement<'t>,
 }
 
 impl<'t> Statements<'t> {
@@ -525,10 +581,20 @@ impl<'t> Statements<'t> {
             get_wt: tx.prepare_cached(
                 "SELECT kind, mode, size, mtime_ns, hash FROM worktree WHERE timeline = ?1 AND path = ?2",
             )?,
+            ins_checkpoint: tx.prepare_cached(
+                "INSERT OR REPLACE INTO checkpoints (timeline, id, manifest) VALUES (?1, ?2, ?3)",
+            )?,
+            reset_since: tx
+                .prepare_cached("UPDATE timelines SET since_checkpoint = 0 WHERE id = ?1")?,
         })
     }
 
     fn insert_event(&mut self, pos: &Position, device: DeviceId, row: &Row) -> Result<()> {
+        if let Some(manifest) = &row.checkpoint {
+            self.ins_checkpoint
+                .execute(params![row.timeline.as_bytes(), pos.next_id, manifest])?;
+            self.reset_since.execute([row.timeline.as_bytes()])?;
+        }
         self.ins_event.execute(params![
             pos.next_id,
             device.as_bytes(),
@@ -580,10 +646,15 @@ impl<'t> Statements<'t> {
     }
 
     /// The request's drafts followed by the events its file changes resolve to against the
-    /// committed index (whose rows it updates as it goes), and how many state changes that made.
-    fn resolve_changes(&mut self, req: &mut AppendRequest) -> Result<(Vec<Draft>, usize)> {
+    /// committed index (whose rows it updates as it goes), how many state changes that made,
+    /// and how many per timeline.
+    fn resolve_changes(
+        &mut self,
+        req: &mut AppendRequest,
+    ) -> Result<(Vec<Draft>, usize, Vec<(TimelineId, u64)>)> {
         let mut drafts = std::mem::take(&mut req.drafts);
         let mut changes = 0;
+        let mut per_timeline: Vec<(TimelineId, u64)> = Vec::new();
         for fc in std::mem::take(&mut req.changes) {
             let cur = self.lookup(&fc.timeline, &fc.path)?;
             let src = match &fc.from {
@@ -599,10 +670,14 @@ impl<'t> Statements<'t> {
                     d.occurred_at = fc.occurred_at;
                     drafts.push(d);
                     changes += 1;
+                    match per_timeline.iter_mut().find(|(t, _)| *t == fc.timeline) {
+                        Some((_, n)) => *n += 1,
+                        None => per_timeline.push((fc.timeline, 1)),
+                    }
                 }
             }
         }
-        Ok((drafts, changes))
+        Ok((drafts, changes, per_timeline))
     }
 }
 
@@ -769,6 +844,8 @@ struct Row {
     timeline: TimelineId,
     occurred_at: i64,
     path: Option<String>,
+    /// The manifest blob of a Checkpoint event.
+    checkpoint: Option<Vec<u8>>,
 }
 
 /// Builds one event on top of `tip`, keeping the columns stored beside its body.
@@ -779,6 +856,10 @@ fn build_row(project: ProjectId, device: DeviceId, tip: &ChainTip, d: Draft) -> 
         Payload::StateChange(sc) => Some(sc.path.clone()),
         _ => None,
     };
+    let checkpoint = match &d.payload {
+        Payload::Checkpoint(c) => Some(c.manifest_blob.clone()),
+        _ => None,
+    };
     let ev = build_event(project, device, tip, d)?;
     Ok(Row {
         ev,
@@ -786,7 +867,84 @@ fn build_row(project: ProjectId, device: DeviceId, tip: &ChainTip, d: Draft) -> 
         timeline,
         occurred_at,
         path,
+        checkpoint,
     })
+}
+
+fn insert_timeline(tx: &rusqlite::Transaction<'_>, t: &NewTimeline, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO timelines (id, parent, fork_id, fork_event, name, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        t.id.as_bytes(),
+        t.parent.map(|p| p.as_bytes().to_vec()),
+        t.fork_id,
+        t.fork_event.map(|e| e.as_bytes().to_vec()),
+        t.name,
+        now
+    ])?;
+    Ok(())
+}
+
+/// Counts `changes` new file changes on `timeline`; when a checkpoint is due, writes the
+/// manifest of the committed index (the tree right after these changes) and returns its
+/// Checkpoint draft with the blob's hash and size.
+fn checkpoint_if_due(
+    tx: &rusqlite::Transaction<'_>,
+    policy: &CheckpointPolicy,
+    timeline: TimelineId,
+    changes: u64,
+    now: i64,
+) -> Result<Option<(Draft, BlobHash, u64)>> {
+    let since: i64 = tx
+        .prepare_cached(
+            "INSERT INTO timelines (id, created_at, since_checkpoint) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET since_checkpoint = since_checkpoint + excluded.since_checkpoint
+             RETURNING since_checkpoint",
+        )?
+        .query_row(params![timeline.as_bytes(), now, changes as i64], |r| {
+            r.get(0)
+        })?;
+    let since = since.max(0) as u64;
+    if since < policy.interval {
+        return Ok(None);
+    }
+    let entries: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM worktree WHERE timeline = ?1")?
+        .query_row([timeline.as_bytes()], |r| r.get(0))?;
+    if since.saturating_mul(4) < entries.max(0) as u64 {
+        return Ok(None);
+    }
+    let mut stmt = tx.prepare_cached(
+        "SELECT path, kind, mode, size, hash FROM worktree WHERE timeline = ?1 ORDER BY path",
+    )?;
+    let mut rows = stmt.query([timeline.as_bytes()])?;
+    let mut manifest = horde_core::proto::Manifest::default();
+    let mut total_bytes = 0u64;
+    while let Some(r) = rows.next()? {
+        let size = r.get::<_, i64>(3)?.max(0) as u64;
+        total_bytes += size;
+        manifest.entries.push(horde_core::proto::ManifestEntry {
+            path: r.get(0)?,
+            kind: r.get(1)?,
+            mode: r.get(2)?,
+            size,
+            hash: r.get::<_, Option<Vec<u8>>>(4)?.unwrap_or_default(),
+        });
+    }
+    let bytes = prost::Message::encode_to_vec(&manifest);
+    let hash = policy.blobs.put_bytes(&bytes)?;
+    let draft = Draft::new(
+        timeline,
+        "horde",
+        Payload::Checkpoint(horde_core::proto::Checkpoint {
+            manifest_blob: hash.to_vec(),
+            files: manifest.entries.len() as u64,
+            total_bytes,
+        }),
+    );
+    Ok(Some((draft, hash, bytes.len() as u64)))
 }
 
 /// The device's last event in this ledger, found through its last segment. A ledger whose
