@@ -11,4 +11,5 @@ pub mod run;
 pub mod scan;
 pub mod store;
 pub(crate) mod sys;
+pub mod timetravel;
 pub mod verify;

@@ -193,3 +193,45 @@ impl Drop for Spinner {
         }
     }
 }
+
+/// A progress bar for restores on stderr (TTY only): files and bytes written.
+pub struct RestoreBar(Option<indicatif::ProgressBar>);
+
+impl RestoreBar {
+    pub fn new() -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {bytes}/{total_bytes} {msg} ({elapsed}, {eta} left)",
+            )
+            .expect("the template is valid"),
+        );
+        Self(Some(bar))
+    }
+
+    /// A progress callback for `horde_replay::restore`.
+    pub fn update(&self, p: horde_replay::Progress) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(p.bytes_total);
+            bar.set_position(p.bytes_done);
+            bar.set_message(format!("{}/{} files", p.files_done, p.files_total));
+        }
+    }
+}
+
+impl Default for RestoreBar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RestoreBar {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

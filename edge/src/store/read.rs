@@ -369,3 +369,31 @@ pub fn load_worktree(
     }
     Ok(out)
 }
+
+/// The event stored at local id `id`.
+pub fn event_by_local_id(conn: &Connection, id: i64) -> Result<Option<EventRow>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"))?
+        .query_row([id], event_row)
+        .optional()?)
+}
+
+/// State changes to exactly `path` on `timeline` with local ids in `(after, upto]`, oldest
+/// first. (A rename away from `path` is stored under its new path and is not listed.)
+pub fn path_events(
+    conn: &Connection,
+    timeline: TimelineId,
+    after: i64,
+    upto: i64,
+    path: &RepoPath,
+) -> Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLS} FROM events
+         WHERE id > ?1 AND id <= ?2 AND timeline = ?3 AND path = ?4 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map(
+        params![after, upto, timeline.as_bytes(), path.as_str()],
+        event_row,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
