@@ -1,8 +1,10 @@
-//! Property: for random histories of file operations, the `StateChange` events of each
+//! Properties: (1) for random histories of file operations, the `StateChange` events of each
 //! recorded step, replayed strictly in order on the previous state (creates need their parent
 //! directory, directory deletes need it empty, renames need their source), give exactly the
 //! tree on disk: kinds, modes and contents. This pins the scanner's ordering and the writer's
-//! resolution against the committed index.
+//! resolution against the committed index. (2) For the same kind of histories, with
+//! checkpoints every few changes, restoring every recorded point (into a fresh directory, and
+//! in place) gives the tree as it was recorded there, byte for byte, with modes.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,6 +13,8 @@ use std::path::Path;
 
 use horde::record::{Recorder, init};
 use horde::store::read::{LogFilter, log};
+use horde::store::{Layout, Store};
+use horde::timetravel;
 use horde_core::proto::{FileKind, event_body::Payload, state_change::Op};
 use horde_core::{DeviceKey, decode_event};
 use proptest::prelude::*;
@@ -18,7 +22,13 @@ use proptest::prelude::*;
 type Model = BTreeMap<String, (i32, Vec<u8>, u32)>; // kind, hash, mode
 
 const PATHS: &[&str] = &["a", "b", "x", "a/x", "a/c", "a/c/z", "b/y"];
-const CONTENTS: &[&str] = &["one\n", "two\n", "three\n", ""];
+const CONTENTS: &[&str] = &[
+    "one\n",
+    "two\n",
+    "three\n",
+    "",
+    "\u{0}\u{1}\u{ff}binary\u{0}",
+];
 
 #[derive(Debug, Clone)]
 enum FsOp {
@@ -240,5 +250,53 @@ proptest! {
             let again = rec.step("prop", None, Vec::new(), false).expect("step");
             prop_assert_eq!(again.changes, 0);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn every_recorded_point_restores_to_the_tree_as_recorded(
+        steps in prop::collection::vec(prop::collection::vec(op(), 1..6), 1..8),
+        back in 0usize..100,
+    ) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("repo");
+        fs::create_dir(&root).expect("mkdir");
+        let root = root.canonicalize().expect("canon");
+        fs::write(root.join("x"), "start\n").expect("write");
+        drop(init(&root, DeviceKey::generate().expect("key")).expect("init"));
+        // Checkpoints every few changes, so restores start from checkpoints mid-history.
+        fs::write(root.join(".horde/config.toml"), "checkpoint_interval = 3\n").expect("config");
+        let store = Store::open(Layout::new(&root), DeviceKey::generate().expect("key")).expect("open");
+        let timeline = store.ledger.meta.timeline;
+        let head = |store: &Store| timetravel::head(&store.ledger.conn, timeline).expect("head");
+        let mut points = vec![(head(&store), tree(&root))];
+        let mut rec = Recorder::new(&store).expect("recorder");
+        for ops in &steps {
+            for o in ops {
+                apply(&root, o);
+            }
+            rec.step("prop", None, Vec::new(), false).expect("step");
+            points.push((head(&store), tree(&root)));
+        }
+        for (i, (point, want)) in points.iter().enumerate() {
+            let state = timetravel::state_at(&store.ledger, *point).expect("state");
+            prop_assert_eq!(state.anomaly_count(), 0);
+            let out = tmp.path().join(format!("at-{i}"));
+            timetravel::restore_to(&store.ledger, &state, &out, false, &|_| {}).expect("restore");
+            prop_assert_eq!(&tree(&out), want, "point {} after {:?}", i, &steps[..i]);
+        }
+        // In place, back to an earlier point: the tree is that point's, and recording it
+        // leaves nothing unrecorded.
+        let (point, want) = &points[back % points.len()];
+        let state = timetravel::state_at(&store.ledger, *point).expect("state");
+        let current = timetravel::disk_state(&rec, false).expect("clean tree");
+        timetravel::restore_in_place(&store.ledger, &state, &current, true, &|_| {}).expect("in place");
+        prop_assert_eq!(&tree(&root), want);
+        rec.step("prop", None, Vec::new(), false).expect("record the restore");
+        prop_assert_eq!(rec.step("prop", None, Vec::new(), false).expect("step").changes, 0);
+        let now = timetravel::state_at(&store.ledger, head(&store)).expect("state");
+        prop_assert!(horde_replay::diff(&now, &state).is_empty());
     }
 }
