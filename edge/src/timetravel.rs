@@ -87,16 +87,17 @@ impl Timeline {
     }
 }
 
-fn timeline_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(
+/// A `timelines` row as stored: id, parent, fork_id, fork_event, name, created_at.
+type RawTimeline = (
     Vec<u8>,
     Option<Vec<u8>>,
     Option<i64>,
     Option<Vec<u8>>,
     Option<String>,
     i64,
-)> {
+);
+
+fn timeline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTimeline> {
     Ok((
         r.get(0)?,
         r.get(1)?,

@@ -554,6 +554,9 @@ impl Source<'_> {
     }
 }
 
+/// File changes per timeline in one request.
+type PerTimeline = Vec<(TimelineId, u64)>;
+
 /// The prepared statements of one transaction.
 struct Statements<'t> {
     ins_event: rusqlite::CachedStatement<'t>,
@@ -651,10 +654,10 @@ impl<'t> Statements<'t> {
     fn resolve_changes(
         &mut self,
         req: &mut AppendRequest,
-    ) -> Result<(Vec<Draft>, usize, Vec<(TimelineId, u64)>)> {
+    ) -> Result<(Vec<Draft>, usize, PerTimeline)> {
         let mut drafts = std::mem::take(&mut req.drafts);
         let mut changes = 0;
-        let mut per_timeline: Vec<(TimelineId, u64)> = Vec::new();
+        let mut per_timeline: PerTimeline = Vec::new();
         for fc in std::mem::take(&mut req.changes) {
             let cur = self.lookup(&fc.timeline, &fc.path)?;
             let src = match &fc.from {

@@ -119,6 +119,12 @@ impl Repo {
         let conn = rusqlite::Connection::open(self.db()).expect("open db");
         conn.execute_batch(sql).expect("sql");
     }
+
+    /// The one blob value a query returns.
+    pub fn sql_blob(&self, sql: &str) -> Vec<u8> {
+        let conn = rusqlite::Connection::open(self.db()).expect("open db");
+        conn.query_row(sql, [], |r| r.get(0)).expect("sql")
+    }
 }
 
 pub fn stderr(o: &Output) -> String {
