@@ -378,7 +378,17 @@ impl SimDevice {
     }
 
     pub fn event(&mut self, payload: Payload) -> proto::SignedEvent {
-        let draft = Draft::new(self.timeline, self.agent.clone(), payload);
+        self.draft(Draft::new(self.timeline, self.agent.clone(), payload))
+    }
+
+    /// An event with the time it occurred chosen (µs since the epoch, the device's clock).
+    pub fn event_at(&mut self, payload: Payload, occurred_at: i64) -> proto::SignedEvent {
+        let mut draft = Draft::new(self.timeline, self.agent.clone(), payload);
+        draft.occurred_at = occurred_at;
+        self.draft(draft)
+    }
+
+    fn draft(&mut self, draft: Draft) -> proto::SignedEvent {
         let built =
             build_event(self.project, self.key.device_id(), &self.tip, draft).expect("build event");
         self.tip.advance(built.hash);
@@ -433,6 +443,7 @@ pub fn write_file(path: &str, content: &[u8]) -> Payload {
         after_hash: horde_core::BlobHash::of(content).to_vec(),
         mode: 0o644,
         size: content.len() as u64,
+        kind: proto::FileKind::File as i32,
         ..Default::default()
     })
 }

@@ -106,6 +106,14 @@ impl From<LedgerError> for ApiError {
             L::TenantExists(_) | L::ProjectExists(_) | L::UserExists(_) => {
                 ApiError::conflict("exists", msg)
             }
+            L::TimelineExists {
+                parent,
+                fork_version,
+                ..
+            } => ApiError::conflict("timeline_exists", msg).with(json!({
+                "parent": parent.map(|p| p.to_string()),
+                "fork_version": fork_version,
+            })),
             L::DeviceNotRegistered(_) => {
                 ApiError::new(StatusCode::FORBIDDEN, "unknown_device", msg)
             }

@@ -46,7 +46,9 @@ pub struct App<K: OrderedKv> {
     /// FoundationDB deployment are seen by the tails' periodic poll).
     pub appended: tokio::sync::watch::Sender<u64>,
     /// Open live tails per tenant (each holds a store reader while it polls).
-    pub tails: TailSlots,
+    pub tails: Slots,
+    /// Running restore streams (each holds a blocking thread).
+    pub restores: Slots,
     /// Cancelled on shutdown: live tails end so that the server can drain.
     pub shutdown: CancellationToken,
     pub metrics: PrometheusHandle,
@@ -66,7 +68,18 @@ impl<K: OrderedKv> App<K> {
                 Quota::per_minute(nz(config.signup_rate)).allow_burst(nz(config.signup_rate)),
             ),
             appended: tokio::sync::watch::channel(0).0,
-            tails: TailSlots::default(),
+            tails: Slots::new(
+                MAX_TAILS_PER_TENANT,
+                usize::MAX,
+                "too_many_tails",
+                "live tails",
+            ),
+            restores: Slots::new(
+                MAX_RESTORES_PER_TENANT,
+                MAX_RESTORES,
+                "too_many_restores",
+                "restore streams",
+            ),
             shutdown: CancellationToken::new(),
             metrics: metrics_layer::handle(),
         })
@@ -75,49 +88,91 @@ impl<K: OrderedKv> App<K> {
 
 /// Most live tails one tenant may hold open at once.
 pub const MAX_TAILS_PER_TENANT: usize = 32;
+/// Most restore streams one tenant may have running at once, and the whole server. Each
+/// holds a blocking thread while its client reads (and the blob store's file reads need
+/// blocking threads too), so they are bounded well below tokio's blocking pool (512).
+pub const MAX_RESTORES_PER_TENANT: usize = 8;
+pub const MAX_RESTORES: usize = 64;
 
-type TailCounts = Arc<std::sync::Mutex<std::collections::HashMap<TenantId, usize>>>;
-
-/// Counts open live tails per tenant.
 #[derive(Default)]
-pub struct TailSlots(TailCounts);
+struct SlotCounts {
+    by_tenant: std::collections::HashMap<TenantId, usize>,
+    total: usize,
+}
 
-/// One open tail; frees its slot when dropped.
-pub struct TailSlot {
-    slots: TailCounts,
+/// Counts long-running requests (live tails, restore streams) per tenant and in all.
+pub struct Slots {
+    counts: Arc<std::sync::Mutex<SlotCounts>>,
+    per_tenant: usize,
+    total: usize,
+    /// The error code of a refusal and what is counted, for its message.
+    code: &'static str,
+    what: &'static str,
+}
+
+/// One open slot; freed when dropped.
+pub struct Slot {
+    counts: Arc<std::sync::Mutex<SlotCounts>>,
     tenant: TenantId,
 }
 
-impl TailSlots {
-    pub fn acquire(&self, tenant: TenantId) -> Result<TailSlot, error::ApiError> {
-        let mut map = self.0.lock().expect("tail slots");
-        let n = map.entry(tenant).or_default();
-        if *n >= MAX_TAILS_PER_TENANT {
-            let mut e = error::ApiError::new(
+impl Slots {
+    pub fn new(per_tenant: usize, total: usize, code: &'static str, what: &'static str) -> Self {
+        Slots {
+            counts: Arc::default(),
+            per_tenant,
+            total,
+            code,
+            what,
+        }
+    }
+
+    /// A slot for `tenant`: 429 past the tenant's limit, 503 past the server's.
+    pub fn acquire(&self, tenant: TenantId) -> Result<Slot, error::ApiError> {
+        let mut counts = self.counts.lock().expect("slot counts");
+        let mine = counts.by_tenant.get(&tenant).copied().unwrap_or(0);
+        let refusal = if mine >= self.per_tenant {
+            Some(error::ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "too_many_tails",
+                self.code,
                 format!(
-                    "this tenant already has {MAX_TAILS_PER_TENANT} live tails open; close one"
+                    "this tenant already has {} {} open; close one or retry later",
+                    self.per_tenant, self.what
                 ),
-            );
+            ))
+        } else if counts.total >= self.total {
+            Some(error::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                self.code,
+                format!(
+                    "the server has {} {} open; retry later",
+                    self.total, self.what
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(mut e) = refusal {
             e.retry_after = Some(5);
             return Err(e);
         }
-        *n += 1;
-        Ok(TailSlot {
-            slots: self.0.clone(),
+        *counts.by_tenant.entry(tenant).or_default() += 1;
+        counts.total += 1;
+        Ok(Slot {
+            counts: self.counts.clone(),
             tenant,
         })
     }
 }
 
-impl Drop for TailSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut map = self.slots.lock().expect("tail slots");
-        if let Some(n) = map.get_mut(&self.tenant) {
+        let mut counts = self.counts.lock().expect("slot counts");
+        counts.total -= 1;
+        if let Some(n) = counts.by_tenant.get_mut(&self.tenant) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.tenant);
+                counts.by_tenant.remove(&self.tenant);
             }
         }
     }
@@ -252,5 +307,33 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_limited_per_tenant_and_in_all_and_freed_on_drop() {
+        let slots = Slots::new(2, 3, "too_many_things", "things");
+        let (a, b) = (TenantId::new(), TenantId::new());
+        let a1 = slots.acquire(a).expect("a's first");
+        let _a2 = slots.acquire(a).expect("a's second");
+        let refused = slots.acquire(a).err().expect("a's third");
+        assert_eq!(
+            (refused.status, refused.code, refused.retry_after),
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_things",
+                Some(5)
+            )
+        );
+        let _b1 = slots.acquire(b).expect("b's first");
+        let full = slots.acquire(b).err().expect("the server is full");
+        assert_eq!(full.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        drop(a1);
+        let _b2 = slots.acquire(b).expect("a slot was freed");
+        assert!(slots.acquire(a).is_err());
     }
 }

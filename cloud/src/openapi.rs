@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{admin, blobs, health, query, sync};
+use crate::routes::{admin, blobs, health, query, sync, travel};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use crate::routes::{admin, blobs, health, query, sync};
         admin::register_device, admin::list_devices, admin::get_device,
         admin::create_project, admin::put_project, admin::list_projects, admin::get_project,
         admin::list_timelines,
+        travel::fork, travel::restore,
         sync::sync, sync::cursor,
         query::events, query::event, query::tail, query::history, query::manifest,
         blobs::put_blob, blobs::head_blob, blobs::get_blob,

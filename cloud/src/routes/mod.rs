@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod health;
 pub mod query;
 pub mod sync;
+pub mod travel;
 
 use std::sync::Arc;
 
@@ -51,7 +52,7 @@ pub fn router<K: OrderedKv>() -> Router<Arc<App<K>>> {
         )
         .route(
             "/v1/projects/{id}/timelines",
-            get(admin::list_timelines::<K>),
+            get(admin::list_timelines::<K>).post(travel::fork::<K>),
         )
         .route("/v1/projects/{id}/sync", post(sync::sync::<K>))
         .route(
@@ -63,6 +64,7 @@ pub fn router<K: OrderedKv>() -> Router<Arc<App<K>>> {
         .route("/v1/projects/{id}/tail", get(query::tail::<K>))
         .route("/v1/projects/{id}/history", get(query::history::<K>))
         .route("/v1/projects/{id}/manifest", get(query::manifest::<K>))
+        .route("/v1/projects/{id}/restore", get(travel::restore::<K>))
         .route(
             "/v1/blobs/{hash}",
             put(blobs::put_blob::<K>)

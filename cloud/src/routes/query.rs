@@ -1,5 +1,6 @@
 //! Reading a project: events (filtered, cursor-paginated), one event, a live tail (SSE), the
-//! history of a path, the manifest at a version or a time.
+//! history of a path, the manifest at a version, an event or a time (points are resolved by
+//! `travel::resolve_point`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use futures::Stream;
 use horde_core::{DeviceId, EventId, RepoPath, TimelineId, json::event_json};
 use horde_kv::OrderedKv;
 use horde_kv::tuple::Versionstamp;
-use horde_ledger::{EventFilter, FileVersion, LoggedEvent, Project, stamp_version};
+use horde_ledger::{EventFilter, FileVersion, LoggedEvent, stamp_version};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -23,6 +24,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery, parse_id};
 use crate::routes::admin::project_of;
+use crate::routes::travel::{resolve_point, timeline_for};
 
 /// Default and largest page of events.
 const DEFAULT_PAGE: usize = 100;
@@ -86,7 +88,7 @@ fn parse_cursor(s: &str) -> ApiResult<Versionstamp> {
     Ok(Versionstamp::from(bytes))
 }
 
-fn parse_time(what: &str, s: &str) -> ApiResult<i64> {
+pub(crate) fn parse_time(what: &str, s: &str) -> ApiResult<i64> {
     let ts: jiff::Timestamp = s.parse().map_err(|e| {
         ApiError::bad_request(format!(
             "{what} {s:?} is not an RFC 3339 time between years 0001 and 9999 (e.g. 2026-11-22T14:12:00Z): {e}"
@@ -282,9 +284,9 @@ pub async fn tail<K: OrderedKv>(
 pub struct HistoryQuery {
     /// Repository-relative path.
     pub path: String,
-    /// Default: the main timeline.
+    /// Default: the timeline of the event `at` names, else the main timeline.
     pub timeline: Option<String>,
-    /// Up to this version or RFC 3339 time (default: now).
+    /// Up to this version, event id or RFC 3339 time (default: now).
     pub at: Option<String>,
 }
 
@@ -329,38 +331,6 @@ pub struct HistoryView {
     pub versions: Vec<FileVersionView>,
 }
 
-async fn resolve_at<K: OrderedKv>(
-    app: &App<K>,
-    caller: &Caller,
-    project: &Project,
-    at: Option<&str>,
-) -> ApiResult<Option<u64>> {
-    let Some(at) = at else { return Ok(None) };
-    if let Ok(v) = at.parse::<u64>() {
-        return Ok(Some(v));
-    }
-    let us = parse_time("at", at).map_err(|_| {
-        ApiError::bad_request(format!(
-            "at {at:?} is neither a version nor an RFC 3339 time"
-        ))
-    })?;
-    Ok(Some(
-        app.ledger
-            .version_at_time(caller.tenant(), project.id, us.div_euclid(1000))
-            .await?
-            .unwrap_or(0),
-    ))
-}
-
-fn timeline_of(project: &Project, t: Option<&str>) -> ApiResult<TimelineId> {
-    match t {
-        Some(t) => t
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("timeline {t:?} is not a UUID"))),
-        None => Ok(project.main_timeline),
-    }
-}
-
 /// Every version of one path, oldest first (following fork ancestry).
 #[utoipa::path(get, path = "/v1/projects/{id}/history", tag = "query", security(("bearer" = [])),
     params(("id" = String, Path), HistoryQuery),
@@ -374,8 +344,9 @@ pub async fn history<K: OrderedKv>(
     let project = project_of(&app, &caller, &id).await?;
     let path = RepoPath::parse(&q.path)
         .map_err(|e| ApiError::bad_request(format!("path {:?}: {e}", q.path)))?;
-    let timeline = timeline_of(&project, q.timeline.as_deref())?;
-    let version = resolve_at(&app, &caller, &project, q.at.as_deref()).await?;
+    let point = resolve_point(&app, &caller, &project, q.at.as_deref()).await?;
+    let timeline = timeline_for("timeline", &project, &point, q.timeline.as_deref())?;
+    let version = point.version;
     let versions = app
         .ledger
         .path_history(
@@ -397,9 +368,9 @@ pub async fn history<K: OrderedKv>(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ManifestQuery {
-    /// Default: the main timeline.
+    /// Default: the timeline of the event `at` names, else the main timeline.
     pub timeline: Option<String>,
-    /// A version or an RFC 3339 time (default: now).
+    /// A version, an event id or an RFC 3339 time (default: now).
     pub at: Option<String>,
 }
 
@@ -429,8 +400,9 @@ pub async fn manifest<K: OrderedKv>(
     ApiQuery(q): ApiQuery<ManifestQuery>,
 ) -> ApiResult<Json<ManifestView>> {
     let project = project_of(&app, &caller, &id).await?;
-    let timeline = timeline_of(&project, q.timeline.as_deref())?;
-    let version = resolve_at(&app, &caller, &project, q.at.as_deref()).await?;
+    let point = resolve_point(&app, &caller, &project, q.at.as_deref()).await?;
+    let timeline = timeline_for("timeline", &project, &point, q.timeline.as_deref())?;
+    let version = point.version;
     let m = app
         .ledger
         .manifest(caller.tenant(), project.id, timeline, version)

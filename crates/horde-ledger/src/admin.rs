@@ -416,37 +416,75 @@ impl<K: OrderedKv> Ledger<K> {
         parent: TimelineId,
         version: u64,
     ) -> Result<Timeline, LedgerError> {
+        let (timeline, _) = self
+            .fork_with_id(tenant, project, parent, Some(version), TimelineId::new())
+            .await?;
+        Ok(timeline)
+    }
+
+    /// [`Ledger::fork`] with the new timeline's id chosen by the caller (an edge that already
+    /// records under it), at `version` or, when `None`, at the last committed version (read
+    /// in the same transaction). Idempotent: if `id` is already a timeline of the project
+    /// forked from `parent` at `version` (any version when `None`), that timeline is returned
+    /// and the flag is `false`; a timeline `id` with another parent or fork version is
+    /// [`LedgerError::TimelineExists`].
+    pub async fn fork_with_id(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        parent: TimelineId,
+        version: Option<u64>,
+        id: TimelineId,
+    ) -> Result<(Timeline, bool), LedgerError> {
         let t = self.tenant_keys(tenant).await?;
-        let timeline = Timeline {
-            id: TimelineId::new(),
-            parent: Some(parent),
-            fork_version: Some(version),
-            created_at: now_micros(),
-        };
-        let (tl, _) = self
+        let created_at = now_micros();
+        let (forked, _) = self
             .kv
             .transact(|tx, _| {
-                let (t, timeline) = (t.clone(), timeline.clone());
+                let t = t.clone();
                 async move {
                     if tx.get(&t.project(project), false).await?.is_none() {
                         return Err(LedgerError::ProjectNotFound(project));
                     }
                     let p = t.p(project);
+                    if let Some(v) = tx.get(&p.timeline(id), false).await? {
+                        let existing: Timeline = from_json("timeline", &v)?;
+                        let same = existing.parent == Some(parent)
+                            && version.is_none_or(|v| existing.fork_version == Some(v));
+                        if same {
+                            return Ok((existing, false));
+                        }
+                        return Err(LedgerError::TimelineExists {
+                            id,
+                            parent: existing.parent,
+                            fork_version: existing.fork_version,
+                        });
+                    }
                     if tx.get(&p.timeline(parent), false).await?.is_none() {
                         return Err(LedgerError::TimelineNotFound(parent));
                     }
                     let last = tx.read_version().await?;
+                    let version = version.unwrap_or(last);
                     if version > last {
                         return Err(LedgerError::VersionInFuture {
                             asked: version,
                             last,
                         });
                     }
-                    tx.set(&p.timeline(timeline.id), &to_json(&timeline));
-                    Ok(timeline)
+                    let timeline = Timeline {
+                        id,
+                        parent: Some(parent),
+                        fork_version: Some(version),
+                        created_at,
+                    };
+                    tx.set(&p.timeline(id), &to_json(&timeline));
+                    Ok((timeline, true))
                 }
             })
             .await?;
-        Ok(tl)
+        if forked.1 {
+            tracing::info!(%tenant, %project, timeline = %id, %parent, "timeline forked");
+        }
+        Ok(forked)
     }
 }

@@ -14,6 +14,15 @@ pub enum LedgerError {
     ProjectExists(String),
     #[error("no timeline {0} in this project")]
     TimelineNotFound(TimelineId),
+    #[error(
+        "timeline {id} already exists in this project with {}",
+        describe_origin(*parent, *fork_version)
+    )]
+    TimelineExists {
+        id: TimelineId,
+        parent: Option<TimelineId>,
+        fork_version: Option<u64>,
+    },
     #[error("a user with email {0:?} already exists in this tenant")]
     UserExists(String),
     #[error("no user {0} in this tenant")]
@@ -57,6 +66,13 @@ impl TxError for LedgerError {
             LedgerError::Kv(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+fn describe_origin(parent: Option<TimelineId>, fork_version: Option<u64>) -> String {
+    match (parent, fork_version) {
+        (Some(p), Some(v)) => format!("parent {p} at version {v}"),
+        _ => "no parent (a main timeline)".to_owned(),
     }
 }
 

@@ -602,6 +602,13 @@ async fn isolation<K: OrderedKv>(ledger: Ledger<K>) {
     assert!(ledger.manifest(tb, pa, main, None).await.is_err());
     assert!(ledger.path_history(tb, pa, main, "a", None).await.is_err());
     assert!(ledger.fork(tb, pa, main, 0).await.is_err());
+    assert_eq!(
+        ledger
+            .fork_with_id(tb, pa, main, None, TimelineId::new())
+            .await
+            .expect_err("B forks A's project"),
+        LedgerError::ProjectNotFound(pa)
+    );
     // B registers the same device and appends into A's project id: refused.
     ledger
         .register_device(tb, r.key.device_id(), &r.key.public_key(), "laptop")
@@ -845,6 +852,57 @@ async fn reads_history_manifests_forks<K: OrderedKv>(ledger: Ledger<K>) {
         ledger.fork(tenant, project, TimelineId::new(), v1).await,
         Err(LedgerError::TimelineNotFound(_))
     ));
+    // A fork with the caller's id is idempotent for the same parent and version.
+    let chosen = TimelineId::new();
+    let (made, created) = ledger
+        .fork_with_id(tenant, project, main, Some(v1), chosen)
+        .await
+        .expect("fork with id");
+    assert!(created);
+    assert_eq!(
+        (made.id, made.parent, made.fork_version),
+        (chosen, Some(main), Some(v1))
+    );
+    let (again, created) = ledger
+        .fork_with_id(tenant, project, main, Some(v1), chosen)
+        .await
+        .expect("same fork again");
+    assert!(!created);
+    assert_eq!(again, made);
+    let (any_version, created) = ledger
+        .fork_with_id(tenant, project, main, None, chosen)
+        .await
+        .expect("same parent, no version asked");
+    assert!(!created);
+    assert_eq!(any_version, made);
+    for (parent, version) in [(main, Some(v2)), (fork.id, Some(v1)), (fork.id, None)] {
+        assert_eq!(
+            ledger
+                .fork_with_id(tenant, project, parent, version, chosen)
+                .await
+                .expect_err("another origin"),
+            LedgerError::TimelineExists {
+                id: chosen,
+                parent: Some(main),
+                fork_version: Some(v1)
+            }
+        );
+    }
+    // The main timeline's id cannot be forked into.
+    assert!(matches!(
+        ledger
+            .fork_with_id(tenant, project, fork.id, Some(v1), main)
+            .await,
+        Err(LedgerError::TimelineExists { parent: None, .. })
+    ));
+    // Without a version: the last committed one.
+    let (latest, created) = ledger
+        .fork_with_id(tenant, project, main, None, TimelineId::new())
+        .await
+        .expect("fork at the latest version");
+    assert!(created);
+    let fork_version = latest.fork_version.expect("a fork version");
+    assert!(fork_version >= v2 && fork_version <= ledger.last_version().await.expect("last"));
     // Indexer cursors.
     let feed = ledger.feed(None, 10_000).await.expect("feed");
     ledger
