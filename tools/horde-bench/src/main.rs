@@ -48,12 +48,19 @@
 //!
 //! - `ledger-append` and `manifest`: the cloud ledger; see `ledger.rs`.
 //!
+//! - `restore`: `horde restore` of a 5,000-file / 200 MB tree at the middle of a 100k-event
+//!   history vs `git checkout` of the same tree from a git repository holding the same
+//!   history, and vs `horde restore` of the same tree with the shortest history; see
+//!   `restore.rs`. Not part of `all`: generating the histories takes minutes and a few GB of
+//!   `$TMPDIR` (`--quick` for small sizes).
+//!
 //! The CLI benchmarks use the `horde` binary from `$HORDE_BIN`, else the one next to this
 //! executable, with `$HORDE_CONFIG_DIR` set to a temporary directory so the user's device key
 //! is never touched.
 
 mod append;
 mod ledger;
+mod restore;
 mod run_overhead;
 mod step;
 mod util;
@@ -83,7 +90,9 @@ enum Command {
     LedgerAppend(ledger::AppendArgs),
     /// Manifest at a version: 1,000 files with 10 vs 1,000 versions each.
     Manifest(ledger::ManifestArgs),
-    /// All of them, in order.
+    /// Restoring a tree at a point of a 100k-event history vs `git checkout` and vs a short history.
+    Restore(restore::Args),
+    /// All of them except `restore`, in order.
     All {
         #[command(flatten)]
         append: append::Args,
@@ -106,6 +115,7 @@ fn main() -> Result<()> {
         Command::RunOverhead(a) => run_overhead::run(&a),
         Command::LedgerAppend(a) => ledger::run_append(&a),
         Command::Manifest(a) => ledger::run_manifest(&a),
+        Command::Restore(a) => restore::run(&a),
         Command::All {
             append,
             step,

@@ -191,7 +191,7 @@ fn main() -> ExitCode {
         Some("load") => load(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test | bench [append|step|run-overhead|ledger-append|manifest|all] | load [horde-load options]"
+                "usage: cargo xtask test | bench [append|step|run-overhead|ledger-append|manifest|restore|all] | load [horde-load options]"
             );
             return ExitCode::from(2);
         }
