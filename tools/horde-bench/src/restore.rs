@@ -30,7 +30,9 @@
 //! `run-overhead`, freeing inodes makes creating files slow for a while on journal-less ext4
 //! (creates took up to 10x longer right after a deletion), while freeing blocks does not. The
 //! warm-up round's three outputs are compared file by file (paths, kinds, executable bits,
-//! bytes) and with the generator's model; any difference fails the run.
+//! bytes) and with the generator's model; any difference fails the run. Last, in-process
+//! `horde::timetravel::state_at` on both repositories shows the part of a restore that
+//! depends on history (the checkpoint's manifest and the changes folded after it).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -73,7 +75,7 @@ pub struct Args {
     #[arg(long, default_value_t = 100, env = "HORDE_BENCH_RESTORE_CHANGES")]
     pub changes_per_step: usize,
     /// Timed rounds after the warm-up; medians are reported.
-    #[arg(long, default_value_t = 5, env = "HORDE_BENCH_RESTORE_ITERATIONS")]
+    #[arg(long, default_value_t = 15, env = "HORDE_BENCH_RESTORE_ITERATIONS")]
     pub iterations: usize,
     /// Small sizes for trying the benchmark out: 500 files, 20 MB, 10,000 events.
     #[arg(long)]
@@ -382,7 +384,7 @@ fn listing(root: &Path) -> Result<BTreeMap<String, Node>> {
 }
 
 /// Fails unless `a` and `b` hold the same paths, kinds, executable bits and bytes.
-fn same_tree(a: &Path, b: &Path) -> Result<(usize, u64)> {
+fn same_tree(a: &Path, b: &Path) -> Result<()> {
     let (la, lb) = (listing(a)?, listing(b)?);
     let only = |x: &BTreeMap<String, Node>, y: &BTreeMap<String, Node>| {
         x.keys()
@@ -402,7 +404,6 @@ fn same_tree(a: &Path, b: &Path) -> Result<(usize, u64)> {
             only(&lb, &la)
         );
     }
-    let (mut files, mut bytes) = (0, 0);
     for (rel, na) in &la {
         let nb = &lb[rel];
         ensure!(
@@ -411,18 +412,16 @@ fn same_tree(a: &Path, b: &Path) -> Result<(usize, u64)> {
             a.display(),
             b.display()
         );
-        if let Node::File { size, .. } = na {
+        if let Node::File { .. } = na {
             ensure!(
                 fs::read(a.join(rel))? == fs::read(b.join(rel))?,
                 "{rel} has different bytes in {} and {}",
                 a.display(),
                 b.display()
             );
-            files += 1;
-            bytes += size;
         }
     }
-    Ok((files, bytes))
+    Ok(())
 }
 
 /// A horde repository to restore from: where, the point to restore, its event count.
@@ -432,6 +431,34 @@ struct HordeRepo {
     /// the CLI's own device (the bench's config dir has another key than the recorder).
     point: Appended,
     events: u64,
+}
+
+/// How long computing the tree at the repository's point takes in-process (`state_at`, the
+/// part of a restore that depends on history), the median of `n`; with the events between
+/// the checkpoint it starts from and the point, and the tree's entry count.
+fn fold_time(repo: &HordeRepo, n: usize) -> Result<(f64, i64, usize)> {
+    use horde::timetravel as tt;
+    let ledger = horde::store::Ledger::open(horde::store::Layout::new(&repo.root))?;
+    let at = tt::resolve_point(
+        &ledger.conn,
+        &repo.point.id.to_string(),
+        ledger.meta.timeline,
+        None,
+    )?;
+    let checkpoint: i64 = ledger.conn.query_row(
+        "SELECT COALESCE(MAX(id), 0) FROM checkpoints WHERE id <= ?1",
+        [at.point.id],
+        |r| r.get(0),
+    )?;
+    let mut times = Vec::with_capacity(n);
+    let mut entries = 0;
+    for _ in 0..n.max(1) {
+        let t0 = Instant::now();
+        let state = tt::state_at(&ledger, at.point)?;
+        times.push(ms(t0.elapsed()));
+        entries = state.len();
+    }
+    Ok((median(&times), at.point.id - checkpoint, entries))
 }
 
 fn event_count(store: &horde::store::Store) -> Result<u64> {
@@ -771,6 +798,16 @@ fn bench(args: &Args, s: &Sizes, bin: Option<&Path>, work: &Path) -> Result<()> 
         }
     );
     let g = median(&tg);
+    if has_restore {
+        for (name, repo) in [("long", &long), ("short", &short)] {
+            let (took, past, entries) = fold_time(repo, args.iterations)?;
+            println!(
+                "  in-process state_at (checkpoint manifest + {} changes after it, {} entries): {name} history {took:.1} ms",
+                thousands(past as f64),
+                thousands(entries as f64)
+            );
+        }
+    }
     println!(
         "  {:<44} {:>12} {:>14} {:>8} {:>8}",
         "figure", "horde", "anchor", "ratio", "goal"
