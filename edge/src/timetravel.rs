@@ -157,21 +157,22 @@ fn timeline(conn: &Connection, id: TimelineId) -> Result<Option<Timeline>> {
 
 /// The parts of the log `at` sees, root first: (timeline, after this id, up to this id).
 fn lineage(conn: &Connection, at: Point) -> Result<Vec<(TimelineId, i64, i64)>> {
+    let all = timelines(conn)?;
     let mut out = Vec::new();
     let (mut cur, mut hi) = (at.timeline, at.id);
     loop {
-        if out.len() > 1000 {
+        if out.len() > all.len() {
             return Err(TravelError::Corrupt("timeline ancestry loops".into()));
         }
-        match timeline(conn, cur)? {
+        match all.iter().find(|t| t.id == cur) {
             Some(Timeline {
                 parent: Some(parent),
                 fork_id,
                 ..
             }) => {
-                out.push((cur, fork_id, hi));
-                hi = hi.min(fork_id);
-                cur = parent;
+                out.push((cur, *fork_id, hi));
+                hi = hi.min(*fork_id);
+                cur = *parent;
             }
             // The main timeline, or one this ledger has no row for: all of its events.
             _ => {
@@ -431,15 +432,6 @@ pub fn disk_state(rec: &Recorder<'_>, force: bool) -> Result<State> {
     Ok(recorded_state(&index))
 }
 
-/// Restore options for the edge: `.horde` is never touched.
-pub fn options(verify: bool) -> RestoreOptions<'static> {
-    RestoreOptions {
-        verify,
-        protect: &[HORDE_DIR],
-        ..RestoreOptions::default()
-    }
-}
-
 /// Writes `state` into a new or empty directory.
 pub fn restore_to(
     ledger: &Ledger,
@@ -448,14 +440,7 @@ pub fn restore_to(
     verify: bool,
     progress: &(dyn Fn(horde_replay::Progress) + Sync),
 ) -> Result<RestoreReport> {
-    Ok(horde_replay::restore(
-        state,
-        &Blobs(&ledger.blobs),
-        dir,
-        RestoreMode::Fresh,
-        &options(verify),
-        progress,
-    )?)
+    restore(ledger, state, dir, RestoreMode::Fresh, verify, progress)
 }
 
 /// Writes `state` over the repository's tree, which holds `current`.
@@ -466,13 +451,33 @@ pub fn restore_in_place(
     verify: bool,
     progress: &(dyn Fn(horde_replay::Progress) + Sync),
 ) -> Result<RestoreReport> {
-    Ok(horde_replay::restore(
+    let root = &ledger.layout.root;
+    restore(
+        ledger,
         state,
-        &Blobs(&ledger.blobs),
-        &ledger.layout.root,
+        root,
         RestoreMode::InPlace { current },
-        &options(verify),
+        verify,
         progress,
+    )
+}
+
+fn restore(
+    ledger: &Ledger,
+    state: &State,
+    target: &Path,
+    mode: RestoreMode<'_>,
+    verify: bool,
+    progress: &(dyn Fn(horde_replay::Progress) + Sync),
+) -> Result<RestoreReport> {
+    let opts = RestoreOptions {
+        verify,
+        protect: &[HORDE_DIR],
+        ..RestoreOptions::default()
+    };
+    let blobs = Blobs(&ledger.blobs);
+    Ok(horde_replay::restore(
+        state, &blobs, target, mode, &opts, progress,
     )?)
 }
 

@@ -244,10 +244,9 @@ impl State {
         let path = RepoPath::parse(&sc.path).map_err(|e| bad(e.to_string()))?;
         let op = Op::try_from(sc.op).map_err(|_| bad(format!("unknown op {}", sc.op)))?;
         match op {
+            // Deleting what is gone already (another device did it first) is a no-op.
             Op::Delete => {
-                if self.remove(path.as_str()).is_none() {
-                    // Another device deleted it first: the outcome is the same.
-                }
+                self.remove(path.as_str());
             }
             Op::Create | Op::Modify => {
                 let entry =

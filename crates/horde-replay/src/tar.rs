@@ -4,6 +4,7 @@
 //! the state, so no entry can name `..` or an absolute path; long names use GNU extensions.
 
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 
 use horde_core::BlobHash;
 
@@ -76,8 +77,6 @@ pub fn write_tar<W: Write>(
     }
     b.into_inner().map_err(werr)
 }
-
-use std::os::unix::ffi::OsStrExt;
 
 /// Yields exactly `left` bytes of `inner` and checks them against `hash`; a blob that is
 /// shorter, longer or different sets `problem` and fails the read (the archive is cut).
