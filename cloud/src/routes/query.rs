@@ -163,6 +163,7 @@ fn filter_of(q: &EventsQuery) -> ApiResult<EventFilter> {
         kinds,
         timeline,
         device,
+        exclude_device: None,
         agent: q.agent.clone(),
         path,
         occurred_from,
@@ -171,6 +172,7 @@ fn filter_of(q: &EventsQuery) -> ApiResult<EventFilter> {
         to_version: q.to_version,
         after: q.cursor.as_deref().map(parse_cursor).transpose()?,
         limit: Some(limit),
+        max_bytes: None,
     })
 }
 

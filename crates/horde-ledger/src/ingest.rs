@@ -16,7 +16,7 @@ use horde_core::proto::{self, event_body::Payload, state_change::Op};
 use horde_core::{
     DeviceId, EventHash, EventId, ProjectId, TenantId, TimelineId, decode_event, verify_head,
 };
-use horde_kv::tuple::{Versionstamp, pack, unpack};
+use horde_kv::tuple::{Versionstamp, pack, pack_with_versionstamp, unpack};
 use horde_kv::{OrderedKv, Transaction};
 use prost::Message;
 
@@ -67,6 +67,8 @@ struct Checked {
     /// Per-path changes: (path, version) — a rename is a delete of the source and a write of
     /// the target.
     paths: Vec<(String, bool, Vec<u8>, u32, u64, i32)>,
+    /// A `Checkpoint` event's manifest blob hash.
+    checkpoint: Option<Vec<u8>>,
 }
 
 fn check_batch(batch: &AppendBatch) -> Result<Vec<Checked>, LedgerError> {
@@ -124,7 +126,12 @@ fn check_batch(batch: &AppendBatch) -> Result<Vec<Checked>, LedgerError> {
             };
             paths.push((sc.path.clone(), exists, hash, sc.mode, sc.size, sc.kind));
         }
+        let checkpoint = match &body.payload {
+            Some(Payload::Checkpoint(c)) => Some(c.manifest_blob.clone()),
+            _ => None,
+        };
         out.push(Checked {
+            checkpoint,
             seq: body.seq,
             event_id: EventId::from_slice(&body.event_id).expect("decode_event checked the id"),
             hash: EventHash::from_slice(&ev.hash).expect("decode_event checked the hash"),
@@ -144,7 +151,10 @@ fn chunks(events: &[Checked]) -> Vec<&[Checked]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, ev) in events.iter().enumerate() {
-        let size = ev.stored.len() + 150 + ev.paths.iter().map(|p| p.0.len() + 80).sum::<usize>();
+        let size = ev.stored.len()
+            + 150
+            + ev.paths.iter().map(|p| p.0.len() + 80).sum::<usize>()
+            + ev.checkpoint.as_ref().map_or(0, |m| m.len() + 80);
         if i > start && (bytes + size > MAX_TX_BYTES || i - start >= MAX_TX_EVENTS) {
             out.push(&events[start..i]);
             start = i;
@@ -444,6 +454,12 @@ async fn append_chunk<T: Transaction>(
                 kind: *kind,
             };
             tx.set_versionstamped_key(&p.path_new(ev.timeline, path, i), &version.encode());
+        }
+        if let Some(manifest) = &ev.checkpoint {
+            tx.set_versionstamped_value(
+                &p.checkpoint(batch.device, ev.timeline, ev.seq),
+                &pack_with_versionstamp(&(Versionstamp::incomplete(i), manifest.as_slice())),
+            );
         }
         written_seqs.push(ev.seq);
     }

@@ -14,6 +14,7 @@
 //! | `("t", T, "p", P, "time", ts_ms, VS)` | empty |
 //! | `("t", T, "p", P, "eid", event_id, VS)` | empty (event id → its place in the log) |
 //! | `("t", T, "p", P, "path", timeline, path, VS)` | [`crate::FileVersion`] (tuple) |
+//! | `("t", T, "p", P, "ckpt", D, timeline, seq)` | `(VS, manifest blob hash)`: each `Checkpoint` event |
 //! | `("t", T, "p", P, "dev", D)` | cursor: `(last_seq, last_hash)` |
 //! | `("t", T, "p", P, "head", D)` | the device's last signed `ChainHead` (protobuf) |
 //! | `("t", T, "p", P, "tl", timeline)` | [`crate::Timeline`] (JSON) |
@@ -153,6 +154,17 @@ impl ProjectKeys {
             Versionstamp::incomplete(i),
         ))
     }
+    /// The `Checkpoint` event at `seq` of `device` on `timeline`; its value holds the
+    /// event's versionstamp, written with `set_versionstamped_value`.
+    pub fn checkpoint(&self, device: DeviceId, timeline: TimelineId, seq: u64) -> Vec<u8> {
+        self.space
+            .pack(&("ckpt", device.uuid(), timeline.uuid(), seq_key(seq)))
+    }
+    /// All `Checkpoint` events of `device` on `timeline`, by seq.
+    pub fn checkpoints(&self, device: DeviceId, timeline: TimelineId) -> Subspace {
+        self.space
+            .subspace(&("ckpt", device.uuid(), timeline.uuid()))
+    }
     pub fn cursor(&self, device: DeviceId) -> Vec<u8> {
         self.space.pack(&("dev", device.uuid()))
     }
@@ -165,6 +177,11 @@ impl ProjectKeys {
     pub fn timelines(&self) -> Subspace {
         self.space.subspace(&("tl",))
     }
+}
+
+/// A seq as a tuple integer (seqs stay far below `i64::MAX`; larger ones sort last).
+pub fn seq_key(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
 pub fn feed_new() -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! The cloud's data model on [`OrderedKv`]: tenants, users, API keys, projects, devices,
 //! timelines, and each project's versionstamped event log with its indexes (time, per-path
-//! history, global feed), device sync cursors and indexer cursors.
+//! history, checkpoints, global feed), device sync cursors and indexer cursors.
 //!
 //! Invariants:
 //! - Every key of a tenant's data starts with `("t", prefix)`, where `prefix` is the short
@@ -34,7 +34,8 @@ pub use ingest::{
     AppendAck, AppendBatch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_TX_BYTES, MAX_TX_EVENTS,
 };
 pub use query::{
-    EventFilter, EventPage, FeedEntry, LoggedEvent, MAX_READ_EVENTS, Manifest, stamp_version,
+    CheckpointRef, EventFilter, EventPage, FeedEntry, LoggedEvent, MAX_READ_EVENTS, Manifest,
+    stamp_version,
 };
 pub use records::{ApiKey, Device, FileVersion, Project, Role, Tenant, Timeline, User};
 use serde::de::DeserializeOwned;

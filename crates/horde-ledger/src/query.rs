@@ -32,6 +32,8 @@ pub struct EventFilter {
     pub kinds: Vec<String>,
     pub timeline: Option<TimelineId>,
     pub device: Option<DeviceId>,
+    /// Every device but this one (a device pulling the others' events).
+    pub exclude_device: Option<DeviceId>,
     /// Only events by this agent (`agent_id`).
     pub agent: Option<String>,
     /// Only file changes of this path (as target or as rename source).
@@ -46,6 +48,9 @@ pub struct EventFilter {
     pub after: Option<Versionstamp>,
     /// At most this many (capped at [`MAX_READ_EVENTS`]).
     pub limit: Option<usize>,
+    /// At most about this many bytes of stored events per page: a page stops before the
+    /// event that would pass it (a page holds at least one event, whatever its size).
+    pub max_bytes: Option<usize>,
 }
 
 impl EventFilter {
@@ -57,6 +62,12 @@ impl EventFilter {
             return false;
         }
         if self.device.is_some_and(|d| body.device_id != d.as_bytes()) {
+            return false;
+        }
+        if self
+            .exclude_device
+            .is_some_and(|d| body.device_id == d.as_bytes())
+        {
             return false;
         }
         if self.occurred_from.is_some_and(|t| body.occurred_at < t)
@@ -103,6 +114,9 @@ pub struct EventPage {
     /// the range may hold more. Filtered reads stop after examining `max_scan` entries even
     /// if they found fewer than `limit` events, so one page never reads the whole log.
     pub next: Option<Versionstamp>,
+    /// The last log entry examined, filtered out or not, also when the range ended there
+    /// (`None`: nothing was examined). Where a reader that keeps its place resumes.
+    pub examined: Option<Versionstamp>,
 }
 
 /// The files of a timeline at a version: path → its version there (existing paths only).
@@ -110,6 +124,16 @@ pub struct EventPage {
 pub struct Manifest {
     pub version: u64,
     pub files: BTreeMap<String, FileVersion>,
+}
+
+/// A device's `Checkpoint` event, as the checkpoint index lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRef {
+    pub seq: u64,
+    /// Where the event is in the log.
+    pub versionstamp: Versionstamp,
+    /// The manifest blob's hash (a `horde.v1.Manifest`).
+    pub manifest: Vec<u8>,
 }
 
 /// One append transaction, as derived indexers see it.
@@ -198,11 +222,13 @@ impl<K: OrderedKv> Ledger<K> {
             None => log.range().1,
         };
         let limit = filter.limit();
+        let max_bytes = filter.max_bytes.unwrap_or(usize::MAX);
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let mut scanned = 0usize;
         let mut last_seen: Option<Versionstamp> = None;
         let mut exhausted = begin >= end;
-        while out.len() < limit && scanned < max_scan && !exhausted {
+        'scan: while out.len() < limit && scanned < max_scan && !exhausted {
             let batch = (max_scan - scanned).min(1_000);
             let range = RangeOption::new(begin.clone(), end.clone()).limit(batch);
             let kvs = self.read_batch(range).await?;
@@ -215,10 +241,17 @@ impl<K: OrderedKv> Ledger<K> {
             // `more` only speaks within the limit: a full batch may have more behind it.
             exhausted = kvs.kvs.len() < batch && !kvs.more;
             for (i, kv) in kvs.kvs.iter().enumerate() {
-                scanned += 1;
                 let ev = decode_logged(&log, &kv.key, &kv.value)?;
+                let wanted = filter.wants(&ev.body);
+                if wanted && !out.is_empty() && bytes.saturating_add(kv.value.len()) > max_bytes {
+                    // Over the byte budget: this entry is left for the next page.
+                    exhausted = false;
+                    break 'scan;
+                }
+                scanned += 1;
                 last_seen = Some(ev.versionstamp.clone());
-                if filter.wants(&ev.body) {
+                if wanted {
+                    bytes += kv.value.len();
                     out.push(ev);
                     if out.len() == limit {
                         exhausted = exhausted && i + 1 == kvs.kvs.len();
@@ -229,7 +262,8 @@ impl<K: OrderedKv> Ledger<K> {
         }
         Ok(EventPage {
             events: out,
-            next: if exhausted { None } else { last_seen },
+            next: if exhausted { None } else { last_seen.clone() },
+            examined: last_seen,
         })
     }
 
@@ -260,6 +294,38 @@ impl<K: OrderedKv> Ledger<K> {
             .await?
             .ok_or_else(|| corrupt("an event id names a missing event"))?;
         decode_logged(&log, &key, &value).map(Some)
+    }
+
+    /// The latest `Checkpoint` event of `device` on `timeline` at or before seq `max_seq`:
+    /// one reverse lookup in the checkpoint index.
+    pub async fn latest_checkpoint(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        device: DeviceId,
+        timeline: TimelineId,
+        max_seq: u64,
+    ) -> Result<Option<CheckpointRef>, LedgerError> {
+        let p = self.project_keys(tenant, project).await?;
+        let space = p.checkpoints(device, timeline);
+        let end = match max_seq.checked_add(1) {
+            Some(next) => space.pack(&(keys::seq_key(next),)),
+            None => space.range().1,
+        };
+        let range = RangeOption::new(space.range().0, end).limit(1).reverse();
+        let Some(kv) = self.read_batch(range).await?.kvs.into_iter().next() else {
+            return Ok(None);
+        };
+        let (seq,): (i64,) = space
+            .unpack(&kv.key)
+            .map_err(|e| corrupt(format!("checkpoint key: {e:?}")))?;
+        let (versionstamp, manifest): (Versionstamp, Vec<u8>) =
+            unpack(&kv.value).map_err(|e| corrupt(format!("checkpoint entry: {e:?}")))?;
+        Ok(Some(CheckpointRef {
+            seq: u64::try_from(seq).map_err(|_| corrupt("checkpoint seq"))?,
+            versionstamp,
+            manifest,
+        }))
     }
 
     /// Events that occurred in `[from_ms, to_ms]` (device clocks, milliseconds since the

@@ -1061,6 +1061,178 @@ async fn pages_ids_and_listings<K: OrderedKv>(ledger: Ledger<K>) {
     assert_eq!(ledger.api_keys(tenant).await.expect("keys").len(), 1);
 }
 
+/// Pages for a device catching up: every other device's events, a cursor that also moves
+/// over excluded and filtered entries, a byte budget; and the checkpoint index.
+async fn pull_pages_and_checkpoints<K: OrderedKv>(ledger: Ledger<K>) {
+    let (tenant, project, main) = tenant_with_project(&ledger).await;
+    let mut a = device(&ledger, tenant, project, main).await;
+    let mut b = device(&ledger, tenant, project, main).await;
+    // A: 3 events, B: 2, A: 1 (B's are the tail of the log).
+    let ev = a.tool(3);
+    ledger.append(tenant, &a.batch(ev)).await.expect("a1");
+    let ev = b.tool(2);
+    ledger.append(tenant, &b.batch(ev)).await.expect("b1");
+    let ev = vec![a.write("x", b"x", 5_000)];
+    ledger.append(tenant, &a.batch(ev)).await.expect("a2");
+    let ev = b.tool(1);
+    ledger.append(tenant, &b.batch(ev)).await.expect("b2");
+    let all = all_events(&ledger, tenant, project).await;
+    assert_eq!(all.len(), 7);
+
+    // B pulls A's events, two per page; the cursor passes B's own.
+    let not_b = EventFilter {
+        exclude_device: Some(b.key.device_id()),
+        limit: Some(2),
+        ..Default::default()
+    };
+    let page = ledger
+        .events_page(tenant, project, &not_b, 10_000)
+        .await
+        .expect("page 1");
+    assert_eq!(page.events.len(), 2);
+    assert_eq!(page.examined, Some(all[1].versionstamp.clone()));
+    assert!(page.next.is_some());
+    let page = ledger
+        .events_page(
+            tenant,
+            project,
+            &EventFilter {
+                after: page.examined,
+                ..not_b.clone()
+            },
+            10_000,
+        )
+        .await
+        .expect("page 2");
+    let seqs: Vec<u64> = page.events.iter().map(|e| e.body.seq).collect();
+    assert_eq!(seqs, [3, 4]);
+    assert!(
+        page.events
+            .iter()
+            .all(|e| e.body.device_id == a.key.device_id().as_bytes())
+    );
+    // The limit was reached on A's last event: B's last one is not examined yet.
+    assert_eq!(page.examined, Some(all[5].versionstamp.clone()));
+    let page = ledger
+        .events_page(
+            tenant,
+            project,
+            &EventFilter {
+                after: page.examined,
+                ..not_b.clone()
+            },
+            10_000,
+        )
+        .await
+        .expect("page 3");
+    // Only B's own event was left: nothing, but the cursor moved to the end.
+    assert!(page.events.is_empty() && page.next.is_none());
+    assert_eq!(page.examined, Some(all[6].versionstamp.clone()));
+    // At most `max_scan` entries are examined, even when none is wanted.
+    let only_b_scan = ledger
+        .events_page(
+            tenant,
+            project,
+            &EventFilter {
+                exclude_device: Some(a.key.device_id()),
+                ..Default::default()
+            },
+            2,
+        )
+        .await
+        .expect("bounded scan");
+    assert!(only_b_scan.events.is_empty());
+    assert_eq!(only_b_scan.next, Some(all[1].versionstamp.clone()));
+    // A byte budget smaller than one event still gives one event per page.
+    let mut after = None;
+    let mut seen = 0;
+    for _ in 0..10 {
+        let page = ledger
+            .events_page(
+                tenant,
+                project,
+                &EventFilter {
+                    max_bytes: Some(1),
+                    after: after.clone(),
+                    ..Default::default()
+                },
+                10_000,
+            )
+            .await
+            .expect("budget page");
+        if page.events.is_empty() {
+            assert!(page.next.is_none());
+            break;
+        }
+        assert_eq!(page.events.len(), 1);
+        assert_eq!(page.events[0].versionstamp, all[seen].versionstamp);
+        seen += 1;
+        after = page.examined;
+    }
+    assert_eq!(seen, 7);
+
+    // Checkpoints: indexed by device, timeline and seq, with their place in the log.
+    let manifest = |n: u8| horde_core::BlobHash::of(&[n]).to_vec();
+    let cp = |m: Vec<u8>| {
+        Payload::Checkpoint(proto::Checkpoint {
+            manifest_blob: m,
+            files: 0,
+            total_bytes: 0,
+        })
+    };
+    let none = ledger
+        .latest_checkpoint(tenant, project, a.key.device_id(), main, u64::MAX)
+        .await
+        .expect("no checkpoint");
+    assert_eq!(none, None);
+    let ev = vec![
+        a.event_at(6_000, cp(manifest(1))),
+        a.write("y", b"y", 6_001),
+    ];
+    ledger.append(tenant, &a.batch(ev)).await.expect("cp1");
+    let ev = vec![a.event_at(7_000, cp(manifest(2)))];
+    ledger.append(tenant, &a.batch(ev)).await.expect("cp2");
+    let all = all_events(&ledger, tenant, project).await;
+    let at = |seq: u64| {
+        all.iter()
+            .find(|e| e.body.seq == seq && e.body.device_id == a.key.device_id().as_bytes())
+            .expect("logged")
+            .versionstamp
+            .clone()
+    };
+    for (max, want) in [
+        (4, None),
+        (5, Some((5, manifest(1)))),
+        (6, Some((5, manifest(1)))),
+        (7, Some((7, manifest(2)))),
+        (u64::MAX, Some((7, manifest(2)))),
+    ] {
+        let got = ledger
+            .latest_checkpoint(tenant, project, a.key.device_id(), main, max)
+            .await
+            .expect("checkpoint");
+        let want = want.map(|(seq, m)| horde_ledger::CheckpointRef {
+            seq,
+            versionstamp: at(seq),
+            manifest: m,
+        });
+        assert_eq!(got, want, "latest checkpoint at or before seq {max}");
+    }
+    // Per device and per timeline.
+    let last = ledger.last_version().await.expect("version");
+    let fork = ledger
+        .fork(tenant, project, main, last)
+        .await
+        .expect("fork");
+    for (dev, tl) in [(b.key.device_id(), main), (a.key.device_id(), fork.id)] {
+        let got = ledger
+            .latest_checkpoint(tenant, project, dev, tl, u64::MAX)
+            .await
+            .expect("checkpoint");
+        assert_eq!(got, None);
+    }
+}
+
 fn sqlite_ledger() -> (tempfile::TempDir, Ledger<SqliteKv>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let kv = SqliteKv::open(dir.path().join("cloud.sqlite")).expect("open");
@@ -1087,7 +1259,8 @@ mod sqlite {
         heads,
         isolation,
         reads_history_manifests_forks,
-        pages_ids_and_listings
+        pages_ids_and_listings,
+        pull_pages_and_checkpoints
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1130,6 +1303,7 @@ async fn foundationdb() {
         isolation(open()).await;
         reads_history_manifests_forks(open()).await;
         pages_ids_and_listings(open()).await;
+        pull_pages_and_checkpoints(open()).await;
         // FoundationDB's own commit_unknown_result cannot be injected from a client; the
         // exactly-once rules are the same code as above.
         unknown_commit_results(open(), false, |_| {}).await;
