@@ -465,3 +465,53 @@ pub fn ack(r: &Resp) -> proto::SyncAck {
     assert_eq!(r.status, 200, "sync: {}", r.body);
     proto::SyncAck::decode(r.bytes.as_slice()).expect("SyncAck")
 }
+
+/// Uploads `content` as a blob of the key's tenant; its hash.
+pub fn upload_blob(api: &Api, content: &[u8]) -> horde_core::BlobHash {
+    let hash = horde_core::BlobHash::of(content);
+    let r = api.put_bytes(&format!("/v1/blobs/{hash}"), content.to_vec());
+    assert!(r.status == 201 || r.status == 200, "upload: {}", r.body);
+    hash
+}
+
+/// `GET /v1/projects/{project}/pull{query}`; the answer and, on a 200, its `PullPage`.
+pub fn pull(api: &Api, project: ProjectId, query: &str) -> (Resp, Option<proto::PullPage>) {
+    let r = api.get(&format!("/v1/projects/{project}/pull{query}"));
+    if r.status != 200 {
+        return (r, None);
+    }
+    let ct = r
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert_eq!(ct, "application/x-protobuf");
+    let page = proto::PullPage::decode(r.bytes.as_slice()).expect("PullPage");
+    (r, Some(page))
+}
+
+/// The regular files and symlinks of a tar archive (path → content or link target) and its
+/// directories (paths without the trailing '/', content empty).
+pub fn tar_entries(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut out = std::collections::BTreeMap::new();
+    let mut archive = tar::Archive::new(bytes);
+    for entry in archive.entries().expect("a tar archive") {
+        let mut entry = entry.expect("a whole entry");
+        let path = String::from_utf8(entry.path_bytes().into_owned()).expect("UTF-8 paths");
+        let content = match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                out.insert(path.trim_end_matches('/').to_owned(), Vec::new());
+                continue;
+            }
+            tar::EntryType::Symlink => entry.link_name_bytes().expect("target").into_owned(),
+            _ => {
+                let mut c = Vec::new();
+                entry.read_to_end(&mut c).expect("content");
+                c
+            }
+        };
+        out.insert(path, content);
+    }
+    out
+}

@@ -20,7 +20,7 @@ use crate::routes::{admin, blobs, health, query, sync, travel};
         admin::create_project, admin::put_project, admin::list_projects, admin::get_project,
         admin::list_timelines,
         travel::fork, travel::restore,
-        sync::sync, sync::cursor,
+        sync::sync, sync::pull, sync::cursor,
         query::events, query::event, query::tail, query::history, query::manifest,
         blobs::put_blob, blobs::head_blob, blobs::get_blob,
     ),

@@ -55,6 +55,7 @@ pub fn router<K: OrderedKv>() -> Router<Arc<App<K>>> {
             get(admin::list_timelines::<K>).post(travel::fork::<K>),
         )
         .route("/v1/projects/{id}/sync", post(sync::sync::<K>))
+        .route("/v1/projects/{id}/pull", get(sync::pull::<K>))
         .route(
             "/v1/projects/{id}/devices/{device}/cursor",
             get(sync::cursor::<K>),

@@ -1,5 +1,7 @@
 //! Ingest: `POST /v1/projects/{id}/sync` takes a protobuf `SyncBatch` (one device's events
-//! in seq order and the chain head it signed) and answers a protobuf `SyncAck`.
+//! in seq order and the chain head it signed) and answers a protobuf `SyncAck`. The way back:
+//! `GET /v1/projects/{id}/pull` answers a protobuf `PullPage` of the project's log (every
+//! device but the caller's own) after a cursor, with the signed heads of the devices in it.
 //!
 //! Checked before anything is written: size limits (413), the protobuf (400), the project
 //! (404, tenant-scoped), the device's registration (403), every event's hash and shape, the
@@ -13,23 +15,32 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use horde_core::proto::{SyncAck, SyncBatch};
+use horde_core::proto::{PullPage, PulledEvent, SyncAck, SyncBatch};
 use horde_core::{DeviceId, MAX_EVENT_BYTES, ProjectId};
 use horde_kv::OrderedKv;
-use horde_ledger::{AppendBatch, LedgerError};
+use horde_kv::tuple::Versionstamp;
+use horde_ledger::{AppendBatch, EventFilter, LedgerError};
 use prost::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::App;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiPath, declared_length, parse_id};
+use crate::extract::{ApiPath, ApiQuery, declared_length, parse_id};
 use crate::openapi::Binary;
 use crate::routes::admin::project_of;
 
 pub const PROTOBUF: &str = "application/x-protobuf";
+
+/// Events per pull page: the default and the most.
+const PULL_DEFAULT: usize = 1_000;
+const PULL_MAX: usize = 5_000;
+/// About the most bytes of stored events in one pull page (at least one event per page).
+const PULL_MAX_BYTES: usize = 4 << 20;
+/// Log entries one pull page examines at most (events of the excluded device included).
+const PULL_MAX_SCAN: usize = 10_000;
 
 fn is_protobuf(headers: &HeaderMap) -> bool {
     headers
@@ -222,6 +233,122 @@ pub async fn cursor<K: OrderedKv>(
         acked_seq: seq,
         hash: (!hash.is_empty()).then(|| hex::encode(&hash)),
         head_seq: head.map(|h| h.seq),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PullQuery {
+    /// Continue after this versionstamp (24 hex digits: the `cursor` of the previous page);
+    /// absent: from the start of the log.
+    #[param(pattern = "^[0-9a-fA-F]{24}$")]
+    pub after: Option<String>,
+    /// Leave out this device's events (the caller's own).
+    pub exclude_device: Option<String>,
+    /// Events per page (1 to 5000, default 1000).
+    #[param(minimum = 1, maximum = 5000)]
+    pub limit: Option<usize>,
+}
+
+fn parse_versionstamp(what: &str, s: &str) -> ApiResult<Versionstamp> {
+    let bytes: [u8; 12] = hex::decode(s)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{what} {s:?} is not a versionstamp (24 hex digits, the cursor of a page)"
+            ))
+        })?;
+    Ok(Versionstamp::from(bytes))
+}
+
+fn pull_filter(q: &PullQuery) -> ApiResult<EventFilter> {
+    let limit = q.limit.unwrap_or(PULL_DEFAULT);
+    if !(1..=PULL_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} is not between 1 and {PULL_MAX}"
+        )));
+    }
+    let after = q
+        .after
+        .as_deref()
+        .map(|s| parse_versionstamp("after", s))
+        .transpose()?;
+    let exclude_device =
+        match &q.exclude_device {
+            Some(d) => Some(d.parse::<DeviceId>().map_err(|_| {
+                ApiError::bad_request(format!("exclude_device {d:?} is not a UUID"))
+            })?),
+            None => None,
+        };
+    Ok(EventFilter {
+        exclude_device,
+        after,
+        limit: Some(limit),
+        max_bytes: Some(PULL_MAX_BYTES),
+        ..EventFilter::default()
+    })
+}
+
+/// A page of the project's log for a device catching up (protobuf `horde.v1.PullPage`).
+///
+/// Events of every timeline in log order, strictly after `after`, without those of
+/// `exclude_device`; each as stored, with its versionstamp. A page holds at most `limit`
+/// events and about 4 MiB of them, and examines at most 10,000 log entries, so it may be
+/// empty with `more` set. `cursor` is the last entry examined (pass it as `after`), `more`
+/// says whether the log goes on after it. `heads` holds the latest signed chain head of each
+/// device with events in the page.
+#[utoipa::path(get, path = "/v1/projects/{id}/pull", tag = "sync", security(("bearer" = [])),
+    params(("id" = String, Path, description = "project id"), PullQuery),
+    responses(
+        (status = 200, content_type = "application/x-protobuf", body = inline(Binary), description = "horde.v1.PullPage: events with versionstamps, signed heads, cursor, more"),
+        (status = 400, description = "`after`, `exclude_device` or `limit` is malformed"),
+        (status = 404, description = "no such project")))]
+pub async fn pull<K: OrderedKv>(
+    State(app): State<Arc<App<K>>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PullQuery>,
+) -> ApiResult<Response> {
+    let project = project_of(&app, &caller, &id).await?;
+    let filter = pull_filter(&q)?;
+    let page = app
+        .ledger
+        .events_page(caller.tenant(), project.id, &filter, PULL_MAX_SCAN)
+        .await?;
+    let mut devices: Vec<DeviceId> = Vec::new();
+    for e in &page.events {
+        let d = DeviceId::from_slice(&e.body.device_id).expect("the ledger checked the id");
+        if !devices.contains(&d) {
+            devices.push(d);
+        }
+    }
+    let mut heads = Vec::with_capacity(devices.len());
+    for d in devices {
+        if let Some(head) = app.ledger.last_head(caller.tenant(), project.id, d).await? {
+            heads.push(head);
+        }
+    }
+    let cursor = page
+        .examined
+        .as_ref()
+        .or(filter.after.as_ref())
+        .map(|vs| vs.as_bytes().to_vec())
+        .unwrap_or_default();
+    let more = page.next.is_some();
+    tracing::debug!(events = page.events.len(), more, "pull");
+    Ok(protobuf(&PullPage {
+        events: page
+            .events
+            .into_iter()
+            .map(|e| PulledEvent {
+                event: Some(e.event),
+                versionstamp: e.versionstamp.as_bytes().to_vec(),
+            })
+            .collect(),
+        heads,
+        cursor,
+        more,
     }))
 }
 

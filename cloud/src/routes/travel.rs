@@ -2,10 +2,13 @@
 //! (`POST …/timelines`).
 //!
 //! A point is a commit version, an RFC 3339 time or an event id ([`resolve_point`]; the
-//! history and manifest endpoints take the same). Restore reads the timeline's manifest at
-//! that version and folds it, in path order, into a `horde_replay::State`, which refuses
-//! anything under a file or a symlink; all of that happens before the 200, so every refusal
-//! is a JSON error. Then `horde_replay::tar::write_tar` runs on a blocking thread, reading
+//! history and manifest endpoints take the same). At a version or a time, restore reads the
+//! timeline's manifest at that version (each path's latest version) and folds it, in path
+//! order, into a `horde_replay::State`, which refuses anything under a file or a symlink.
+//! At an event, it gives the tree as the event's device had it after that event
+//! ([`device_state`]): every device's chain describes its own tree, which differs from the
+//! canonical one while devices work concurrently. All of that happens before the 200, so
+//! every refusal is a JSON error. Then `horde_replay::tar::write_tar` runs on a blocking thread, reading
 //! blobs through [`TenantBlobs`] and writing into a bounded channel that is the response body.
 //!
 //! Invariants:
@@ -30,10 +33,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use horde_blob::{BlobHash, ByteStream};
-use horde_core::{EventId, RepoPath, TimelineId};
+use horde_core::proto::event_body::Payload;
+use horde_core::{DeviceId, EventId, RepoPath, TimelineId};
 use horde_kv::OrderedKv;
-use horde_ledger::{Manifest, Project, stamp_version};
-use horde_replay::{BlobSource, Entry};
+use horde_kv::tuple::Versionstamp;
+use horde_ledger::{EventFilter, MAX_READ_EVENTS, Manifest, Project, stamp_version};
+use horde_replay::{BlobSource, Entry, ReplayError};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -70,6 +75,16 @@ pub struct Point {
     pub event_timeline: Option<TimelineId>,
     /// When (µs since the epoch): the time asked, or the event's.
     pub time_us: Option<i64>,
+    /// The event the point names, if it names one.
+    pub event: Option<EventAt>,
+}
+
+/// An event as a point: whose chain it is on, where, and where it is in the log.
+#[derive(Debug, Clone, Copy)]
+pub struct EventAt {
+    pub device: DeviceId,
+    pub seq: u64,
+    pub versionstamp: [u8; 12],
 }
 
 /// Resolves `at`: a commit version (digits), an event id (a UUID: the version of the commit
@@ -103,6 +118,11 @@ pub async fn resolve_point<K: OrderedKv>(
             version: Some(stamp_version(&e.versionstamp)),
             event_timeline: TimelineId::from_slice(&e.body.timeline_id),
             time_us: Some(e.body.occurred_at),
+            event: Some(EventAt {
+                device: DeviceId::from_slice(&e.body.device_id).expect("the ledger checked the id"),
+                seq: e.body.seq,
+                versionstamp: *e.versionstamp.as_bytes(),
+            }),
         });
     }
     let us = parse_time("at", at).map_err(|_| {
@@ -120,6 +140,7 @@ pub async fn resolve_point<K: OrderedKv>(
         version: Some(version),
         event_timeline: None,
         time_us: Some(us),
+        event: None,
     })
 }
 
@@ -142,13 +163,19 @@ pub fn timeline_for(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RestoreQuery {
-    /// A version, an event id or an RFC 3339 time (default: the latest version).
+    /// A version, an event id or an RFC 3339 time (default: the latest version). At an
+    /// event: the tree as that event's device had it right after it.
     pub at: Option<String>,
     /// Default: the timeline of the event `at` names, else the main timeline.
     pub timeline: Option<String>,
 }
 
 /// The tree of a timeline at a point, as a tar archive (streamed; `tar -x` restores it).
+///
+/// At a version or a time: each path's latest version there. At an event: the tree as the
+/// event's device had it right after that event (its latest checkpoint on the event's
+/// timeline, then its own changes up to the event), which leaves out what other devices did
+/// concurrently.
 ///
 /// Entries in path order, directories first (names ending in `/`), modes as recorded,
 /// symlinks as links, every file checked against its recorded size and hash. Entries that
@@ -180,11 +207,23 @@ pub async fn restore<K: OrderedKv>(
     let point = resolve_point(&app, &caller, &project, q.at.as_deref()).await?;
     let timeline = timeline_for("timeline", &project, &point, q.timeline.as_deref())?;
     let slot = app.restores.acquire(caller.tenant())?;
-    let manifest = app
-        .ledger
-        .manifest(caller.tenant(), project.id, timeline, point.version)
-        .await?;
-    let state = state_of(&manifest)?;
+    let (state, version) = match point.event {
+        // The device's own view exists on the event's own timeline only.
+        Some(ev) if point.event_timeline == Some(timeline) => {
+            let state = device_state(&app, &caller, &project, timeline, ev).await?;
+            (
+                state,
+                point.version.expect("an event's point has its version"),
+            )
+        }
+        _ => {
+            let manifest = app
+                .ledger
+                .manifest(caller.tenant(), project.id, timeline, point.version)
+                .await?;
+            (state_of(&manifest)?, manifest.version)
+        }
+    };
     if state.anomaly_count() > 0 {
         let first: Vec<String> = state
             .anomalies()
@@ -194,7 +233,7 @@ pub async fn restore<K: OrderedKv>(
             .collect();
         tracing::warn!(
             %timeline,
-            version = manifest.version,
+            version,
             anomalies = state.anomaly_count(),
             first = ?first,
             "restore leaves out entries under a file or a symlink"
@@ -207,7 +246,7 @@ pub async fn restore<K: OrderedKv>(
     let mtime = u64::try_from(mtime).unwrap_or(0);
     let (files, bytes) = state.totals();
     let anomalies = state.anomaly_count();
-    tracing::info!(%timeline, version = manifest.version, entries = state.len(), files, bytes, "restore");
+    tracing::info!(%timeline, version, entries = state.len(), files, bytes, "restore");
 
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let complete = Arc::new(AtomicBool::new(false));
@@ -219,7 +258,6 @@ pub async fn restore<K: OrderedKv>(
     };
     let span = tracing::Span::current();
     let done = complete.clone();
-    let version = manifest.version;
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let _span = span.enter();
@@ -262,12 +300,12 @@ pub async fn restore<K: OrderedKv>(
                 header::CONTENT_DISPOSITION,
                 format!(
                     "attachment; filename=\"horde-{}-v{}.tar\"",
-                    project.id, manifest.version
+                    project.id, version
                 ),
             ),
             (
                 header::HeaderName::from_static("x-horde-version"),
-                manifest.version.to_string(),
+                version.to_string(),
             ),
             (
                 header::HeaderName::from_static("x-horde-timeline"),
@@ -281,6 +319,101 @@ pub async fn restore<K: OrderedKv>(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+fn unrestorable(why: impl std::fmt::Display) -> ApiError {
+    ApiError::conflict(
+        "unrestorable",
+        format!("the history cannot be restored at this point: {why}"),
+    )
+}
+
+/// The tree as `ev`'s device had it right after `ev`, on `timeline` (the event's): the
+/// manifest of the device's latest checkpoint on the timeline at or before the event, then
+/// the device's own `StateChange`s after it, up to and including the event, in seq order.
+/// Without such a checkpoint the fold starts from the parent's canonical tree at the fork
+/// version (a fork) or from nothing (a main timeline). The device's changes are read from
+/// the log between the starting version and the event's, filtered to the device and the
+/// timeline: the cost follows the project's activity in that window.
+async fn device_state<K: OrderedKv>(
+    app: &Arc<App<K>>,
+    caller: &Caller,
+    project: &Project,
+    timeline: TimelineId,
+    ev: EventAt,
+) -> ApiResult<horde_replay::State> {
+    let tenant = caller.tenant();
+    let checkpoint = app
+        .ledger
+        .latest_checkpoint(tenant, project.id, ev.device, timeline, ev.seq)
+        .await?;
+    let (mut state, after, from_version) = match checkpoint {
+        Some(c) => {
+            let hash = BlobHash::from_slice(&c.manifest)
+                .ok_or_else(|| ApiError::internal("a checkpoint's manifest hash is malformed"))?;
+            let blobs = TenantBlobs {
+                app: app.clone(),
+                ns: tenant.to_string(),
+                handle: Handle::current(),
+            };
+            let seq = c.seq;
+            let state =
+                tokio::task::spawn_blocking(move || horde_replay::load_manifest(&blobs, &hash))
+                    .await
+                    .map_err(|e| ApiError::internal(format!("loading a checkpoint manifest: {e}")))?
+                    .map_err(|e| {
+                        unrestorable(format!(
+                            "the checkpoint at seq {seq} of device {}: {e}",
+                            ev.device
+                        ))
+                    })?;
+            let from = stamp_version(&c.versionstamp);
+            (state, Some(c.versionstamp), from)
+        }
+        None => {
+            let tl = app.ledger.timeline(tenant, project.id, timeline).await?;
+            match (tl.parent, tl.fork_version) {
+                (Some(parent), Some(at)) => {
+                    let base = app
+                        .ledger
+                        .manifest(tenant, project.id, parent, Some(at))
+                        .await?;
+                    (state_of(&base)?, None, at)
+                }
+                _ => (horde_replay::State::new(), None, 0),
+            }
+        }
+    };
+    let upto = Versionstamp::from(ev.versionstamp);
+    let mut filter = EventFilter {
+        kinds: vec!["state_change".to_owned()],
+        timeline: Some(timeline),
+        device: Some(ev.device),
+        from_version: Some(from_version),
+        to_version: Some(stamp_version(&upto)),
+        after,
+        limit: Some(MAX_READ_EVENTS),
+        ..EventFilter::default()
+    };
+    loop {
+        let page = app
+            .ledger
+            .events_page(tenant, project.id, &filter, usize::MAX)
+            .await?;
+        for e in &page.events {
+            // The same commit may hold the device's later events.
+            if e.body.seq > ev.seq {
+                return Ok(state);
+            }
+            if let Some(Payload::StateChange(sc)) = &e.body.payload {
+                state.apply(sc).map_err(|e: ReplayError| unrestorable(e))?;
+            }
+        }
+        match page.next {
+            Some(next) => filter.after = Some(next),
+            None => return Ok(state),
+        }
+    }
 }
 
 /// The tree a manifest lists: entries inserted in path order, so a parent comes before what
