@@ -124,12 +124,87 @@ pub enum Command {
         #[command(subcommand)]
         command: TimelineCommand,
     },
+    /// The cloud this project syncs with (one per repository).
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
+    /// Send this device's events to the cloud, fetch the other devices' events, and merge
+    /// their work into the tree (conflicts are listed by `horde conflicts`).
+    Sync {
+        /// Which remote (default: the only one).
+        #[arg(long)]
+        remote: Option<String>,
+        /// Keep running: sync whenever events are written here, and every --interval seconds.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: seconds between pulls when nothing is written here.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86400))]
+        interval: u64,
+        /// Only exchange events; leave the tree as it is.
+        #[arg(long)]
+        no_merge: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Join a project from the cloud on this device: register, fetch every event and the
+    /// blobs needed, and write the head of the main timeline into DIR.
+    Clone {
+        /// The cloud, e.g. https://horde.example.com
+        url: String,
+        /// The project id (`horde status` on a device that has it).
+        project: String,
+        /// Where to put it (new or empty; default: the project id).
+        #[arg(value_name = "DIR")]
+        directory: Option<PathBuf>,
+        /// The API key (default: $HORDE_API_KEY).
+        #[arg(long, env = "HORDE_API_KEY", hide_env_values = true)]
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Paths changed here and on another device from the same base while apart.
+    Conflicts {
+        /// Resolved ones too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Settle a conflict: write the chosen content and record it as an event.
+    Resolve {
+        path: String,
+        /// ours, theirs, or the path of a file holding the resolved content.
+        #[arg(long, value_name = "ours|theirs|FILE")]
+        take: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// A self-contained tour in a temporary directory: init, record a command, log, verify.
     Demo {
         /// Keep the demo repository in DIR instead of a temporary directory.
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RemoteCommand {
+    /// Add the cloud at URL under NAME (usually "origin").
+    Add {
+        name: String,
+        url: String,
+        /// The API key to store with it (otherwise $HORDE_API_KEY is read at each sync).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// The configured remote.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a remote (its events stay marked as sent).
+    Remove { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,6 +358,29 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             TimelineCommand::List { json } => cmd_timeline_list(json),
             TimelineCommand::Switch { timeline, force } => cmd_timeline_switch(&timeline, force),
         },
+        Command::Remote { command } => match command {
+            RemoteCommand::Add { name, url, key } => {
+                crate::remote::cmd_remote_add(&name, &url, key)
+            }
+            RemoteCommand::List { json } => crate::remote::cmd_remote_list(json),
+            RemoteCommand::Remove { name } => crate::remote::cmd_remote_remove(&name),
+        },
+        Command::Sync {
+            remote,
+            watch,
+            interval,
+            no_merge,
+            json,
+        } => crate::remote::cmd_sync(remote.as_deref(), watch, interval, no_merge, json),
+        Command::Clone {
+            url,
+            project,
+            directory,
+            key,
+            json,
+        } => crate::remote::cmd_clone(&url, &project, directory, key, json),
+        Command::Conflicts { all, json } => crate::remote::cmd_conflicts(all, json),
+        Command::Resolve { path, take, json } => crate::remote::cmd_resolve(&path, &take, json),
         Command::Demo { keep } => crate::demo::run(keep),
     }
 }
@@ -291,7 +389,7 @@ fn cwd() -> Result<PathBuf> {
     std::env::current_dir().context("cannot read the current directory")
 }
 
-fn load_key() -> Result<DeviceKey> {
+pub(crate) fn load_key() -> Result<DeviceKey> {
     Ok(DeviceKey::load_or_create(&device_key_path())?)
 }
 
@@ -301,7 +399,7 @@ pub fn open_store() -> Result<Store> {
     Ok(Store::open(layout, load_key()?)?)
 }
 
-fn open_ledger() -> Result<Ledger> {
+pub(crate) fn open_ledger() -> Result<Ledger> {
     Ok(Ledger::open(Layout::discover(&cwd()?)?)?)
 }
 
@@ -681,6 +779,7 @@ fn cmd_status(json: bool) -> Result<ExitCode> {
                     "seq": h.seq, "hash": hex::encode(&h.hash),
                     "signed_at": horde_core::time::format_micros(h.signed_at)})),
                 "unrecorded_changes": pending.changes.len(),
+                "remote": crate::remote::status_json(&ledger, device)?,
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -707,6 +806,7 @@ fn cmd_status(json: bool) -> Result<ExitCode> {
         ),
         None => println!("chain head none signed by this device yet"),
     }
+    crate::remote::print_status(&crate::remote::status_json(&ledger, device)?);
     match pending.changes.len() {
         0 => println!("tree       clean: everything is recorded"),
         n => {

@@ -4,12 +4,15 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod merge;
 pub mod output;
 pub mod pty;
 pub mod record;
+pub mod remote;
 pub mod run;
 pub mod scan;
 pub mod store;
+pub mod sync;
 pub(crate) mod sys;
 pub mod timetravel;
 pub mod verify;

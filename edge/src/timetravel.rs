@@ -185,7 +185,20 @@ fn lineage(conn: &Connection, at: Point) -> Result<Vec<(TimelineId, i64, i64)>> 
 }
 
 /// The local log as a `horde-replay` event source.
+///
+/// Each device's own chain describes its own tree: the state at a point is that point's
+/// device's latest checkpoint before it plus that device's changes after it (other devices'
+/// work enters a device's tree only through its own events: what `horde sync` merges is
+/// recorded again, by the device that merged it). On a fork's parent, the device is the one
+/// of the fork point.
 pub struct History<'c>(pub &'c Connection);
+
+/// The device of local event `id` (any device when there is none).
+fn device_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT device_id FROM events WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()
+}
 
 impl EventSource for History<'_> {
     type Point = Point;
@@ -194,14 +207,19 @@ impl EventSource for History<'_> {
         let src = |e: TravelError| ReplayError::Source(e.to_string());
         let sql = |e: rusqlite::Error| ReplayError::Source(format!("ledger: {e}"));
         for (tl, lo, hi) in lineage(self.0, at).map_err(src)?.into_iter().rev() {
+            let device = device_of(self.0, hi).map_err(sql)?;
             let found: Option<(i64, Vec<u8>)> = self
                 .0
                 .prepare_cached(
-                    "SELECT id, manifest FROM checkpoints WHERE timeline = ?1 AND id > ?2 AND id <= ?3
-                     ORDER BY id DESC LIMIT 1",
+                    "SELECT c.id, c.manifest FROM checkpoints c JOIN events e ON e.id = c.id
+                     WHERE c.timeline = ?1 AND c.id > ?2 AND c.id <= ?3
+                       AND (?4 IS NULL OR e.device_id = ?4)
+                     ORDER BY c.id DESC LIMIT 1",
                 )
                 .map_err(sql)?
-                .query_row(params![tl.as_bytes(), lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(params![tl.as_bytes(), lo, hi, device], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()
                 .map_err(sql)?;
             if let Some((id, manifest)) = found {
@@ -234,14 +252,18 @@ impl EventSource for History<'_> {
                 Some(p) if i == start => p.id.max(*lo),
                 _ => *lo,
             };
+            let device = device_of(self.0, *hi).map_err(sql)?;
             let mut stmt = self
                 .0
                 .prepare_cached(
                     "SELECT body, hash, id FROM events
-                     WHERE id > ?1 AND id <= ?2 AND timeline = ?3 AND path IS NOT NULL ORDER BY id",
+                     WHERE id > ?1 AND id <= ?2 AND timeline = ?3 AND path IS NOT NULL
+                       AND (?4 IS NULL OR device_id = ?4) ORDER BY id",
                 )
                 .map_err(sql)?;
-            let mut rows = stmt.query(params![lo, hi, tl.as_bytes()]).map_err(sql)?;
+            let mut rows = stmt
+                .query(params![lo, hi, tl.as_bytes(), device])
+                .map_err(sql)?;
             while let Some(r) = rows.next().map_err(sql)? {
                 let (body, hash, id): (Vec<u8>, Vec<u8>, i64) = (
                     r.get(0).map_err(sql)?,
@@ -501,57 +523,95 @@ pub fn fork(store: &Store, at: &Resolved, state: &State, name: Option<String>) -
         return Err(TravelError::NameTaken(n.clone()));
     }
     let id = TimelineId::new();
-    let manifest = state.to_manifest();
-    let bytes = manifest.encode_to_vec();
+    let mut req = checkpoint_request(
+        store,
+        id,
+        state,
+        Some(at.event.id),
+        &crate::record::outside_agent(),
+    )?;
+    req.timelines = vec![NewTimeline {
+        id,
+        parent: Some(at.point.timeline),
+        fork_id: at.point.id,
+        fork_event: Some(at.event.id),
+        name: name.clone(),
+    }];
+    store.writer.append(req)?;
+    timeline(&store.ledger.conn, id)?
+        .ok_or_else(|| TravelError::Corrupt("the new timeline is not there".into()))
+}
+
+/// An append of a Checkpoint of `state` on `timeline` that also makes `state` the recorded
+/// tree of `timeline` (mtimes unknown: the next scan hashes the files once).
+pub fn checkpoint_request(
+    store: &Store,
+    timeline: TimelineId,
+    state: &State,
+    cause: Option<EventId>,
+    agent: &str,
+) -> Result<AppendRequest> {
+    let bytes = state.to_manifest().encode_to_vec();
     let hash = store.ledger.blobs.put_bytes(&bytes)?;
     store.ledger.blobs.sync()?;
     let (files, total_bytes) = (state.len() as u64, state.totals().1);
     let mut checkpoint = Draft::new(
-        id,
-        crate::record::outside_agent(),
+        timeline,
+        agent,
         Payload::Checkpoint(Checkpoint {
             manifest_blob: hash.to_vec(),
             files,
             total_bytes,
         }),
     );
-    checkpoint.causation = Some(at.event.id);
-    let worktree = state
-        .iter()
-        .filter_map(|(p, e)| {
-            let path = RepoPath::parse(p).ok()?;
-            Some((
-                id,
-                WorktreeOp::Put(
-                    path,
-                    WorktreeEntry {
-                        kind: e.kind.to_proto(),
-                        mode: e.mode,
-                        size: e.size,
-                        mtime_ns: 0, // unknown: the next scan hashes and refreshes it
-                        hash: e.hash,
-                    },
-                ),
-            ))
-        })
-        .collect();
-    let new = NewTimeline {
-        id,
-        parent: Some(at.point.timeline),
-        fork_id: at.point.id,
-        fork_event: Some(at.event.id),
-        name: name.clone(),
-    };
-    store.writer.append(AppendRequest {
+    checkpoint.causation = cause;
+    let mut worktree: Vec<(TimelineId, WorktreeOp)> = Vec::new();
+    let recorded = crate::store::read::load_worktree(&store.ledger.conn, timeline)?;
+    for p in recorded.keys() {
+        if state.get_key_value(p.as_str()).is_none() {
+            worktree.push((timeline, WorktreeOp::Remove(p.clone())));
+        }
+    }
+    worktree.extend(state.iter().filter_map(|(p, e)| {
+        let path = RepoPath::parse(p).ok()?;
+        Some((
+            timeline,
+            WorktreeOp::Put(
+                path,
+                WorktreeEntry {
+                    kind: e.kind.to_proto(),
+                    mode: e.mode,
+                    size: e.size,
+                    mtime_ns: 0, // unknown: the next scan hashes and refreshes it
+                    hash: e.hash,
+                },
+            ),
+        ))
+    }));
+    Ok(AppendRequest {
         drafts: vec![checkpoint],
         blobs: vec![(hash, bytes.len() as u64)],
         worktree,
         sign_head: true,
-        timelines: vec![new],
         ..Default::default()
-    })?;
-    timeline(&store.ledger.conn, id)?
-        .ok_or_else(|| TravelError::Corrupt("the new timeline is not there".into()))
+    })
+}
+
+/// Whether this device has a checkpoint on `timeline` (its own chain starts a tree there).
+pub fn has_own_checkpoint(
+    conn: &Connection,
+    timeline: TimelineId,
+    device: horde_core::DeviceId,
+) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM checkpoints c JOIN events e ON e.id = c.id
+             WHERE c.timeline = ?1 AND e.device_id = ?2 LIMIT 1",
+            params![timeline.as_bytes(), device.as_bytes()],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }
 
 /// Events recorded on `timeline` itself (not inherited).

@@ -216,6 +216,16 @@ pub struct Store {
 impl Store {
     /// Creates `.horde/` in `root` and an empty ledger for a new project.
     pub fn init(root: &Path, key: horde_core::DeviceKey) -> Result<Self> {
+        Self::init_as(root, key, ProjectId::new(), TimelineId::new())
+    }
+
+    /// Creates `.horde/` for an existing project (a clone): its id and main timeline.
+    pub fn init_as(
+        root: &Path,
+        key: horde_core::DeviceKey,
+        project: ProjectId,
+        main: TimelineId,
+    ) -> Result<Self> {
         let layout = Layout::new(root);
         if layout.dir.exists() {
             return Err(StoreError::AlreadyInitialized(root.to_owned()));
@@ -253,8 +263,8 @@ impl Store {
                     rusqlite::params![k, v],
                 )
             };
-            put("project_id", ProjectId::new().as_bytes())?;
-            put("timeline_id", TimelineId::new().as_bytes())?;
+            put("project_id", project.as_bytes())?;
+            put("timeline_id", main.as_bytes())?;
             put("created_at", &horde_core::time::now_micros().to_be_bytes())?;
             tx.commit()?;
             conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;

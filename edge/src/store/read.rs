@@ -397,3 +397,31 @@ pub fn path_events(
     )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// The local id of `device`'s event `seq`, through `segments`.
+pub fn id_of_seq(conn: &Connection, device: DeviceId, seq: u64) -> Result<Option<i64>> {
+    let seg: Option<(i64, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT first_id, last_id, first_seq FROM segments WHERE device_id = ?1 AND first_seq <= ?2
+             ORDER BY first_seq DESC LIMIT 1",
+        )?
+        .query_row(params![device.as_bytes(), seq as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    Ok(seg.and_then(|(first_id, last_id, first_seq)| {
+        let id = first_id + (seq as i64 - first_seq);
+        (id <= last_id).then_some(id)
+    }))
+}
+
+/// The stored hash of `device`'s event `seq`, if it is here.
+pub fn hash_of_seq(conn: &Connection, device: DeviceId, seq: u64) -> Result<Option<Vec<u8>>> {
+    let Some(id) = id_of_seq(conn, device, seq)? else {
+        return Ok(None);
+    };
+    Ok(conn
+        .prepare_cached("SELECT hash FROM events WHERE id = ?1 AND device_id = ?2 AND seq = ?3")?
+        .query_row(params![id, device.as_bytes(), seq as i64], |r| r.get(0))
+        .optional()?)
+}

@@ -8,6 +8,7 @@ use super::{Result, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/edge/0001_init.sql"),
     include_str!("../../../migrations/edge/0002_timelines.sql"),
+    include_str!("../../../migrations/edge/0003_sync.sql"),
 ];
 
 /// Brings the schema up to date; refuses a database from a newer horde.

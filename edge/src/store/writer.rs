@@ -686,7 +686,7 @@ impl<'t> Statements<'t> {
 
 /// The run of this device's events one transaction appends (see `segments` in the schema).
 #[derive(Default, Clone)]
-struct Segment {
+pub(crate) struct Segment {
     first: Option<(i64, u64)>,
     last_id: i64,
     event_ms: (i64, i64),
@@ -694,7 +694,7 @@ struct Segment {
 }
 
 impl Segment {
-    fn add(&mut self, id: i64, seq: u64, event: &EventId, occurred_at: i64) {
+    pub(crate) fn add(&mut self, id: i64, seq: u64, event: &EventId, occurred_at: i64) {
         let ms = uuid_ms(event);
         match self.first {
             None => {
@@ -710,7 +710,7 @@ impl Segment {
         self.last_id = id;
     }
 
-    fn insert(&self, tx: &rusqlite::Transaction<'_>, device: DeviceId) -> Result<()> {
+    pub(crate) fn insert(&self, tx: &rusqlite::Transaction<'_>, device: DeviceId) -> Result<()> {
         if let Some((first_id, first_seq)) = self.first {
             tx.prepare_cached(
                 "INSERT INTO segments (first_id, last_id, device_id, first_seq, min_event_ms, max_event_ms, min_at, max_at)
