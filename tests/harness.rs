@@ -172,7 +172,8 @@ impl Drop for Cloud {
 }
 
 #[allow(unsafe_code)]
-fn signal(pid: u32, sig: i32) {
+/// Sends `sig` to one process (a positive pid: never a group).
+pub fn signal(pid: u32, sig: i32) {
     let pid = i32::try_from(pid).expect("pid fits");
     assert!(pid > 0, "never signal a process group");
     // SAFETY: kill(2) on our own child's pid; no memory is shared.
@@ -514,4 +515,57 @@ pub fn tar_entries(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> 
         out.insert(path, content);
     }
     out
+}
+
+impl Cloud {
+    /// Like [`Cloud::start_in`], listening on `listen` (`HOST:PORT`): the address of an earlier
+    /// run comes back on the same port, so clients configured with its URL keep working.
+    pub fn start_in_on(
+        dir: tempfile::TempDir,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Cloud {
+        let store = format!("sqlite:{}", dir.path().join("cloud.db").display());
+        let blobs = format!("fs:{}", dir.path().join("blobs").display());
+        let log = dir
+            .path()
+            .join(format!("cloud-{}.log", horde_core::EventId::new()));
+        let mut cmd = Command::new(binary("horde-cloud"));
+        cmd.args(["serve", "--listen", listen, "--store", &store, "--blobs", &blobs])
+            .args(args)
+            .env("HORDE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start horde-cloud");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read horde-cloud's stdout");
+        let Some(url) = line.trim().strip_prefix("horde-cloud listening on ") else {
+            let _ = child.wait();
+            panic!(
+                "horde-cloud did not start on {listen}: {line:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        Cloud {
+            url: url.to_owned(),
+            child,
+            dir,
+            log,
+        }
+    }
+
+    /// `HOST:PORT` this cloud listens on.
+    pub fn addr(&self) -> &str {
+        self.url
+            .strip_prefix("http://")
+            .expect("the cloud listens on http://")
+    }
 }
