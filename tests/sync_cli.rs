@@ -92,7 +92,14 @@ fn two_devices(cloud: &Cloud, root: &Path, key: &str) -> (Dev, Dev, String) {
     let o = run(
         root,
         &b.home,
-        &["clone", &cloud.url, &project, b.dir.to_str().expect("utf-8"), "--key", key],
+        &[
+            "clone",
+            &cloud.url,
+            &project,
+            b.dir.to_str().expect("utf-8"),
+            "--key",
+            key,
+        ],
     );
     assert!(o.status.success(), "clone: {}", text(&o));
     (a, b, project)
@@ -120,7 +127,12 @@ fn sync_clone_status_and_conflicts() {
     b.write("f.txt", "one\ntwo\nthree\nfour\nFIVE\n");
     a.ok(&["sync"]);
     let out = b.horde(&["sync"]);
-    assert_eq!(out.status.code(), Some(3), "a conflict exits 3: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a conflict exits 3: {}",
+        text(&out)
+    );
     assert!(text(&out).contains("merged (three-way)"), "{}", text(&out));
     assert_eq!(b.read("f.txt"), "ONE\ntwo\nthree\nfour\nFIVE\n");
     a.horde(&["sync"]);
@@ -132,7 +144,11 @@ fn sync_clone_status_and_conflicts() {
     a.ok(&["sync"]);
     let out = b.horde(&["sync"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert_eq!(b.read("new.txt"), "b's version\n", "B's change went to the cloud later");
+    assert_eq!(
+        b.read("new.txt"),
+        "b's version\n",
+        "B's change went to the cloud later"
+    );
     let c = b.json(&["conflicts", "--json"]);
     let on_new: Vec<&Value> = c
         .as_array()
@@ -144,10 +160,17 @@ fn sync_clone_status_and_conflicts() {
     assert_eq!(on_new[0]["head"], "ours");
     let out = a.horde(&["sync"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert_eq!(a.read("new.txt"), "b's version\n", "A takes the later change");
+    assert_eq!(
+        a.read("new.txt"),
+        "b's version\n",
+        "A takes the later change"
+    );
     let c = a.json(&["conflicts", "--json"]);
     assert!(
-        c.as_array().expect("list").iter().any(|c| c["path"] == "new.txt" && c["head"] == "theirs"),
+        c.as_array()
+            .expect("list")
+            .iter()
+            .any(|c| c["path"] == "new.txt" && c["head"] == "theirs"),
         "{c}"
     );
 
@@ -155,14 +178,27 @@ fn sync_clone_status_and_conflicts() {
     a.ok(&["resolve", "new.txt", "--take", "ours"]);
     assert_eq!(a.read("new.txt"), "a's version\n");
     let open = a.json(&["conflicts", "--json"]);
-    assert!(!open.as_array().expect("list").iter().any(|c| c["path"] == "new.txt"), "{open}");
+    assert!(
+        !open
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|c| c["path"] == "new.txt"),
+        "{open}"
+    );
     let all = a.json(&["conflicts", "--all", "--json"]);
     assert!(
-        all.as_array().expect("list").iter().any(|c| c["path"] == "new.txt" && !c["resolved_by"].is_null()),
+        all.as_array()
+            .expect("list")
+            .iter()
+            .any(|c| c["path"] == "new.txt" && !c["resolved_by"].is_null()),
         "{all}"
     );
     let log = a.ok(&["log", "-n", "5"]);
-    assert!(log.contains("resolved the conflict on new.txt: took ours"), "{log}");
+    assert!(
+        log.contains("resolved the conflict on new.txt: took ours"),
+        "{log}"
+    );
     a.ok(&["sync"]);
     b.horde(&["sync"]);
     assert_eq!(b.read("new.txt"), "a's version\n");
@@ -176,7 +212,10 @@ fn sync_clone_status_and_conflicts() {
     assert_eq!(a.read("new.txt"), "hand-merged\n");
     for d in [&a, &b] {
         let v = d.ok(&["verify"]);
-        assert!(v.contains("ok") || v.contains("OK") || v.contains("verified"), "{v}");
+        assert!(
+            v.contains("ok") || v.contains("OK") || v.contains("verified"),
+            "{v}"
+        );
         assert_eq!(d.json(&["status", "--json"])["remote"]["pending_events"], 0);
     }
 }
@@ -194,33 +233,67 @@ fn bad_input_changes_nothing() {
     let o = a.horde(&["sync"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("no remote"), "{}", text(&o));
-    for (url, why) in [("ftp://host", "http"), ("http://", "not a cloud URL"), ("example.com", "http")] {
+    for (url, why) in [
+        ("ftp://host", "http"),
+        ("http://", "not a cloud URL"),
+        ("example.com", "http"),
+    ] {
         let o = a.horde(&["remote", "add", "origin", url, "--key", &key]);
         assert!(!o.status.success(), "{url}");
         assert!(text(&o).contains(why), "{url}: {}", text(&o));
     }
     let o = a.horde(&["remote", "add", "bad name", &cloud.url]);
-    assert!(!o.status.success() && text(&o).contains("remote name"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("remote name"),
+        "{}",
+        text(&o)
+    );
     assert!(a.ok(&["remote", "list"]).contains("No remotes"));
 
     // Unreachable: the sync fails with a clear message after its retries, nothing is marked.
-    a.ok(&["remote", "add", "origin", "http://127.0.0.1:9", "--key", &key]);
+    a.ok(&[
+        "remote",
+        "add",
+        "origin",
+        "http://127.0.0.1:9",
+        "--key",
+        &key,
+    ]);
     let o = a.horde(&["remote", "add", "second", &cloud.url]);
-    assert!(!o.status.success() && text(&o).contains("one cloud"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("one cloud"),
+        "{}",
+        text(&o)
+    );
     let o = a.horde(&["sync"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("cannot reach http://127.0.0.1:9"), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot reach http://127.0.0.1:9"),
+        "{}",
+        text(&o)
+    );
     let st = a.json(&["status", "--json"]);
     assert_eq!(st["remote"]["reachable"], false, "{st}");
-    assert!(st["remote"]["pending_events"].as_u64().expect("pending") > 0, "{st}");
+    assert!(
+        st["remote"]["pending_events"].as_u64().expect("pending") > 0,
+        "{st}"
+    );
     assert!(st["remote"]["last_success_at"].is_null());
-    assert!(st["remote"]["last_error"].as_str().is_some_and(|e| e.contains("cannot reach")));
+    assert!(
+        st["remote"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot reach"))
+    );
 
     // A wrong key: refused, nothing marked; then the right remote sends everything.
     a.ok(&["remote", "remove", "origin"]);
     a.ok(&["remote", "add", "origin", &cloud.url, "--key", "hk_wrong"]);
     let o = a.horde(&["sync"]);
-    assert!(!o.status.success() && text(&o).contains("401"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("401"),
+        "{}",
+        text(&o)
+    );
     let pending = a.json(&["status", "--json"])["remote"]["pending_events"].clone();
     assert!(pending.as_u64().expect("pending") > 0);
     a.ok(&["remote", "remove", "origin"]);
@@ -237,13 +310,29 @@ fn bad_input_changes_nothing() {
     let target = root.path().join("target");
     let t = target.to_str().expect("utf-8");
     for (args, why) in [
-        (vec!["clone", &cloud.url, &project, t, "--key", "hk_wrong"], "401"),
         (
-            vec!["clone", &cloud.url, "01a20000-0000-7000-8000-000000000000", t, "--key", &key],
+            vec!["clone", &cloud.url, &project, t, "--key", "hk_wrong"],
+            "401",
+        ),
+        (
+            vec![
+                "clone",
+                &cloud.url,
+                "01a20000-0000-7000-8000-000000000000",
+                t,
+                "--key",
+                &key,
+            ],
             "404",
         ),
-        (vec!["clone", &cloud.url, "not-a-uuid", t, "--key", &key], "not a project id"),
-        (vec!["clone", "http://127.0.0.1:9", &project, t, "--key", &key], "cannot reach"),
+        (
+            vec!["clone", &cloud.url, "not-a-uuid", t, "--key", &key],
+            "not a project id",
+        ),
+        (
+            vec!["clone", "http://127.0.0.1:9", &project, t, "--key", &key],
+            "cannot reach",
+        ),
     ] {
         let o = run(root.path(), &b.home, &args);
         assert!(!o.status.success(), "{args:?}");
@@ -252,14 +341,30 @@ fn bad_input_changes_nothing() {
     }
     std::fs::create_dir_all(&target).expect("dir");
     std::fs::write(target.join("keep.txt"), "mine").expect("write");
-    let o = run(root.path(), &b.home, &["clone", &cloud.url, &project, t, "--key", &key]);
-    assert!(!o.status.success() && text(&o).contains("not empty"), "{}", text(&o));
+    let o = run(
+        root.path(),
+        &b.home,
+        &["clone", &cloud.url, &project, t, "--key", &key],
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("not empty"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(std::fs::read_dir(&target).expect("dir").count(), 1);
 
     let o = a.horde(&["resolve", "f.txt", "--take", "ours"]);
-    assert!(!o.status.success() && text(&o).contains("no open conflict"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("no open conflict"),
+        "{}",
+        text(&o)
+    );
     let o = a.horde(&["resolve", "f.txt", "--take", "/nonexistent/file"]);
-    assert!(!o.status.success() && text(&o).contains("ours, theirs"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("ours, theirs"),
+        "{}",
+        text(&o)
+    );
     a.ok(&["verify"]);
 }
 
@@ -289,7 +394,10 @@ fn watch_sends_events_as_they_are_written() {
         if a.dir.join("from-b.txt").exists() && b.dir.join("from-a.txt").exists() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "sync --watch did not exchange the changes");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sync --watch did not exchange the changes"
+        );
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
     // SIGTERM ends it cleanly.

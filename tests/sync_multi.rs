@@ -127,7 +127,9 @@ fn edit(rng: &mut Rng, dir: &Path) {
             }
             _ => {
                 std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-                let body: String = (0..10).map(|i| format!("line {i} {}\n", rng.next() % 97)).collect();
+                let body: String = (0..10)
+                    .map(|i| format!("line {i} {}\n", rng.next() % 97))
+                    .collect();
                 std::fs::write(&p, body).expect("write");
             }
         }
@@ -162,7 +164,8 @@ fn run_seed(seed: u64) {
     first.ok(&["init"]);
     first.ok(&["remote", "add", "origin", &cloud.url, "--key", &key]);
     first.ok(&["sync"]);
-    let status: Value = serde_json::from_str(&first.ok(&["status", "--json"])).expect("status json");
+    let status: Value =
+        serde_json::from_str(&first.ok(&["status", "--json"])).expect("status json");
     let project = status["project_id"].as_str().expect("project").to_owned();
     devs.push(first);
     for i in 1..n {
@@ -174,7 +177,11 @@ fn run_seed(seed: u64) {
             .env("HOME", &d.home)
             .output()
             .expect("clone");
-        assert!(out.status.success(), "clone: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "clone: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         devs.push(d);
     }
     for d in &mut devs {
@@ -212,7 +219,11 @@ fn run_seed(seed: u64) {
     }
     let last = walk(&devs[n - 1].dir);
     for d in &devs {
-        assert_eq!(walk(&d.dir), last, "seed {seed}: the trees did not converge");
+        assert_eq!(
+            walk(&d.dir),
+            last,
+            "seed {seed}: the trees did not converge"
+        );
     }
     for (k, (i, ev, tree)) in points.iter().enumerate() {
         for (j, d) in devs.iter().enumerate() {
@@ -225,7 +236,11 @@ fn run_seed(seed: u64) {
             );
         }
         let r = api.get(&format!("/v1/projects/{project}/restore?at={ev}"));
-        assert_eq!(r.status, 200, "seed {seed}: cloud restore at {ev}: {}", r.body);
+        assert_eq!(
+            r.status, 200,
+            "seed {seed}: cloud restore at {ev}: {}",
+            r.body
+        );
         let to = work.path().join(format!("c{k}"));
         std::fs::create_dir_all(&to).expect("dir");
         assert_eq!(

@@ -440,7 +440,8 @@ pub fn list_conflicts(store: &Store, all: bool) -> Result<Vec<ConflictView>> {
         "SELECT id, path, ours, theirs, head, detected_at, resolved_by FROM conflicts
          WHERE timeline = ?1 AND (?2 OR resolved_by IS NULL) ORDER BY id",
     )?;
-    let rows: Vec<(i64, String, i64, i64, String, i64, Option<Vec<u8>>)> = st
+    type Row = (i64, String, i64, i64, String, i64, Option<Vec<u8>>);
+    let rows: Vec<Row> = st
         .query_map(params![store.ledger.meta.timeline.as_bytes(), all], |r| {
             Ok((
                 r.get(0)?,

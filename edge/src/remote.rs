@@ -153,7 +153,7 @@ fn syncer(store: &Store, remote: &Remote) -> Result<Syncer<HttpTransport>> {
     Ok(Syncer::new(
         conn,
         store.ledger.blobs.clone(),
-        store.ledger.meta.clone(),
+        store.ledger.meta,
         key,
         Client::new(transport, store.ledger.meta.project),
         &remote.name,

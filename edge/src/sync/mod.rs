@@ -441,7 +441,8 @@ impl<T: Transport> Syncer<T> {
             if !seen.insert(e.timeline) {
                 continue;
             }
-            let row: Option<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> = self
+            type Row = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+            let row: Option<Row> = self
                 .conn
                 .query_row(
                     "SELECT published, parent, fork_event FROM timelines WHERE id = ?1",
