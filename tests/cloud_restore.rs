@@ -413,9 +413,15 @@ fn restores_every_point_and_forks() {
     assert_eq!((by_time.version, &by_time.tree), (v2, &tree2));
     let before = restore(&t.api, project, "?at=2025-06-01T00:00:00Z");
     assert_eq!((before.version, before.tree.len()), (0, 0));
-    // By event id: the whole commit that wrote it.
-    let by_event = restore(&t.api, project, &format!("?at={}", ids2[0]));
+    // By event id: the tree as the event's device had it right after that event (its
+    // commit's version; the rest of the commit is not in it).
+    let last2 = ids2.last().expect("events");
+    let by_event = restore(&t.api, project, &format!("?at={last2}"));
     assert_eq!((by_event.version, &by_event.tree), (v2, &tree2));
+    let mut after_first = tree1.clone();
+    after_first.insert("src/main.rs".into(), tree2["src/main.rs"].clone());
+    let by_event = restore(&t.api, project, &format!("?at={}", ids2[0]));
+    assert_eq!((by_event.version, &by_event.tree), (v2, &after_first));
 
     // Fork at v1 under an id chosen by the client (an edge's own timeline id).
     let fork_id = TimelineId::new();
@@ -470,7 +476,7 @@ fn restores_every_point_and_forks() {
     g.file("fork.txt", b"only on the fork", 0o644);
     g.delete("empty");
     g.rename("link", "link2");
-    let (vf, _) = g.sync();
+    let (vf, fork_ids) = g.sync();
     let fork_tree = g.tree.clone();
     let r = restore(&t.api, project, &format!("?timeline={fork_id}"));
     assert_eq!(r.tree, fork_tree);
@@ -479,12 +485,14 @@ fn restores_every_point_and_forks() {
     assert_eq!(restore(&t.api, project, "").tree, tree3);
     assert_eq!(restore(&t.api, project, &format!("?at={vf}")).tree, tree3);
     // An event of the fork names the fork's timeline.
-    let fork_event = t.api.get(&format!(
-        "/v1/projects/{project}/events?timeline={fork_id}&limit=1"
+    let fork_events = t.api.get(&format!(
+        "/v1/projects/{project}/events?timeline={fork_id}"
     ));
-    let fork_event = fork_event.json["events"][0]["id"]
+    let fork_events = fork_events.json["events"].as_array().expect("events");
+    let fork_event = fork_events.last().expect("an event")["id"]
         .as_str()
-        .expect("an event");
+        .expect("an id");
+    assert_eq!(fork_event, fork_ids.last().expect("events").to_string());
     let r = restore(&t.api, project, &format!("?at={fork_event}"));
     assert_eq!(r.version, vf);
     assert_eq!(r.tree, fork_tree);
