@@ -283,6 +283,10 @@ pub async fn restore<K: OrderedKv>(
     });
     let mut rx = rx;
     let body = async_stream::stream! {
+        // Let the server write the status line and headers before the first chunk: a restore
+        // that fails at once (its first blob missing) must still answer 200 and then break
+        // the transfer, not reset the connection before any answer.
+        tokio::task::yield_now().await;
         while let Some(item) = rx.recv().await {
             yield item;
         }
