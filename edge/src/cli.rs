@@ -1273,6 +1273,13 @@ fn cmd_timeline_list(json_out: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The event id of a local point.
+fn head_event_id(store: &Store, p: crate::timetravel::Point) -> Result<horde_core::EventId> {
+    Ok(read::event_by_local_id(&store.ledger.conn, p.id)?
+        .context("the timeline's head event is not there")?
+        .id)
+}
+
 fn cmd_timeline_switch(spec: &str, force: bool) -> Result<ExitCode> {
     use crate::timetravel as tt;
     let store = open_store()?;
@@ -1294,6 +1301,19 @@ fn cmd_timeline_switch(spec: &str, force: bool) -> Result<ExitCode> {
     tt::set_current(&store.ledger.conn, target.id)?;
     let step = refresh_index(&store, target.id)?;
     print_problems(&step.skipped, &step.warnings);
+    // A timeline another device made: this device's own chain starts its tree there with a
+    // checkpoint, so that its points on that timeline restore to what it had.
+    if !tt::has_own_checkpoint(&store.ledger.conn, target.id, store.device)? {
+        let index = read::load_worktree(&store.ledger.conn, target.id)?;
+        let req = tt::checkpoint_request(
+            &store,
+            target.id,
+            &tt::recorded_state(&index),
+            Some(head_event_id(&store, head)?),
+            &crate::record::outside_agent(),
+        )?;
+        store.writer.append(req)?;
+    }
     println!(
         "Switched to timeline {} ({}): {} files and links written, {} paths removed.",
         target.label(),
