@@ -6,6 +6,8 @@
 //!   (`--features fdb`; installs `libclang-dev` for its bindings), which cannot link here.
 //! - `bench`: the benchmarks that print the figures the issues ask for (release build).
 //! - `load`: the cloud's ingest load against PostgreSQL (`tools/horde-load`).
+//! - `sim`: sync under simulated faults over 1,000 seeds (`edge/tests/sync_sim_soak.rs`,
+//!   release build); `cargo xtask sim N` runs N seeds.
 
 use std::process::{Command, ExitCode};
 
@@ -183,15 +185,44 @@ fn load(args: &[String]) -> Result<(), String> {
     release_run(&["horde-cloud", "horde-load"], "horde-load", args)
 }
 
+/// The sync simulation's soak run (`#[ignore]`d in `cargo test`). `HORDE_SIM_SEED=N`
+/// replays one seed.
+fn sim(args: &[String]) -> Result<(), String> {
+    let mut c = cargo();
+    c.args([
+        "test",
+        "-p",
+        "horde",
+        "--release",
+        "--locked",
+        "--test",
+        "sync_sim_soak",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]);
+    if let Some(n) = args.first() {
+        let n: u64 = n
+            .parse()
+            .map_err(|_| format!("sim: {n:?} is not a number of seeds"))?;
+        c.env("HORDE_SIM_SEEDS", n.to_string());
+    }
+    run(
+        "cargo test --test sync_sim_soak (sync under simulated faults)",
+        c,
+    )
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("load") => load(&args[1..]),
+        Some("sim") => sim(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test | bench [append|step|run-overhead|ledger-append|manifest|restore|all] | load [horde-load options]"
+                "usage: cargo xtask test | bench [append|step|run-overhead|ledger-append|manifest|restore|all] | load [horde-load options] | sim [SEEDS]"
             );
             return ExitCode::from(2);
         }
