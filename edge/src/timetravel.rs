@@ -77,12 +77,16 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// Its name, or "main" for the main timeline, else the start of its id.
+    /// Its name, or "main" for the main timeline, else the end of its id (v7 ids made in
+    /// the same minute share their start; names of forks pulled from the cloud are not known).
     pub fn label(&self) -> String {
         match (&self.name, self.parent) {
             (Some(n), _) => n.clone(),
             (None, None) => "main".into(),
-            (None, Some(_)) => self.id.to_string()[..8].to_owned(),
+            (None, Some(_)) => {
+                let id = self.id.to_string();
+                format!("fork-{}", &id[id.len() - 8..])
+            }
         }
     }
 }
