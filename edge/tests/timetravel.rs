@@ -250,9 +250,10 @@ fn fork_records_on_the_new_timeline_and_switch_goes_back() {
 }
 
 /// Appends `drafts` as another device would have recorded them (bypassing the scanner).
+/// Appends events signed by the repository's own device (its chain describes its tree).
 fn forge(r: &Repo, drafts: Vec<Draft>) {
-    let store =
-        Store::open(Layout::new(&r.root), DeviceKey::generate().expect("key")).expect("open");
+    let key = DeviceKey::load(&r.config.join("device.key")).expect("the repository's device key");
+    let store = Store::open(Layout::new(&r.root), key).expect("open");
     store
         .writer
         .append(horde::store::writer::AppendRequest {
