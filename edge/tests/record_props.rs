@@ -265,10 +265,12 @@ proptest! {
         fs::create_dir(&root).expect("mkdir");
         let root = root.canonicalize().expect("canon");
         fs::write(root.join("x"), "start\n").expect("write");
-        drop(init(&root, DeviceKey::generate().expect("key")).expect("init"));
+        // One device throughout: a point's tree is its own device's.
+        let key_file = tmp.path().join("device.key");
+        drop(init(&root, DeviceKey::load_or_create(&key_file).expect("key")).expect("init"));
         // Checkpoints every few changes, so restores start from checkpoints mid-history.
         fs::write(root.join(".horde/config.toml"), "checkpoint_interval = 3\n").expect("config");
-        let store = Store::open(Layout::new(&root), DeviceKey::generate().expect("key")).expect("open");
+        let store = Store::open(Layout::new(&root), DeviceKey::load(&key_file).expect("key")).expect("open");
         let timeline = store.ledger.meta.timeline;
         let head = |store: &Store| timetravel::head(&store.ledger.conn, timeline).expect("head");
         let mut points = vec![(head(&store), tree(&root))];
