@@ -114,6 +114,8 @@ pub struct Script {
     pub blob_chance: f64,
     pub sync_chance: f64,
     pub max_pause_ms: u64,
+    /// The syncer's batch size (small ones: several batches per push, crashes between them).
+    pub batch_events: usize,
 }
 
 /// Full-jitter exponential backoff from the seed (the syncer's `backoff` draws from the OS,
@@ -192,6 +194,7 @@ pub async fn run(
         Client::new(transport, meta.project),
         REMOTE,
     )?;
+    syncer.batch_events = script.batch_events;
     let name = format!("device {}", script.index);
     let note = |what: String| {
         errors

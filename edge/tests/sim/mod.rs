@@ -37,6 +37,8 @@ pub struct Outcome {
     pub events: usize,
     pub sim_ms: u128,
     pub partitions: u64,
+    /// Links that held their messages for a while, then delivered them all at once.
+    pub holds: u64,
     pub crashes: u64,
     pub crashes_after_commit: u64,
     pub requests: u64,
@@ -77,6 +79,7 @@ pub fn run_seeds(seeds: &[u64]) {
                 }
                 total.events += o.events;
                 total.partitions += o.partitions;
+                total.holds += o.holds;
                 total.crashes += o.crashes;
                 total.crashes_after_commit += o.crashes_after_commit;
                 total.requests += o.requests;
@@ -96,12 +99,13 @@ pub fn run_seeds(seeds: &[u64]) {
         }
     }
     eprintln!(
-        "sim: {} seeds in {:.1?}: {} events, {} partitions, {} cloud crashes ({} right after a commit), \
+        "sim: {} seeds in {:.1?}: {} events, {} partitions, {} holds, {} cloud crashes ({} right after a commit), \
          {} requests ({} duplicated, {} replayed, {} answers lost, {} failed)",
         seeds.len(),
         started.elapsed(),
         total.events,
         total.partitions,
+        total.holds,
         total.crashes,
         total.crashes_after_commit,
         total.requests,
@@ -130,7 +134,16 @@ pub fn run_seeds(seeds: &[u64]) {
 /// One simulated run.
 pub fn run_seed(seed: u64) -> Result<Outcome, String> {
     let mut rng = Rng::new(seed);
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // Nothing here models a disk: on tmpfs, fsyncs cost nothing.
+    let shm = std::path::Path::new("/dev/shm");
+    let tmp = if shm.is_dir() {
+        tempfile::Builder::new()
+            .prefix("horde-sim-")
+            .tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .map_err(|e| e.to_string())?;
     let n_devices = rng.range(1, 3) as usize;
     let crash_after_commit = [0.0, 0.05, 0.2][rng.below(3) as usize];
     let cloud_rng = rng.fork(1);
@@ -146,6 +159,9 @@ pub fn run_seed(seed: u64) -> Result<Outcome, String> {
     };
     let partition_rate = [0.0, 0.0005, 0.002][rng.below(3) as usize];
     let crash_rate = [0.0, 0.0002, 0.001][rng.below(3) as usize];
+    // turmoil's own link failures: a link breaks at a message (dropping what is in flight)
+    // and comes back at a later one.
+    let link_fail_rate = [0.0, 0.0, 0.002, 0.02][rng.below(4) as usize];
     let min_latency = rng.range(0, 2);
     let max_latency = min_latency + rng.range(0, 40);
 
@@ -155,6 +171,8 @@ pub fn run_seed(seed: u64) -> Result<Outcome, String> {
         .simulation_duration(SIM_LIMIT)
         .min_message_latency(Duration::from_millis(min_latency))
         .max_message_latency(Duration::from_millis(max_latency))
+        .fail_rate(link_fail_rate)
+        .repair_rate(0.2)
         .build();
     {
         let env = env.clone();
@@ -181,6 +199,7 @@ pub fn run_seed(seed: u64) -> Result<Outcome, String> {
             blob_chance: [0.0, 0.2][drng.below(2) as usize],
             sync_chance: [0.3, 0.7, 1.0][drng.below(3) as usize],
             max_pause_ms: drng.range(5, 3_000),
+            batch_events: [1, 3, horde::sync::MAX_BATCH_EVENTS][drng.below(3) as usize],
         };
         let transport = SimTransport::new(
             env.key.clone(),
@@ -209,6 +228,7 @@ pub fn run_seed(seed: u64) -> Result<Outcome, String> {
         devices: n_devices,
         ..Default::default()
     };
+    // Per device: the step at which its partitioned or held link comes back.
     let mut repair_at: Vec<Option<u64>> = vec![None; n_devices];
     let mut bounce_at: Option<u64> = None;
     let mut healed = false;
@@ -230,13 +250,20 @@ pub fn run_seed(seed: u64) -> Result<Outcome, String> {
                 let dev = format!("device{i}");
                 match *r {
                     Some(at) if at <= step => {
-                        sim.repair(CLOUD, dev.as_str());
+                        // Heals a partition; delivers what a hold kept back.
+                        sim.release(CLOUD, dev.as_str());
                         *r = None;
                     }
                     None if drv.chance(partition_rate) => {
-                        sim.partition(CLOUD, dev.as_str());
-                        out.partitions += 1;
-                        *r = Some(step + drv.range(10, 20_000));
+                        if drv.chance(0.5) {
+                            sim.partition(CLOUD, dev.as_str());
+                            out.partitions += 1;
+                            *r = Some(step + drv.range(10, 20_000));
+                        } else {
+                            sim.hold(CLOUD, dev.as_str());
+                            out.holds += 1;
+                            *r = Some(step + drv.range(10, 4_000));
+                        }
                     }
                     _ => {}
                 }
@@ -249,10 +276,11 @@ pub fn run_seed(seed: u64) -> Result<Outcome, String> {
             if phase.busy_done.load(Ordering::SeqCst) == n_devices {
                 healed = true;
                 faults.store(false, Ordering::SeqCst);
+                sim.set_fail_rate(0.0);
                 for (i, r) in repair_at.iter_mut().enumerate() {
-                    if r.take().is_some() {
-                        sim.repair(CLOUD, format!("device{i}").as_str());
-                    }
+                    // Every link, also those turmoil broke by itself.
+                    sim.release(CLOUD, format!("device{i}").as_str());
+                    *r = None;
                 }
                 env.faults.store(false, Ordering::SeqCst);
                 if let Some(at) = bounce_at.as_mut() {
