@@ -202,6 +202,8 @@ fn ingest_is_exactly_once_and_checks_everything() {
         (again.acked_seq, again.versionstamps.len(), again.skipped),
         (100, 0, 100)
     );
+    // ... and says where the skipped events are (a device whose ack was lost marks them).
+    assert_eq!(again.skipped_versionstamps, a.versionstamps);
 
     // A gap names the expected seq.
     let _lost = dev.tools(5);

@@ -163,7 +163,10 @@ pub async fn sync<K: OrderedKv>(
                 acked_seq = ack.acked_seq,
                 "sync"
             );
+            let skipped_versionstamps =
+                skipped_stamps(&app, caller.tenant(), project.id, &append, ack.skipped).await;
             Ok(protobuf(&SyncAck {
+                skipped_versionstamps,
                 acked_seq: ack.acked_seq,
                 versionstamps: ack
                     .written
@@ -368,4 +371,29 @@ mod tests {
         let ok = read_limited(&HeaderMap::new(), Body::from("short"), 25).await;
         assert_eq!(ok.expect("under the limit"), Bytes::from_static(b"short"));
     }
+}
+
+/// Where the skipped events (the batch's first `skipped`, sent before) are in the log, so a
+/// device whose earlier ack was lost can mark them; empty if any cannot be read.
+async fn skipped_stamps<K: OrderedKv>(
+    app: &App<K>,
+    tenant: horde_core::TenantId,
+    project: ProjectId,
+    batch: &AppendBatch,
+    skipped: u64,
+) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(skipped as usize);
+    for ev in batch.events.iter().take(skipped as usize) {
+        let Some(id) = horde_core::decode_event(&ev.body, &ev.hash)
+            .ok()
+            .and_then(|b| horde_core::EventId::from_slice(&b.event_id))
+        else {
+            return Vec::new();
+        };
+        match app.ledger.event_by_id(tenant, project, id).await {
+            Ok(Some(e)) => out.push(e.versionstamp.as_bytes().to_vec()),
+            _ => return Vec::new(),
+        }
+    }
+    out
 }

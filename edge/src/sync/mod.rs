@@ -318,7 +318,9 @@ impl<T: Transport> Syncer<T> {
             }
             // Events the cloud already held (an earlier ack was lost): ask for their stamps.
             let mut stamps: Vec<Vec<u8>> = Vec::with_capacity(batch.len());
-            if skipped > 0 {
+            if skipped > 0 && ack.skipped_versionstamps.len() == skipped {
+                stamps.extend(ack.skipped_versionstamps.iter().cloned());
+            } else if skipped > 0 {
                 let ids: Vec<EventId> = batch[..skipped].iter().map(|e| e.event_id).collect();
                 let found: Vec<Result<Vec<u8>, SyncError>> = futures::stream::iter(ids)
                     .map(|id| self.client.event_versionstamp(id))
