@@ -190,7 +190,7 @@ fn run_seed(seed: u64) {
     }
     // (device index, event id) → the tree that device had right after it.
     let mut points: Vec<(usize, String, Tree)> = Vec::new();
-    let mut note = |d: &Device, i: usize, points: &mut Vec<(usize, String, Tree)>| {
+    let note = |d: &Device, i: usize, points: &mut Vec<(usize, String, Tree)>| {
         if let Some(ev) = d.last_event() {
             points.push((i, ev, walk(&d.dir)));
         }

@@ -220,10 +220,18 @@ async fn sync_with_retries(
     quiet: bool,
 ) -> Result<Report, SyncError> {
     let mut attempt = 0;
+    let device = s.key.device_id();
+    let mut left = crate::sync::pending(&s.conn, device, Some(&s.remote))?;
     loop {
         match s.sync_once(progress).await {
             Ok(r) => return Ok(r),
             Err(e) if e.is_transient() && attempts.is_none_or(|n| attempt + 1 < n) => {
+                // An attempt that got events through was not a failure of the network.
+                let now_left = crate::sync::pending(&s.conn, device, Some(&s.remote))?;
+                if now_left < left {
+                    attempt = 0;
+                }
+                left = now_left;
                 let cap = if attempts.is_some() {
                     Duration::from_secs(8)
                 } else {

@@ -20,6 +20,9 @@ use crate::store::StoreError;
 pub const PROTOBUF: &str = "application/x-protobuf";
 /// Longest any one request may take (a blob upload of a few hundred MB included).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest one request waits in total for a cloud that asks to slow down (then it fails as
+/// transient and the sync's own backoff takes over).
+pub const MAX_PACING: Duration = Duration::from_secs(60);
 /// Answers larger than this are refused (a pull page is at most a few MB).
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
@@ -137,7 +140,23 @@ impl<T: Transport> Client<T> {
     }
 
     async fn call(&self, req: Request) -> Result<Response, SyncError> {
-        let resp = self.transport.send(req).await?;
+        // A cloud that asks us to slow down (429, or 503 with Retry-After) is obeyed here, per
+        // request, so a sync of thousands of blobs paces itself instead of failing.
+        let mut waited = Duration::ZERO;
+        let resp = loop {
+            let resp = self.transport.send(req.clone()).await?;
+            let slow_down = resp.status == StatusCode::TOO_MANY_REQUESTS
+                || (resp.status == StatusCode::SERVICE_UNAVAILABLE && resp.retry_after.is_some());
+            if !slow_down || waited >= MAX_PACING {
+                break resp;
+            }
+            let wait = resp
+                .retry_after
+                .unwrap_or(Duration::from_secs(1))
+                .clamp(Duration::from_millis(100), Duration::from_secs(10));
+            tokio::time::sleep(wait).await;
+            waited += wait;
+        };
         if resp.status.is_success() {
             return Ok(resp);
         }
