@@ -912,12 +912,17 @@ fn store_heads(
 
 /// Exponential backoff with full jitter: attempt 0 → up to `base`, doubling to `cap`.
 pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let mut seed = [0u8; 8];
+    let _ = getrandom::fill(&mut seed);
+    backoff_with(attempt, base, cap, u64::from_le_bytes(seed))
+}
+
+/// [`backoff`] with the random draw given (a simulation replays it from its seed): between
+/// half and all of `base * 2^attempt`, at most `cap`.
+pub fn backoff_with(attempt: u32, base: Duration, cap: Duration, random: u64) -> Duration {
     let max = base
         .saturating_mul(1u32 << attempt.min(20))
         .min(cap)
         .as_millis() as u64;
-    let mut seed = [0u8; 8];
-    let _ = getrandom::fill(&mut seed);
-    let r = u64::from_le_bytes(seed);
-    Duration::from_millis(max / 2 + r % (max / 2 + 1))
+    Duration::from_millis(max / 2 + random % (max / 2 + 1))
 }

@@ -118,11 +118,14 @@ pub struct Script {
     pub batch_events: usize,
 }
 
-/// Full-jitter exponential backoff from the seed (the syncer's `backoff` draws from the OS,
-/// which a replay cannot repeat).
+/// The syncer's backoff with its random draw taken from the seed (so a replay repeats it).
 fn backoff(attempt: u32, rng: &mut Rng) -> Duration {
-    let max = (50u64 << attempt.min(6)).min(2_000);
-    Duration::from_millis(max / 2 + rng.below(max / 2 + 1))
+    horde::sync::backoff_with(
+        attempt,
+        Duration::from_millis(50),
+        Duration::from_secs(2),
+        rng.below(u64::MAX),
+    )
 }
 
 fn sim_micros() -> i64 {
