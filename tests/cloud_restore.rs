@@ -485,9 +485,9 @@ fn restores_every_point_and_forks() {
     assert_eq!(restore(&t.api, project, "").tree, tree3);
     assert_eq!(restore(&t.api, project, &format!("?at={vf}")).tree, tree3);
     // An event of the fork names the fork's timeline.
-    let fork_events = t.api.get(&format!(
-        "/v1/projects/{project}/events?timeline={fork_id}"
-    ));
+    let fork_events = t
+        .api
+        .get(&format!("/v1/projects/{project}/events?timeline={fork_id}"));
     let fork_events = fork_events.json["events"].as_array().expect("events");
     let fork_event = fork_events.last().expect("an event")["id"]
         .as_str()

@@ -532,12 +532,14 @@ impl Cloud {
             .path()
             .join(format!("cloud-{}.log", horde_core::EventId::new()));
         let mut cmd = Command::new(binary("horde-cloud"));
-        cmd.args(["serve", "--listen", listen, "--store", &store, "--blobs", &blobs])
-            .args(args)
-            .env("HORDE_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"));
+        cmd.args([
+            "serve", "--listen", listen, "--store", &store, "--blobs", &blobs,
+        ])
+        .args(args)
+        .env("HORDE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"));
         for (k, v) in env {
             cmd.env(k, v);
         }

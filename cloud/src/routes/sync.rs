@@ -355,24 +355,6 @@ pub async fn pull<K: OrderedKv>(
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_body_past_the_limit_without_a_length_is_too_large() {
-        let body = Body::from_stream(futures::stream::iter(
-            (0..4).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789"))),
-        ));
-        let err = read_limited(&HeaderMap::new(), body, 25)
-            .await
-            .expect_err("over the limit");
-        assert_eq!(err.code, "too_large", "{}", err.message);
-        let ok = read_limited(&HeaderMap::new(), Body::from("short"), 25).await;
-        assert_eq!(ok.expect("under the limit"), Bytes::from_static(b"short"));
-    }
-}
-
 /// Where the skipped events (the batch's first `skipped`, sent before) are in the log, so a
 /// device whose earlier ack was lost can mark them; empty if any cannot be read.
 async fn skipped_stamps<K: OrderedKv>(
@@ -396,4 +378,22 @@ async fn skipped_stamps<K: OrderedKv>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_without_a_length_is_too_large() {
+        let body = Body::from_stream(futures::stream::iter(
+            (0..4).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789"))),
+        ));
+        let err = read_limited(&HeaderMap::new(), body, 25)
+            .await
+            .expect_err("over the limit");
+        assert_eq!(err.code, "too_large", "{}", err.message);
+        let ok = read_limited(&HeaderMap::new(), Body::from("short"), 25).await;
+        assert_eq!(ok.expect("under the limit"), Bytes::from_static(b"short"));
+    }
 }
