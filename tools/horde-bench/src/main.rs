@@ -54,6 +54,10 @@
 //!   `restore.rs`. Not part of `all`: generating the histories takes minutes and a few GB of
 //!   `$TMPDIR` (`--quick` for small sizes).
 //!
+//! - `sync`: `horde sync` draining 100k queued events to a local `horde-cloud` over
+//!   loopback (events/s, CPU per event on each side) vs the same events POSTed back-to-back
+//!   as prebuilt batches; see `sync.rs`. Not part of `all` (`--quick` for 10k events).
+//!
 //! The CLI benchmarks use the `horde` binary from `$HORDE_BIN`, else the one next to this
 //! executable, with `$HORDE_CONFIG_DIR` set to a temporary directory so the user's device key
 //! is never touched.
@@ -63,6 +67,7 @@ mod ledger;
 mod restore;
 mod run_overhead;
 mod step;
+mod sync;
 mod util;
 
 use anyhow::Result;
@@ -92,7 +97,9 @@ enum Command {
     Manifest(ledger::ManifestArgs),
     /// Restoring a tree at a point of a 100k-event history vs `git checkout` and vs a short history.
     Restore(restore::Args),
-    /// All of them except `restore`, in order.
+    /// Draining 100k queued events to a local cloud with `horde sync` vs the cloud's own ingest.
+    Sync(sync::Args),
+    /// All of them except `restore` and `sync`, in order.
     All {
         #[command(flatten)]
         append: append::Args,
@@ -116,6 +123,7 @@ fn main() -> Result<()> {
         Command::LedgerAppend(a) => ledger::run_append(&a),
         Command::Manifest(a) => ledger::run_manifest(&a),
         Command::Restore(a) => restore::run(&a),
+        Command::Sync(a) => sync::run(&a),
         Command::All {
             append,
             step,

@@ -177,7 +177,13 @@ fn release_run(packages: &[&str], tool: &str, args: &[String]) -> Result<(), Str
 fn bench(args: &[String]) -> Result<(), String> {
     let all = ["all".to_owned()];
     let args = if args.is_empty() { &all[..] } else { args };
-    release_run(&["horde", "horde-bench"], "horde-bench", args)
+    // `sync` drains to a real horde-cloud, found beside horde-bench.
+    let packages: &[&str] = if args[0] == "sync" {
+        &["horde", "horde-cloud", "horde-bench"]
+    } else {
+        &["horde", "horde-bench"]
+    };
+    release_run(packages, "horde-bench", args)
 }
 
 /// The cloud's ingest load: horde-cloud vs PostgreSQL COPY (`tools/horde-load`).
@@ -222,7 +228,7 @@ fn main() -> ExitCode {
         Some("sim") => sim(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test | bench [append|step|run-overhead|ledger-append|manifest|restore|all] | load [horde-load options] | sim [SEEDS]"
+                "usage: cargo xtask test | bench [append|step|run-overhead|ledger-append|manifest|restore|sync|all] | load [horde-load options] | sim [SEEDS]"
             );
             return ExitCode::from(2);
         }
