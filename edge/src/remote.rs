@@ -251,6 +251,16 @@ async fn sync_with_retries(
     }
 }
 
+/// One sync with a progress bar and [`ONE_SHOT_ATTEMPTS`] attempts.
+fn one_shot(
+    rt: &tokio::runtime::Runtime,
+    s: &mut Syncer<HttpTransport>,
+    quiet: bool,
+) -> Result<Report, SyncError> {
+    let bar = Bar::new(quiet);
+    rt.block_on(sync_with_retries(s, &bar, Some(ONE_SHOT_ATTEMPTS), quiet))
+}
+
 /// `horde sync`: push, pull, merge into the tree, push what the merge recorded.
 pub fn cmd_sync(
     remote: Option<&str>,
@@ -272,14 +282,7 @@ pub fn cmd_sync(
         }
     }
     if !watch {
-        let bar = Bar::new(json_out);
-        let report = rt.block_on(sync_with_retries(
-            &mut s,
-            &bar,
-            Some(ONE_SHOT_ATTEMPTS),
-            json_out,
-        ))?;
-        drop(bar);
+        let report = one_shot(&rt, &mut s, json_out)?;
         let merged = finish_round(&store, &remote, &rt, &mut s, no_merge)?;
         print_round(&remote, &report, merged.as_ref(), json_out)?;
         let open = merged.as_ref().map_or(0, |m| m.conflicts.len());
@@ -610,14 +613,7 @@ pub fn cmd_clone(
         )?;
         let remote = add_remote(&store.ledger.conn, "origin", &url, Some(&key))?;
         let mut s = syncer(&store, &remote)?;
-        let bar = Bar::new(json_out);
-        let report = rt.block_on(sync_with_retries(
-            &mut s,
-            &bar,
-            Some(ONE_SHOT_ATTEMPTS),
-            json_out,
-        ))?;
-        drop(bar);
+        let report = one_shot(&rt, &mut s, json_out)?;
         let merged = merge::merge_pulled(&store, &remote.name)?;
         let mut r = Report::default();
         rt.block_on(s.push(&mut r, &crate::sync::NoProgress))?;

@@ -346,18 +346,7 @@ impl<T: Transport> Syncer<T> {
                     "UPDATE sync_state SET pushed_id = ?2 WHERE remote = ?1",
                     params![self.remote, last_id],
                 )?;
-                tx.execute(
-                    "INSERT OR IGNORE INTO chain_heads (device_id, seq, hash, signed_at, public_key, signature)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        head.device_id,
-                        head.seq as i64,
-                        head.hash,
-                        head.signed_at,
-                        head.public_key,
-                        head.signature
-                    ],
-                )?;
+                keep_head(&tx, &head)?;
             }
             tx.commit()?;
             report.pushed += (batch.len() - skipped) as u64;
@@ -894,13 +883,8 @@ fn store_heads(
             )));
         }
         match crate::store::read::hash_of_seq(tx, device, head.seq)? {
-            Some(h) if h == head.hash => {
-                tx.execute(
-                    "INSERT OR IGNORE INTO chain_heads (device_id, seq, hash, signed_at, public_key, signature)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![dev, head.seq as i64, head.hash, head.signed_at, head.public_key, head.signature],
-                )?;
-            }
+            Some(h) if h == head.hash => keep_head(tx, head)?,
+
             Some(_) => {
                 return Err(SyncError::Verify(format!(
                     "device {device}: the signed head at seq {} does not match the event stored at that seq",
@@ -910,6 +894,23 @@ fn store_heads(
             None => {} // signs an event after this page: a later page brings it again
         }
     }
+    Ok(())
+}
+
+/// Stores a signed head (one already there for that seq stays).
+fn keep_head(conn: &Connection, head: &ChainHead) -> Result<(), SyncError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO chain_heads (device_id, seq, hash, signed_at, public_key, signature)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        head.device_id,
+        head.seq as i64,
+        head.hash,
+        head.signed_at,
+        head.public_key,
+        head.signature
+    ])?;
     Ok(())
 }
 
