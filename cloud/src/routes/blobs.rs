@@ -54,6 +54,26 @@ pub async fn put_blob<K: OrderedKv>(
             "the blob is {len} bytes; the limit is {limit}"
         )));
     }
+    // Already stored: the answer is 200 either way, but the client is still sending. Reading
+    // its body to the end (within the limit) lets it read the answer on a connection that
+    // stays open, instead of a reset that can swallow the answer mid-upload.
+    if let Some(size) = app.blobs.head(&namespace(&caller), &hash).await? {
+        let mut stream = body.into_data_stream();
+        let mut read = 0u64;
+        while let Some(chunk) = stream.try_next().await.ok().flatten() {
+            read += chunk.len() as u64;
+            if read > limit {
+                break;
+            }
+        }
+        return Ok((
+            StatusCode::OK,
+            axum::Json(
+                serde_json::json!({ "hash": hash.to_hex(), "size": size, "created": false }),
+            ),
+        )
+            .into_response());
+    }
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let out = app
         .blobs
