@@ -55,46 +55,7 @@ impl Cloud {
 
     /// In `dir` (reused across restarts: same store, same blobs).
     pub fn start_in(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Cloud {
-        let store = format!("sqlite:{}", dir.path().join("cloud.db").display());
-        let blobs = format!("fs:{}", dir.path().join("blobs").display());
-        let log = dir
-            .path()
-            .join(format!("cloud-{}.log", horde_core::EventId::new()));
-        let mut cmd = Command::new(binary("horde-cloud"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
-        if !args.contains(&"--store") {
-            cmd.args(["--store", &store]);
-        }
-        if !args.contains(&"--blobs") {
-            cmd.args(["--blobs", &blobs]);
-        }
-        cmd.args(args)
-            .env("HORDE_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start horde-cloud");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read horde-cloud's stdout");
-        let Some(url) = line.trim().strip_prefix("horde-cloud listening on ") else {
-            let _ = child.wait();
-            panic!(
-                "horde-cloud did not start: {line:?}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
-        Cloud {
-            url: url.to_owned(),
-            child,
-            dir,
-            log,
-        }
+        Self::start_in_on(dir, "127.0.0.1:0", args, env)
     }
 
     pub fn api(&self, key: Option<&str>) -> Api {
@@ -532,14 +493,18 @@ impl Cloud {
             .path()
             .join(format!("cloud-{}.log", horde_core::EventId::new()));
         let mut cmd = Command::new(binary("horde-cloud"));
-        cmd.args([
-            "serve", "--listen", listen, "--store", &store, "--blobs", &blobs,
-        ])
-        .args(args)
-        .env("HORDE_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"));
+        cmd.args(["serve", "--listen", listen]);
+        if !args.contains(&"--store") {
+            cmd.args(["--store", &store]);
+        }
+        if !args.contains(&"--blobs") {
+            cmd.args(["--blobs", &blobs]);
+        }
+        cmd.args(args)
+            .env("HORDE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"));
         for (k, v) in env {
             cmd.env(k, v);
         }
