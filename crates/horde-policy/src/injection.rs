@@ -1,0 +1,1 @@
+//! Prompt-injection screening of untrusted content.
