@@ -2,15 +2,15 @@
 //! work on a repository into signed, hash-chained events. See ARCHITECTURE.md for the map.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod demo;
 pub mod merge;
 pub mod output;
 pub mod pty;
 pub mod record;
-pub mod remote;
 pub mod run;
 pub mod scan;
+pub mod session;
 pub mod store;
 pub mod sync;
 pub(crate) mod sys;

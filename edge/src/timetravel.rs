@@ -378,7 +378,7 @@ pub fn resolve_point(
     if t.parse::<EventId>().is_ok() || is_seq {
         return resolved(conn, read::find_event(conn, t, device)?);
     }
-    if let Ok(micros) = crate::cli::parse_time(t) {
+    if let Ok(micros) = parse_time(t) {
         let mut best: Option<i64> = None;
         let last: Option<i64> = conn
             .prepare_cached("SELECT MAX(id) FROM events")?
@@ -632,4 +632,27 @@ pub fn path_history(conn: &Connection, at: Point, path: &RepoPath) -> Result<Vec
         out.extend(read::path_events(conn, tl, lo, hi, path)?);
     }
     Ok(out)
+}
+
+/// Parses a time for `--since`/`--until` into microseconds since the epoch.
+pub fn parse_time(s: &str) -> anyhow::Result<i64> {
+    let t = s.trim();
+    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_microsecond());
+    }
+    let tz = jiff::tz::TimeZone::system();
+    if let Ok(dt) = t.parse::<jiff::civil::DateTime>() {
+        return Ok(dt.to_zoned(tz)?.timestamp().as_microsecond());
+    }
+    if let Ok(d) = t.parse::<jiff::civil::Date>() {
+        return Ok(d.to_zoned(tz)?.timestamp().as_microsecond());
+    }
+    let span_text = t.strip_suffix(" ago").unwrap_or(t);
+    if let Ok(span) = span_text.parse::<jiff::Span>() {
+        let then = jiff::Zoned::now().checked_sub(span.abs())?;
+        return Ok(then.timestamp().as_microsecond());
+    }
+    anyhow::bail!(
+        "cannot read the time {s:?}: use RFC 3339 (2026-11-22T14:12:00Z), a date (2026-11-22), a local time (2026-11-22 14:12) or a duration (\"10 minutes ago\")"
+    )
 }

@@ -269,7 +269,7 @@ pub fn cmd_sync(
     no_merge: bool,
     json_out: bool,
 ) -> Result<ExitCode> {
-    let store = crate::cli::open_store()?;
+    let store = crate::session::open_store()?;
     let remote = pick_remote(&store.ledger.conn, remote)?;
     let mut s = syncer(&store, &remote)?;
     let rt = runtime()?;
@@ -287,7 +287,7 @@ pub fn cmd_sync(
         print_round(&remote, &report, merged.as_ref(), json_out)?;
         let open = merged.as_ref().map_or(0, |m| m.conflicts.len());
         return Ok(if open > 0 {
-            ExitCode::from(crate::cli::EXIT_INCOMPLETE)
+            ExitCode::from(crate::session::EXIT_INCOMPLETE)
         } else {
             ExitCode::SUCCESS
         });
@@ -438,7 +438,7 @@ fn print_round(remote: &Remote, r: &Report, m: Option<&MergeReport>, json_out: b
 }
 
 pub fn cmd_remote_add(name: &str, url: &str, key: Option<String>) -> Result<ExitCode> {
-    let ledger = crate::cli::open_ledger()?;
+    let ledger = crate::session::open_ledger()?;
     let r = add_remote(&ledger.conn, name, url, key.as_deref())?;
     let key_note = if r.api_key.is_some() {
         "with its API key stored in .horde/horde.db"
@@ -453,7 +453,7 @@ pub fn cmd_remote_add(name: &str, url: &str, key: Option<String>) -> Result<Exit
 }
 
 pub fn cmd_remote_list(json_out: bool) -> Result<ExitCode> {
-    let ledger = crate::cli::open_ledger()?;
+    let ledger = crate::session::open_ledger()?;
     let all = remotes(&ledger.conn)?;
     if json_out {
         let v: Vec<_> = all
@@ -472,7 +472,7 @@ pub fn cmd_remote_list(json_out: bool) -> Result<ExitCode> {
 }
 
 pub fn cmd_remote_remove(name: &str) -> Result<ExitCode> {
-    let ledger = crate::cli::open_ledger()?;
+    let ledger = crate::session::open_ledger()?;
     let n = ledger
         .conn
         .execute("DELETE FROM remotes WHERE name = ?1", [name])?;
@@ -606,7 +606,7 @@ pub fn cmd_clone(
     let created = !dir.exists();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let result = (|| -> Result<(Store, Report, MergeReport)> {
-        let store = Store::init_as(&dir, crate::cli::load_key()?, project, main)?;
+        let store = Store::init_as(&dir, crate::session::load_key()?, project, main)?;
         store.ledger.conn.execute(
             "INSERT OR IGNORE INTO timelines (id, created_at, published) VALUES (?1, ?2, 1)",
             params![main.as_bytes(), horde_core::time::now_micros()],
@@ -674,7 +674,7 @@ fn ensure_empty_dir(dir: &Path) -> Result<()> {
 }
 
 pub fn cmd_conflicts(all: bool, json_out: bool) -> Result<ExitCode> {
-    let store = crate::cli::open_store()?;
+    let store = crate::session::open_store()?;
     let list = merge::list_conflicts(&store, all)?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -709,7 +709,7 @@ pub fn cmd_conflicts(all: bool, json_out: bool) -> Result<ExitCode> {
 }
 
 pub fn cmd_resolve(path: &str, take: &str, json_out: bool) -> Result<ExitCode> {
-    let store = crate::cli::open_store()?;
+    let store = crate::session::open_store()?;
     let choice = match take {
         "ours" => merge::Take::Ours,
         "theirs" => merge::Take::Theirs,

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{LogArgs, RunArgs};
+use super::ledger::{self, LogArgs};
+use super::run::{self, RunArgs};
 
 const SCRIPT: &str = "\
 echo 'pub fn helper() -> u32 { 42 }' >> src/main.rs
@@ -60,7 +61,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
 
     println!("Code Horde demo in {}", repo.display());
     say("$ horde init");
-    crate::cli::cmd_init(false)?;
+    ledger::cmd_init(false)?;
 
     say(&format!(
         "$ horde run -- sh -c '…'   # an 'agent' that edits, adds, deletes, renames:\n{}",
@@ -70,7 +71,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join("\n")
     ));
-    crate::cli::cmd_run(RunArgs {
+    run::cmd_run(RunArgs {
         agent: Some("demo-agent".into()),
         no_capture: false,
         capture: true,
@@ -79,7 +80,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     })?;
 
     say("$ horde log --reverse");
-    crate::cli::cmd_log(LogArgs {
+    ledger::cmd_log(LogArgs {
         limit: None,
         types: vec![],
         agents: vec![],
@@ -91,7 +92,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     })?;
 
     say("$ horde verify");
-    crate::cli::cmd_verify(false, false)?;
+    ledger::cmd_verify(false, false)?;
 
     say("Now somebody alters one byte of a stored event (#3) directly in .horde/horde.db …");
     {
@@ -103,7 +104,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
         conn.execute("UPDATE events SET body = ?1 WHERE seq = 3", [body])?;
     }
     say("$ horde verify");
-    let code = crate::cli::cmd_verify(false, false)?;
+    let code = ledger::cmd_verify(false, false)?;
     if code == ExitCode::SUCCESS {
         bail!("verify did not notice the altered event; this is a bug");
     }

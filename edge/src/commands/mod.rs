@@ -1,0 +1,9 @@
+//! The commands, one family per module (as cargo keeps them). Each takes its own arguments
+//! (the clap `Args` types live here, not in `cli.rs`) and returns the exit code; what they
+//! share is in [`crate::session`]. Nothing here imports [`crate::cli`].
+
+pub mod demo;
+pub mod ledger;
+pub mod remote;
+pub mod run;
+pub mod travel;
