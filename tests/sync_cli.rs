@@ -121,6 +121,18 @@ fn sync_clone_status_and_conflicts() {
     a.ok(&["sync"]);
     b.ok(&["sync"]);
     assert_eq!(b.read("new.txt"), "from a\n");
+    // Seqs count per device: with two in the log, each line says whose event it is.
+    let short = |dev: &Dev| {
+        let id = dev.json(&["status", "--json"])["device"]
+            .as_str()
+            .expect("device")
+            .replace('-', "");
+        id[..8].to_owned()
+    };
+    let log = b.ok(&["log"]);
+    for d in [short(&a), short(&b)] {
+        assert!(log.contains(&format!("{d}#")), "{d} in:\n{log}");
+    }
 
     // Edits to different lines of one file merge three-way on both sides.
     a.write("f.txt", "ONE\ntwo\nthree\nfour\nfive\n");

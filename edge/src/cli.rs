@@ -234,13 +234,51 @@ pub fn main() -> ExitCode {
         eprintln!("horde: cannot change to {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
+    if cli.command.only_prints() {
+        crate::sys::default_sigpipe();
+    }
     match dispatch(cli.command) {
         Ok(code) => code,
+        // The reader went away (`horde sync --json | head`): nothing to say to anyone.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("horde: {}", format_error(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+impl Command {
+    /// Commands that only read and print: a closed pipe ends them like `git log | head`.
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Log(_)
+                | Command::Show { .. }
+                | Command::Status { .. }
+                | Command::Verify { .. }
+                | Command::Diff { .. }
+                | Command::History { .. }
+                | Command::Timeline {
+                    command: TimelineCommand::List { .. }
+                }
+                | Command::Remote {
+                    command: RemoteCommand::List { .. }
+                }
+                | Command::Conflicts { .. }
+        )
+    }
+}
+
+/// Did writing our output fail because the reader closed the pipe?
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn format_error(e: &anyhow::Error) -> String {

@@ -12,6 +12,17 @@ pub fn send_signal(pid: u32, signal: i32) {
     }
 }
 
+/// Output into a closed pipe ends the process silently, as git and the coreutils do: the
+/// default action of SIGPIPE, which Rust's runtime turns off. Only for commands that write
+/// nothing but their output (a recording command must finish its transaction instead); call
+/// it before any thread starts.
+pub fn default_sigpipe() {
+    // SAFETY: signal(2) with a constant disposition touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Flushes everything written to the filesystem holding `file` (one call instead of an fsync
 /// per file and per directory).
 pub fn syncfs(file: &std::fs::File) -> std::io::Result<()> {

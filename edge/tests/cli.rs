@@ -603,3 +603,43 @@ fn interactive_sessions_run_on_a_pty_and_are_recorded() {
             .contains(&("create".into(), "answer.txt".into()))
     );
 }
+
+/// `horde log --json | head`: the reader leaves early; horde ends quietly, as git does.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let r = Repo::empty();
+    // Enough events that the JSON outgrows a pipe's buffer (64 KiB).
+    for i in 0..400 {
+        r.write(&format!("f{i}.txt"), "x");
+    }
+    r.ok(&["init"]);
+    for args in [&["log", "--json"][..], &["log"], &["show", "1", "--json"]] {
+        let mut child = r
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn horde");
+        let mut first = [0u8; 16];
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_exact(&mut first)
+            .expect("some output");
+        // The pipe's read end is closed here, before horde is done writing.
+        let out = child.wait_with_output().expect("wait");
+        let err = stderr(&out);
+        assert!(
+            !err.contains("Broken pipe") && !err.contains("panicked") && err.is_empty(),
+            "{args:?}: {err}"
+        );
+        assert!(
+            out.status.success() || out.status.code().is_none(),
+            "{args:?}: ended by SIGPIPE or exit 0, not an error: {:?}",
+            out.status
+        );
+    }
+}

@@ -185,15 +185,22 @@ pub fn cmd_log(a: LogArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let paint = Paint(colour_enabled());
+    // Seqs count per device: when several devices wrote, say whose each one is.
+    let several = read::devices(&ledger.conn)?.len() > 1;
     for r in &rows {
         let line = match decode_event(&r.body, &r.hash) {
             Ok(ev) => summary(&ev),
             Err(e) => paint.red(&format!("<corrupt event: {e}>")),
         };
+        let seq = if several {
+            format!("{}#{:<5}", short_device(r.device), r.seq)
+        } else {
+            format!("#{:<5}", r.seq)
+        };
         let res = writeln!(
             out,
             "{} {} {} {} {}",
-            paint.yellow(&format!("#{:<5}", r.seq)),
+            paint.yellow(&seq),
             paint.dim(&local_time(r.occurred_at)),
             paint.cyan(&format!("{:<12}", r.kind)),
             paint.green(&format!("{:<10}", r.agent)),
@@ -451,4 +458,11 @@ pub fn print_verify(report: &crate::verify::Report, paint: &Paint) {
     } else {
         println!("{}", paint.red("verification FAILED"));
     }
+}
+
+/// A device as `horde log` shows it: the first 8 hex digits of its id.
+fn short_device(d: horde_core::DeviceId) -> String {
+    let mut s = d.to_string().replace('-', "");
+    s.truncate(8);
+    s
 }
