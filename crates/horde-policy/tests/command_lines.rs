@@ -351,7 +351,7 @@ fn command_count_limit() {
 
 #[test]
 fn nesting_depth_limit() {
-    let nest = |n: usize| format!("{}true{}", "(".repeat(n), ")".repeat(n));
+    let nest = |n: usize| format!("{}true{}", "( ".repeat(n), " )".repeat(n));
     assert!(parse(&nest(MAX_DEPTH)).is_ok());
     let err = parse(&nest(MAX_DEPTH + 1)).expect_err("too deep");
     assert!(matches!(err, ParseError::TooDeep { .. }), "{err}");
