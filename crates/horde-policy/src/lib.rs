@@ -8,4 +8,5 @@
 
 pub mod command;
 pub mod injection;
+pub mod remember;
 pub mod secrets;
