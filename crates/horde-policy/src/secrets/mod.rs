@@ -42,6 +42,13 @@ pub const MAX_PEM_BYTES: usize = 16 * 1024;
 /// A file whose first bytes hold a NUL is binary and is not scanned.
 pub const BINARY_SNIFF_BYTES: usize = 8 * 1024;
 
+/// The entropy bar of hex values in assignments (see `Scanner::accept`).
+const HEX_MIN_ENTROPY: f64 = 3.0;
+
+/// The payload of jwt.io's sample token (`{"sub":"1234567890","name":"John Doe",…`), pasted
+/// into countless docs and tests: a documented example, like AWS's `…EXAMPLE` keys.
+const JWT_IO_SAMPLE_PAYLOAD: &str = "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIi";
+
 /// Most entries an allow-list may hold, of paths and of patterns each.
 pub const MAX_ALLOW_ENTRIES: usize = 1024;
 
@@ -403,7 +410,13 @@ impl Scanner {
         end: usize,
     ) -> bool {
         let secret = &text[start..end];
-        if shannon_entropy(secret.as_bytes()) < rule.spec.min_entropy {
+        let mut min_entropy = rule.spec.min_entropy;
+        if rule.spec.check == Check::Assignment && secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            // 16 symbols carry at most 4 bits: a random hex string's entropy sits near 3.7,
+            // so hex values get the lower bar detect-secrets also uses for them.
+            min_entropy = min_entropy.min(HEX_MIN_ENTROPY);
+        }
+        if shannon_entropy(secret.as_bytes()) < min_entropy {
             return false;
         }
         let group = |i: usize| caps.get(i).map_or("", |m| m.as_str());
@@ -411,7 +424,12 @@ impl Scanner {
             Check::None => true,
             Check::NotExample => !secret.contains("EXAMPLE"),
             Check::UrlPassword => url_password_is_real(group(1), secret),
-            Check::Assignment => name_is_secret(group(1)) && value_is_literal_secret(secret),
+            Check::Assignment => {
+                name_is_secret(group(1))
+                    && value_is_literal_secret(secret)
+                    && !is_type_annotation(&text[end..])
+            }
+            Check::Jwt => !secret.contains(JWT_IO_SAMPLE_PAYLOAD),
         };
         if !ok || self.allow_patterns.iter().any(|p| p.is_match(secret)) {
             return false;
@@ -680,7 +698,7 @@ const PLACEHOLDER_PARTS: &[&str] = &[
 
 fn looks_like_placeholder(value: &str) -> bool {
     let lower = value.to_ascii_lowercase();
-    value.starts_with(['$', '%', '&', '@', '*'])
+    value.starts_with(['$', '%', '&'])
         || PLACEHOLDER_PARTS.iter().any(|p| lower.contains(p))
         || value.bytes().all(|b| Some(&b) == value.as_bytes().first())
 }
@@ -690,7 +708,27 @@ fn looks_like_placeholder(value: &str) -> bool {
 fn value_is_literal_secret(value: &str) -> bool {
     let has_digit = value.bytes().any(|b| b.is_ascii_digit());
     let all_digits = value.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
-    has_digit && !all_digits && !looks_like_placeholder(value) && !is_identifier_path(value)
+    has_digit
+        && !all_digits
+        && !looks_like_placeholder(value)
+        && !is_identifier_path(value)
+        && !is_word_chain(value)
+}
+
+/// `let private_key: Curve25519Seed = …`: the "value" after the colon was a type.
+fn is_type_annotation(after_value: &str) -> bool {
+    let rest = after_value.trim_start_matches([' ', '\t', '"', '\'', '`']);
+    rest.starts_with('=') && !rest.starts_with("==") && !rest.starts_with("=>")
+}
+
+/// `x-aws-ec2-metadata-token`, `auth_token_v2`: lowercase words joined by separators name
+/// things; random tokens mix case and digits within their segments.
+fn is_word_chain(value: &str) -> bool {
+    let segments: Vec<&str> = value.split(['-', '_', '.']).collect();
+    segments.len() >= 3
+        && segments
+            .iter()
+            .all(|s| s.len() <= 3 || s.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 /// `self.config.token2`, `a.b.c`: dotted identifiers are code, not secrets.
@@ -846,6 +884,9 @@ mod tests {
         for line in [
             "let token = tokenizer.next_token();",
             "let secret_key = [0u8; 32];",
+            "let be_private_key_buffer: Curve25519SeedBin = my_private.as_be_bytes();",
+            "const X_AWS_EC2_METADATA_TOKEN: &str = \"x-aws-ec2-metadata-token\";",
+            "\"idToken\": \"eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiYWRtaW4iOnRydWV9.EkN-DOsnsuRjRO6BxXemmJDm3HbxrbRzXglbN2S4sOko\"",
             "    token_type = \"Bearer123\"",
             "password = \"${DB_PASSWORD}\"",
             "api_key: &str,",

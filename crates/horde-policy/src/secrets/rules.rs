@@ -66,6 +66,8 @@ pub(crate) enum Check {
     NotExample,
     /// `scheme://user:password@host`: the password must not be a placeholder nor the user name.
     UrlPassword,
+    /// A JWT that is not jwt.io's documented sample.
+    Jwt,
     /// `name = value`: the name must not describe a non-secret (`token_type`, `secret_hash`),
     /// the value must look like a literal secret (has a digit, is not an identifier path, not
     /// a placeholder, not all digits).
@@ -322,7 +324,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         family: Family::OpenAi,
         keywords: &["t3blbkfj"],
         regex: concat!(
-            r"\b(sk-(?:proj|svcacct|admin)-(?:[A-Za-z0-9_-]{74}|[A-Za-z0-9_-]{58})T3BlbkFJ(?:[A-Za-z0-9_-]{74}|[A-Za-z0-9_-]{58})\b|sk-[a-zA-Z0-9]{20}T3BlbkFJ[a-zA-Z0-9]{20})",
+            r"\b(sk-(?:proj|svcacct|admin)-(?:[A-Za-z0-9_-]{74}|[A-Za-z0-9_-]{58})T3BlbkFJ(?:[A-Za-z0-9_-]{74}|[A-Za-z0-9_-]{58})|sk-[a-zA-Z0-9]{20}T3BlbkFJ[a-zA-Z0-9]{20})",
             end!()
         ),
         secret_group: 1,
@@ -391,7 +393,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
-        check: Check::None,
+        check: Check::Jwt,
     },
     RuleSpec {
         id: "database-url",
