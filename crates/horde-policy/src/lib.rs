@@ -6,7 +6,9 @@
 //! Invariant: a decision that cannot be made is never "allow" (unparseable → ask; a missing or
 //! corrupt manifest → an error, and callers treat an error as deny).
 
+pub mod budget;
 pub mod command;
 pub mod injection;
 pub mod remember;
 pub mod secrets;
+pub mod tiers;

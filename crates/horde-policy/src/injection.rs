@@ -1,1 +1,0 @@
-//! Prompt-injection screening of untrusted content.
