@@ -7,5 +7,8 @@
 //! corrupt manifest → an error, and callers treat an error as deny).
 
 pub mod command;
+pub mod decide;
 pub mod injection;
+pub mod manifest;
+pub mod paths;
 pub mod secrets;
