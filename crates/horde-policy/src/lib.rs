@@ -8,7 +8,10 @@
 
 pub mod budget;
 pub mod command;
+pub mod decide;
 pub mod injection;
+pub mod manifest;
+pub mod paths;
 pub mod remember;
 pub mod secrets;
 pub mod tiers;
