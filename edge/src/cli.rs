@@ -4,7 +4,8 @@
 //! Exit codes: 0 success; 1 failure (including `verify` finding tampering); 2 usage errors;
 //! `horde run` passes the command's exit code through (128+N when killed by signal N, 127 when
 //! it could not be started), except that when the command succeeded but some paths could not
-//! be recorded it exits 3.
+//! be recorded it exits 3. `horde policy check` exits 4 for deny and 5 for ask;
+//! `horde secrets scan` exits 6 when it finds secrets.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +16,8 @@ use clap::{Parser, Subcommand};
 use crate::commands::ledger::{self, LogArgs};
 use crate::commands::run::{self, RunArgs};
 use crate::commands::travel::{self, RestoreArgs};
+use crate::commands::policy::{self, ApprovalsArgs, ApproveArgs, PolicyCommand, RejectArgs};
+use crate::commands::secrets::{self, SecretsCommand};
 use crate::commands::{demo, remote};
 
 pub use crate::session::EXIT_INCOMPLETE;
@@ -174,6 +177,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What agents may do: capability manifests per role, checked by structure.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Approval requests waiting for a person (`--all`: answered and expired ones too).
+    Approvals(ApprovalsArgs),
+    /// Grant an approval request; `--remember` keeps the answer for the session or repository.
+    Approve(ApproveArgs),
+    /// Refuse an approval request, saying why.
+    Reject(RejectArgs),
+    /// Find secrets in files (the scanner that redacts what horde records).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// A self-contained tour in a temporary directory: init, record a command, log, verify.
     Demo {
         /// Keep the demo repository in DIR instead of a temporary directory.
@@ -266,6 +285,8 @@ impl Command {
                     command: RemoteCommand::List { .. }
                 }
                 | Command::Conflicts { .. }
+                | Command::Approvals(_)
+                | Command::Secrets { .. }
         )
     }
 }
@@ -342,6 +363,11 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         } => remote::cmd_clone(&url, &project, directory, key, json),
         Command::Conflicts { all, json } => remote::cmd_conflicts(all, json),
         Command::Resolve { path, take, json } => remote::cmd_resolve(&path, &take, json),
+        Command::Policy { command } => policy::cmd_policy(command),
+        Command::Approvals(a) => policy::cmd_approvals(a),
+        Command::Approve(a) => policy::cmd_approve(a),
+        Command::Reject(a) => policy::cmd_reject(a),
+        Command::Secrets { command } => secrets::cmd_secrets(command),
         Command::Demo { keep } => demo::run(keep),
     }
 }

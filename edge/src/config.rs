@@ -12,6 +12,12 @@ use crate::store::writer::{DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_HEAD_INTERVAL};
 /// output still reaches the terminal) and the observation is marked truncated.
 pub const DEFAULT_CAPTURE_LIMIT: u64 = 256 * 1024 * 1024;
 
+/// An approval request unanswered this long expires (one hour).
+pub const DEFAULT_APPROVAL_TTL_SECS: u64 = 60 * 60;
+/// The longest an approval request may wait (a week): a forgotten request must not stay
+/// answerable for ever.
+pub const MAX_APPROVAL_TTL_SECS: u64 = 7 * 24 * 60 * 60;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -25,6 +31,8 @@ pub struct Config {
     /// changes on a timeline, and after no fewer than a quarter of the tree's entries: the
     /// state at any point is then a checkpoint plus a bounded number of changes.
     pub checkpoint_interval: u64,
+    /// Seconds an approval request waits for a person before it expires.
+    pub approval_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -34,6 +42,7 @@ impl Default for Config {
             head_interval: DEFAULT_HEAD_INTERVAL,
             capture_limit: DEFAULT_CAPTURE_LIMIT,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            approval_ttl_secs: DEFAULT_APPROVAL_TTL_SECS,
         }
     }
 }
@@ -81,6 +90,23 @@ impl Config {
                     )
                 })?;
         }
+        if let Ok(v) = std::env::var("HORDE_APPROVAL_TTL") {
+            cfg.approval_ttl_secs = v.parse::<u64>().ok().ok_or_else(|| {
+                ConfigError::Env(
+                    "HORDE_APPROVAL_TTL",
+                    v.clone(),
+                    "expected a number of seconds".into(),
+                )
+            })?;
+        }
+        if cfg.approval_ttl_secs == 0 || cfg.approval_ttl_secs > MAX_APPROVAL_TTL_SECS {
+            return Err(ConfigError::Parse(
+                path.to_owned(),
+                format!(
+                    "approval_ttl_secs must be between 1 and {MAX_APPROVAL_TTL_SECS} (a week)"
+                ),
+            ));
+        }
         if cfg.checkpoint_interval == 0 {
             return Err(ConfigError::Parse(
                 path.to_owned(),
@@ -115,6 +141,9 @@ capture_limit = 268435456
 # timeline (and no fewer than a quarter of the tree's entries), so that restoring any point
 # reads one manifest and a bounded number of changes.
 checkpoint_interval = 1000
+
+# Seconds an approval request waits for a person before it expires (at most a week).
+approval_ttl_secs = 3600
 ";
 
 static CONFIG_DIR_OVERRIDE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -140,6 +169,62 @@ pub fn user_config_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
     home.join(".config").join("horde")
+}
+
+impl Config {
+    pub fn approval_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.approval_ttl_secs)
+    }
+}
+
+/// The key of this user's secret fingerprints (`fingerprint.key` beside the device key,
+/// 32 random bytes, mode 0600, made on first use): one secret gets one fingerprint on this
+/// machine, and without the key a fingerprint cannot be tested against guesses.
+pub fn fingerprint_key() -> anyhow::Result<horde_policy::secrets::FingerprintKey> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = user_config_dir().join("fingerprint.key");
+    let read = |p: &std::path::Path| -> anyhow::Result<Option<horde_policy::secrets::FingerprintKey>> {
+        match std::fs::read(p) {
+            Ok(b) => {
+                let a: [u8; 32] = b.as_slice().try_into().map_err(|_| {
+                    anyhow::anyhow!("{} is not a fingerprint key (32 bytes); remove it", p.display())
+                })?;
+                Ok(Some(horde_policy::secrets::FingerprintKey::new(a)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+        }
+    };
+    if let Some(k) = read(&path)? {
+        return Ok(k);
+    }
+    let dir = user_config_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
+    // Written aside and linked into place: two processes racing both end up with one key.
+    let tmp = dir.join(format!(".fingerprint.key.{}", std::process::id()));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(&b)?;
+        f.sync_all()?;
+    }
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
+    }
+    read(&path)?.ok_or_else(|| anyhow::anyhow!("{} vanished", path.display()))
 }
 
 /// The device key file.

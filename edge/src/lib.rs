@@ -1,6 +1,7 @@
 //! The horde edge: the `horde` CLI, the edge store (`.horde/`), and the recorders that turn
 //! work on a repository into signed, hash-chained events. See ARCHITECTURE.md for the map.
 
+pub mod approvals;
 pub mod cli;
 pub mod commands;
 pub mod config;

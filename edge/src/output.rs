@@ -146,12 +146,22 @@ fn summary_text(ev: &proto::EventBody) -> String {
             m.text.lines().next().unwrap_or("")
         ),
         Payload::Signal(s) => format!("signal {} {}", enum_str(&j["kind"]), s.subject),
-        Payload::Approval(a) => format!(
-            "approval {} {} (by {})",
-            enum_str(&j["kind"]),
-            a.what,
-            a.who
-        ),
+        Payload::Approval(a) => {
+            let id: String = hex::encode(&a.request_id).chars().take(8).collect();
+            let mut s = format!("approval {} {id} {} (by {})", enum_str(&j["kind"]), a.what, a.who);
+            if !a.pattern.is_empty() {
+                s.push_str(&format!(
+                    "; remembered ({} for the {}): {}",
+                    a.remember,
+                    a.scope,
+                    a.pattern.replace('\n', " ; ")
+                ));
+            }
+            if !a.reason.is_empty() {
+                s.push_str(&format!(": {}", a.reason));
+            }
+            s
+        }
         Payload::Violation(v) => format!(
             "violation: expected {}, observed {}",
             v.expected, v.observed

@@ -11,6 +11,12 @@ use crate::store::{Layout, Ledger, Store};
 
 /// Exit code of a recording command when it succeeded but part of its effect was not recorded.
 pub const EXIT_INCOMPLETE: u8 = 3;
+/// Exit code of `horde policy check` when the answer is deny (or a person said no).
+pub const EXIT_DENIED: u8 = 4;
+/// Exit code of `horde policy check` when the answer is ask (and nobody answered yet).
+pub const EXIT_ASK: u8 = 5;
+/// Exit code of `horde secrets scan` when it found secrets.
+pub const EXIT_FOUND: u8 = 6;
 
 pub fn cwd() -> Result<PathBuf> {
     std::env::current_dir().context("cannot read the current directory")

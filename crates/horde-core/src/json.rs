@@ -90,6 +90,9 @@ pub fn payload_json(p: &Payload) -> Value {
             "request_id": uuid_str(&a.request_id),
             "kind": enum_name(approval::Kind::try_from(a.kind).ok().map(|k| k.as_str_name()), "KIND_"),
             "who": a.who, "what": a.what, "reason": a.reason,
+            "action": a.action, "subject": a.subject,
+            "expires_at": (a.expires_at != 0).then_some(a.expires_at),
+            "session": a.session, "remember": a.remember, "scope": a.scope, "pattern": a.pattern,
         }),
         Payload::Message(m) => json!({
             "from": m.from, "to": m.to, "text": m.text, "body_blob": hex_or_null(&m.body_blob),

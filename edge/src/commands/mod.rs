@@ -4,6 +4,8 @@
 
 pub mod demo;
 pub mod ledger;
+pub mod policy;
 pub mod remote;
 pub mod run;
+pub mod secrets;
 pub mod travel;
