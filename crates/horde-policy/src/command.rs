@@ -643,14 +643,12 @@ impl<'a> Parser<'a> {
                             break;
                         }
                         Some('\\') => {
-                            let decoded = match self.at(1) {
-                                Some('n') => '\n',
-                                Some('t') => '\t',
-                                Some(c) => c,
-                                None => return self.err("unterminated $'"),
-                            };
-                            w.text.push(decoded);
-                            self.pos += 2;
+                            self.pos += 1;
+                            match self.ansi_escape() {
+                                Some(decoded) => w.text.push(decoded),
+                                // An escape this parser does not decode: the value is unknown.
+                                None => w.dynamic = true,
+                            }
                         }
                         Some(c) => {
                             w.text.push(c);
@@ -690,6 +688,48 @@ impl<'a> Parser<'a> {
         }
         w.text.extend(&self.chars[start..self.pos]);
         Ok(())
+    }
+
+    /// Decodes one `$'…'` escape after its backslash (bash's set), or `None` for one it cannot
+    /// decode (`\cX`, a code point that is not a char).
+    fn ansi_escape(&mut self) -> Option<char> {
+        let c = self.cur()?;
+        self.pos += 1;
+        let simple = match c {
+            'n' => Some('\n'),
+            't' => Some('\t'),
+            'r' => Some('\r'),
+            'a' => Some('\u{7}'),
+            'b' => Some('\u{8}'),
+            'e' | 'E' => Some('\u{1b}'),
+            'f' => Some('\u{c}'),
+            'v' => Some('\u{b}'),
+            '\\' | '\'' | '"' | '?' => Some(c),
+            _ => None,
+        };
+        if simple.is_some() {
+            return simple;
+        }
+        let (radix, max_digits, first) = match c {
+            'x' => (16, 2, None),
+            'u' => (16, 4, None),
+            'U' => (16, 8, None),
+            '0'..='7' => (8, 2, c.to_digit(8)),
+            _ => return None,
+        };
+        let mut value = first.unwrap_or(0);
+        let mut digits = 0;
+        while digits < max_digits
+            && let Some(d) = self.cur().and_then(|d| d.to_digit(radix))
+        {
+            value = value.checked_mul(radix)?.checked_add(d)?;
+            self.pos += 1;
+            digits += 1;
+        }
+        if first.is_none() && digits == 0 {
+            return None;
+        }
+        char::from_u32(value)
     }
 
     /// The commands of `$(...)` / `<(...)`: parsed in place up to the closing `)`.
@@ -837,7 +877,7 @@ impl<'a> Parser<'a> {
                 "if" => Some("if"),
                 "while" => Some("while"),
                 "until" => Some("until"),
-                "for" => Some("for"),
+                "for" | "select" => Some("for"),
                 "case" => Some("case"),
                 "[[" => Some("[["),
                 "function" => Some("function"),
@@ -1319,7 +1359,7 @@ impl<'a> Parser<'a> {
                     Some(n + 1)
                 }
                 "nice" => Some(self.options(&name, rest, "n", &["--adjustment"])?.0),
-                "nohup" | "setsid" => Some(self.options(&name, rest, "", &[])?.0),
+                "nohup" | "setsid" | "coproc" => Some(self.options(&name, rest, "", &[])?.0),
                 "stdbuf" => Some(
                     self.options(&name, rest, "ioe", &["--input", "--output", "--error"])?
                         .0,
@@ -1369,6 +1409,7 @@ impl<'a> Parser<'a> {
                     return self.shell(inv, i);
                 }
                 "su" => return self.su(inv, i),
+                "watch" => return self.watch(inv, i),
                 "eval" => {
                     self.opaque("`eval` runs text as shell code".into());
                     return Ok(());
@@ -1777,6 +1818,48 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         self.finish(inv, i)
+    }
+
+    /// `watch CMD ARGS…` runs `sh -c "CMD ARGS…"` (the words joined by spaces) again and
+    /// again; `watch -x` runs them as an argv.
+    fn watch(&mut self, mut inv: Invocation, i: usize) -> Result<(), ParseError> {
+        let name = base_name(&inv.argv[i].text).to_owned();
+        let rest = inv.argv[i + 1..].to_vec();
+        let (n, opts) = self.options(
+            &name,
+            &rest,
+            "nqd",
+            &["--interval", "--differences", "--equexit"],
+        )?;
+        if n >= rest.len() {
+            return self.finish(inv, i);
+        }
+        inv.wrappers.push(name);
+        let argv = rest[n..].to_vec();
+        if opts.iter().any(|(o, _)| o == "-x" || o == "--exec") {
+            return self.resolve(Invocation { argv, ..inv });
+        }
+        let dynamic = argv.iter().any(|a| a.dynamic);
+        let script = argv
+            .iter()
+            .map(|a| a.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let argv = vec![
+            Arg {
+                text: "sh".into(),
+                dynamic: false,
+            },
+            Arg {
+                text: "-c".into(),
+                dynamic: false,
+            },
+            Arg {
+                text: script,
+                dynamic,
+            },
+        ];
+        self.shell(Invocation { argv, ..inv }, 0)
     }
 
     fn su(&mut self, mut inv: Invocation, i: usize) -> Result<(), ParseError> {
@@ -2424,16 +2507,29 @@ const VALUE_FLAGS: &[(&str, &[&str])] = &[
 ];
 
 fn canonical_flag(program: &str, flag: &str) -> String {
-    for (p, groups) in SYNONYMS {
-        if *p == program {
-            for group in *groups {
-                if group.contains(&flag) {
-                    return group[0].to_owned();
-                }
-            }
+    let groups = SYNONYMS
+        .iter()
+        .filter(|(p, _)| *p == program)
+        .flat_map(|(_, groups)| groups.iter());
+    let mut abbreviated = Vec::new();
+    for group in groups {
+        if group.contains(&flag) {
+            return group[0].to_owned();
+        }
+        // GNU getopt takes an unambiguous prefix of a long option: `--rec` is `--recursive`.
+        if flag.len() >= 4
+            && flag.starts_with("--")
+            && group
+                .iter()
+                .any(|s| s.starts_with("--") && s.starts_with(flag))
+        {
+            abbreviated.push(group[0]);
         }
     }
-    flag.to_owned()
+    match abbreviated.as_slice() {
+        [only] => (*only).to_owned(),
+        _ => flag.to_owned(),
+    }
 }
 
 fn takes_value(program: &str, canonical: &str) -> bool {

@@ -828,3 +828,27 @@ fn function_keyword_and_nul_bytes() {
     assert!(parse("echo a\0; rm -rf /").is_err());
     assert!(parse_argv(&["echo".to_owned(), "a\0b".to_owned()]).is_err());
 }
+
+#[test]
+fn more_wrappers_and_forms() {
+    let p = parsed("watch -n 1 'ls -la | wc -l'");
+    assert_eq!(names_of(&p), vec!["ls", "wc"]);
+    assert_eq!(p.commands[0].wrappers, vec!["watch", "sh -c"]);
+    assert_eq!(names("watch -x rm -f x"), vec!["rm"]);
+    assert_eq!(names("coproc rm x"), vec!["rm"]);
+    assert_eq!(names("select x in a b; do rm \"$x\"; done"), vec!["rm"]);
+    // ANSI-C escapes decode to the program they spell, or leave it unknown.
+    assert_eq!(only("$'\\x72\\155' -rf x").name(), "rm");
+    assert_eq!(only("$'r\\u006d' -rf x").name(), "rm");
+    assert!(!parsed("$'\\cX' x").opaque.is_empty());
+    assert!(
+        !parsed("{rm,-rf,x}").opaque.is_empty(),
+        "brace expansion makes the program unknown"
+    );
+}
+
+#[test]
+fn abbreviated_long_options_are_recognised() {
+    assert!(matches("rm -r *", "rm --recur x"));
+    assert!(matches("rm -r *", "rm --rec --forc x"));
+}
