@@ -561,17 +561,115 @@ fn random_bytes_never_panic() {
             .collect();
         if let Ok(p) = parse(&line) {
             parsed_ok += 1;
-            assert!(p.commands.len() <= MAX_COMMANDS);
-            for c in &p.commands {
-                let _ = ArgvPattern::exact(c);
-                let _ = ArgvPattern::prefix(c);
-            }
+            check_patterns_of(&line, &p);
         }
     }
+    println!("random characters: {parsed_ok} of 20000 lines parsed");
     assert!(
         parsed_ok > 0,
         "the generator should produce some valid lines"
     );
+}
+
+/// Every pattern built from a command matches it (exact only when its values are known).
+fn check_patterns_of(line: &str, p: &CommandLine) {
+    assert!(p.commands.len() <= MAX_COMMANDS);
+    for c in &p.commands {
+        if let Ok(exact) = ArgvPattern::exact(c) {
+            assert_eq!(exact.matches(c), !c.dynamic, "{line:?}: {exact} vs {c:?}");
+        }
+        if let Ok(prefix) = ArgvPattern::prefix(c)
+            && !c.dynamic
+        {
+            assert!(prefix.matches(c), "{line:?}: {prefix} vs {c:?}");
+        }
+    }
+}
+
+#[test]
+fn random_token_soup_never_panics_and_patterns_match_their_commands() {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let vocabulary = [
+        "rm",
+        "-rf",
+        "-r",
+        "--force",
+        "git",
+        "push",
+        "cargo",
+        "test",
+        "-p",
+        "x",
+        "'a b'",
+        "\"c $d\"",
+        "$X",
+        "*.rs",
+        "|",
+        "&&",
+        "||",
+        ";",
+        "&",
+        "\n",
+        "(",
+        ")",
+        "{",
+        "}",
+        "$(",
+        "`",
+        ">",
+        ">>",
+        "2>&1",
+        "<<EOF\nbody\nEOF\n",
+        "bash -c",
+        "sh -c 'ls'",
+        "sudo",
+        "env A=1",
+        "xargs",
+        "timeout 5",
+        "find . -exec",
+        "\\;",
+        "if",
+        "then",
+        "fi",
+        "for i in a;",
+        "do",
+        "done",
+        "case x in",
+        "esac",
+        "FOO=bar",
+        "--",
+        "-",
+        "=",
+        "python3",
+        "-c",
+        "eval",
+        "<(",
+        "$'\\x41'",
+        "git -c a.b=c",
+    ];
+    let mut parsed_ok = 0;
+    let mut with_commands = 0;
+    for _ in 0..20_000 {
+        let len = 1 + (next() % 12) as usize;
+        let line = (0..len)
+            .map(|_| vocabulary[(next() >> 8) as usize % vocabulary.len()])
+            .collect::<Vec<_>>()
+            .join(" ");
+        if let Ok(p) = parse(&line) {
+            parsed_ok += 1;
+            with_commands += usize::from(!p.commands.is_empty());
+            check_patterns_of(&line, &p);
+        }
+    }
+    println!("token soup: {parsed_ok} of 20000 lines parsed, {with_commands} with commands");
+    assert!(parsed_ok > 1000, "only {parsed_ok} token lines parsed");
+    assert!(with_commands > 0);
 }
 
 // ---- patterns ----------------------------------------------------------------------------------
