@@ -1902,53 +1902,16 @@ impl<'a> Parser<'a> {
 
 /// Variables that make a program load or run code other than its own.
 fn code_env(name: &str) -> bool {
+    #[rustfmt::skip]
     const NAMES: &[&str] = &[
-        "PATH",
-        "LD_PRELOAD",
-        "LD_LIBRARY_PATH",
-        "LD_AUDIT",
-        "DYLD_INSERT_LIBRARIES",
-        "DYLD_LIBRARY_PATH",
-        "BASH_ENV",
-        "ENV",
-        "PROMPT_COMMAND",
-        "SHELLOPTS",
-        "PS4",
-        "PAGER",
-        "EDITOR",
-        "VISUAL",
-        "MANPAGER",
-        "GIT_SSH",
-        "GIT_SSH_COMMAND",
-        "GIT_EDITOR",
-        "GIT_SEQUENCE_EDITOR",
-        "GIT_PAGER",
-        "GIT_EXTERNAL_DIFF",
-        "GIT_ASKPASS",
-        "SSH_ASKPASS",
-        "GIT_PROXY_COMMAND",
-        "GIT_EXEC_PATH",
-        "GIT_TEMPLATE_DIR",
-        "GIT_DIR",
-        "PYTHONPATH",
-        "PYTHONSTARTUP",
-        "PYTHONHOME",
-        "NODE_OPTIONS",
-        "NODE_PATH",
-        "PERL5OPT",
-        "PERL5LIB",
-        "PERLLIB",
-        "RUBYOPT",
-        "RUBYLIB",
-        "JAVA_TOOL_OPTIONS",
-        "_JAVA_OPTIONS",
-        "RUSTC_WRAPPER",
-        "RUSTC",
-        "CARGO_BUILD_RUSTC_WRAPPER",
-        "CC",
-        "CXX",
-        "LESSOPEN",
-        "LESSCLOSE",
+        "PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "DYLD_INSERT_LIBRARIES",
+        "DYLD_LIBRARY_PATH", "BASH_ENV", "ENV", "PROMPT_COMMAND", "SHELLOPTS", "PS4", "PAGER",
+        "EDITOR", "VISUAL", "MANPAGER", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_EDITOR",
+        "GIT_SEQUENCE_EDITOR", "GIT_PAGER", "GIT_EXTERNAL_DIFF", "GIT_ASKPASS", "SSH_ASKPASS",
+        "GIT_PROXY_COMMAND", "GIT_EXEC_PATH", "GIT_TEMPLATE_DIR", "GIT_DIR", "PYTHONPATH",
+        "PYTHONSTARTUP", "PYTHONHOME", "NODE_OPTIONS", "NODE_PATH", "PERL5OPT", "PERL5LIB",
+        "PERLLIB", "RUBYOPT", "RUBYLIB", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "RUSTC_WRAPPER",
+        "RUSTC", "CARGO_BUILD_RUSTC_WRAPPER", "CC", "CXX", "LESSOPEN", "LESSCLOSE",
     ];
     NAMES.contains(&name) || name.starts_with("GIT_CONFIG") || name.starts_with("BASH_FUNC_")
 }
@@ -1995,49 +1958,17 @@ fn assignment(t: &str) -> Option<(String, String)> {
 }
 
 /// Interpreters that run code given inline or read from standard input.
+#[rustfmt::skip]
 pub(crate) const INTERPRETERS: &[&str] = &[
-    "python",
-    "python2",
-    "python3",
-    "pypy",
-    "pypy3",
-    "node",
-    "nodejs",
-    "ruby",
-    "perl",
-    "php",
-    "deno",
-    "bun",
-    "lua",
-    "luajit",
-    "Rscript",
-    "osascript",
-    "tclsh",
-    "wish",
-    "irb",
-    "jshell",
-    "groovy",
-    "julia",
-    "awk",
-    "gawk",
-    "mawk",
-    "nawk",
+    "python", "python2", "python3", "pypy", "pypy3", "node", "nodejs", "ruby", "perl", "php",
+    "deno", "bun", "lua", "luajit", "Rscript", "osascript", "tclsh", "wish", "irb", "jshell",
+    "groovy", "julia", "awk", "gawk", "mawk", "nawk",
 ];
 
 /// Shells: their `-c` strings are code.
+#[rustfmt::skip]
 pub(crate) const SHELLS: &[&str] = &[
-    "sh",
-    "bash",
-    "zsh",
-    "dash",
-    "ksh",
-    "mksh",
-    "ash",
-    "fish",
-    "csh",
-    "tcsh",
-    "pwsh",
-    "powershell",
+    "sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish", "csh", "tcsh", "pwsh", "powershell",
 ];
 
 /// Is `name` an interpreter (`python3.12` counts as `python3`)?
@@ -2297,213 +2228,49 @@ fn quote_word(w: &str) -> String {
 const ORDER_SENSITIVE: &[&str] = &["find", "test", "[", "[[", "expr"];
 
 /// Programs whose single-dash words are whole options (`-name`, `-run`), not clusters.
+#[rustfmt::skip]
 const NO_CLUSTERS: &[&str] = &[
-    "java",
-    "javac",
-    "go",
-    "gcc",
-    "g++",
-    "cc",
-    "c++",
-    "clang",
-    "clang++",
-    "ld",
-    "ffmpeg",
+    "java", "javac", "go", "gcc", "g++", "cc", "c++", "clang", "clang++", "ld", "ffmpeg",
     "xcodebuild",
 ];
 
 /// Long and short spellings of one option, per program: the first spelling is canonical.
+#[rustfmt::skip]
 const SYNONYMS: &[(&str, &[&[&str]])] = &[
-    (
-        "rm",
-        &[
-            &["-r", "-R", "--recursive"],
-            &["-f", "--force"],
-            &["-i", "--interactive"],
-            &["-d", "--dir"],
-            &["-v", "--verbose"],
-        ],
-    ),
-    (
-        "cp",
-        &[
-            &["-r", "-R", "--recursive"],
-            &["-f", "--force"],
-            &["-a", "--archive"],
-            &["-v", "--verbose"],
-            &["-n", "--no-clobber"],
-        ],
-    ),
-    (
-        "mv",
-        &[
-            &["-f", "--force"],
-            &["-n", "--no-clobber"],
-            &["-v", "--verbose"],
-        ],
-    ),
+    ("rm", &[&["-r", "-R", "--recursive"], &["-f", "--force"], &["-i", "--interactive"], &["-d", "--dir"], &["-v", "--verbose"]]),
+    ("cp", &[&["-r", "-R", "--recursive"], &["-f", "--force"], &["-a", "--archive"], &["-v", "--verbose"], &["-n", "--no-clobber"]]),
+    ("mv", &[&["-f", "--force"], &["-n", "--no-clobber"], &["-v", "--verbose"]]),
     ("chmod", &[&["-R", "--recursive"]]),
     ("chown", &[&["-R", "--recursive"]]),
     ("chgrp", &[&["-R", "--recursive"]]),
     ("mkdir", &[&["-p", "--parents"]]),
     ("ln", &[&["-s", "--symbolic"], &["-f", "--force"]]),
-    (
-        "git",
-        &[
-            &["-f", "--force"],
-            &["-n", "--dry-run"],
-            &["-d", "--delete"],
-            &["-m", "--message"],
-            &["-a", "--all"],
-            &["-q", "--quiet"],
-            &["-v", "--verbose"],
-        ],
-    ),
-    (
-        "cargo",
-        &[
-            &["-p", "--package"],
-            &["-r", "--release"],
-            &["-F", "--features"],
-            &["-j", "--jobs"],
-            &["-q", "--quiet"],
-            &["-v", "--verbose"],
-        ],
-    ),
-    (
-        "npm",
-        &[
-            &["-g", "--global"],
-            &["-D", "--save-dev"],
-            &["-f", "--force"],
-        ],
-    ),
-    (
-        "sed",
-        &[
-            &["-i", "--in-place"],
-            &["-e", "--expression"],
-            &["-n", "--quiet", "--silent"],
-        ],
-    ),
-    (
-        "curl",
-        &[
-            &["-o", "--output"],
-            &["-X", "--request"],
-            &["-d", "--data"],
-            &["-H", "--header"],
-            &["-s", "--silent"],
-            &["-L", "--location"],
-        ],
-    ),
+    ("git", &[&["-f", "--force"], &["-n", "--dry-run"], &["-d", "--delete"], &["-m", "--message"], &["-a", "--all"], &["-q", "--quiet"], &["-v", "--verbose"]]),
+    ("cargo", &[&["-p", "--package"], &["-r", "--release"], &["-F", "--features"], &["-j", "--jobs"], &["-q", "--quiet"], &["-v", "--verbose"]]),
+    ("npm", &[&["-g", "--global"], &["-D", "--save-dev"], &["-f", "--force"]]),
+    ("sed", &[&["-i", "--in-place"], &["-e", "--expression"], &["-n", "--quiet", "--silent"]]),
+    ("curl", &[&["-o", "--output"], &["-X", "--request"], &["-d", "--data"], &["-H", "--header"], &["-s", "--silent"], &["-L", "--location"]]),
     ("ls", &[&["-a", "--all"], &["-R", "--recursive"]]),
-    (
-        "grep",
-        &[
-            &["-r", "--recursive"],
-            &["-i", "--ignore-case"],
-            &["-e", "--regexp"],
-        ],
-    ),
-    (
-        "rsync",
-        &[
-            &["-r", "--recursive"],
-            &["-a", "--archive"],
-            &["-n", "--dry-run"],
-        ],
-    ),
+    ("grep", &[&["-r", "--recursive"], &["-i", "--ignore-case"], &["-e", "--regexp"]]),
+    ("rsync", &[&["-r", "--recursive"], &["-a", "--archive"], &["-n", "--dry-run"]]),
     ("kubectl", &[&["-n", "--namespace"], &["-f", "--filename"]]),
-    (
-        "docker",
-        &[
-            &["-v", "--volume"],
-            &["-e", "--env"],
-            &["-p", "--publish"],
-            &["-f", "--force"],
-        ],
-    ),
+    ("docker", &[&["-v", "--volume"], &["-e", "--env"], &["-p", "--publish"], &["-f", "--force"]]),
 ];
 
 /// Options that take a value as the next word (canonical spelling), per program: the value is
 /// kept with its option, so `git -C dir push` is `git push` with `-C=dir`.
+#[rustfmt::skip]
 const VALUE_FLAGS: &[(&str, &[&str])] = &[
-    (
-        "git",
-        &[
-            "-C",
-            "-c",
-            "--git-dir",
-            "--work-tree",
-            "--namespace",
-            "-m",
-            "-b",
-            "-B",
-            "--format",
-        ],
-    ),
-    (
-        "cargo",
-        &[
-            "-p",
-            "-F",
-            "-j",
-            "--manifest-path",
-            "--target",
-            "--target-dir",
-            "--bin",
-            "--test",
-            "--example",
-            "--bench",
-            "--config",
-            "-Z",
-            "--color",
-            "--profile",
-        ],
-    ),
+    ("git", &["-C", "-c", "--git-dir", "--work-tree", "--namespace", "-m", "-b", "-B", "--format"]),
+    ("cargo", &["-p", "-F", "-j", "--manifest-path", "--target", "--target-dir", "--bin", "--test", "--example", "--bench", "--config", "-Z", "--color", "--profile"]),
     ("npm", &["--prefix", "-w", "--workspace"]),
-    (
-        "curl",
-        &[
-            "-o",
-            "-X",
-            "-d",
-            "-H",
-            "-u",
-            "-A",
-            "-e",
-            "-T",
-            "-F",
-            "--data-binary",
-            "--data-raw",
-            "--url",
-        ],
-    ),
+    ("curl", &["-o", "-X", "-d", "-H", "-u", "-A", "-e", "-T", "-F", "--data-binary", "--data-raw", "--url"]),
     ("sed", &["-e", "-f"]),
-    (
-        "grep",
-        &["-e", "-f", "-m", "-A", "-B", "-C", "--include", "--exclude"],
-    ),
+    ("grep", &["-e", "-f", "-m", "-A", "-B", "-C", "--include", "--exclude"]),
     ("kubectl", &["-n", "-f", "-o", "-l", "--context", "-c"]),
-    (
-        "docker",
-        &[
-            "-v",
-            "-e",
-            "-p",
-            "-w",
-            "--name",
-            "--network",
-            "-u",
-            "--entrypoint",
-        ],
-    ),
+    ("docker", &["-v", "-e", "-p", "-w", "--name", "--network", "-u", "--entrypoint"]),
     ("tar", &["-C", "-f"]),
-    (
-        "ssh",
-        &["-i", "-p", "-l", "-o", "-F", "-J", "-L", "-R", "-D"],
-    ),
+    ("ssh", &["-i", "-p", "-l", "-o", "-F", "-J", "-L", "-R", "-D"]),
 ];
 
 fn canonical_flag(program: &str, flag: &str) -> String {
