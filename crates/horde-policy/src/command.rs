@@ -2321,10 +2321,15 @@ struct Analyzed {
 
 /// Splits arguments into options (clusters split, synonyms canonical, values attached) and
 /// positional words. `Err` names a word that cannot be an option name (a wildcard in it).
-fn analyze(program: &str, words: &[GWord]) -> Result<Analyzed, String> {
+///
+/// `exact`: the pattern has no trailing `*`; only then are the arguments of an expression
+/// program (`find`) all compared in place. With a trailing `*`, `find -delete *` must still
+/// see `-delete` wherever it is, so its options are options (never clusters).
+fn analyze(program: &str, words: &[GWord], exact: bool) -> Result<Analyzed, String> {
     let mut out = Analyzed::default();
-    let order_sensitive = ORDER_SENSITIVE.contains(&program);
-    let no_clusters = NO_CLUSTERS.contains(&program);
+    let expression = ORDER_SENSITIVE.contains(&program);
+    let order_sensitive = expression && exact;
+    let no_clusters = expression || NO_CLUSTERS.contains(&program);
     let mut options_done = false;
     let mut i = 0;
     while i < words.len() {
@@ -2409,7 +2414,9 @@ fn analyze(program: &str, words: &[GWord]) -> Result<Analyzed, String> {
 /// order. The other words must match the command's other arguments in order. A trailing `*`
 /// allows any further arguments and options; without it the command has exactly the pattern's
 /// arguments (options may be reordered among themselves, not moved across other words). Words
-/// may hold `*`, `**` and `?` wildcards; quote them to mean the characters.
+/// may hold `*`, `**` and `?` wildcards (`*` and `?` stay within one path segment, and no
+/// wildcard matches a `..` segment); quote them to mean the characters. Expression programs
+/// (`find`, `test`, `expr`) compare every argument in place when there is no trailing `*`.
 #[derive(Debug, Clone)]
 pub struct ArgvPattern {
     text: String,
@@ -2490,7 +2497,7 @@ impl ArgvPattern {
         if rest {
             words.pop();
         }
-        analyze(base_name(&program_text), &words).map_err(|why| bad(&why))?;
+        analyze(base_name(&program_text), &words, !rest).map_err(|why| bad(&why))?;
         Ok(Self {
             text: text.into(),
             full_path: program_text.contains('/'),
@@ -2544,11 +2551,11 @@ impl ArgvPattern {
         if cmd.dynamic && !self.rest {
             return false;
         }
-        let Ok(pat) = analyze(cmd.name(), &self.words) else {
+        let Ok(pat) = analyze(cmd.name(), &self.words, !self.rest) else {
             return false;
         };
         let args: Vec<GWord> = cmd.args.iter().map(|a| literal(a)).collect();
-        let Ok(got) = analyze(cmd.name(), &args) else {
+        let Ok(got) = analyze(cmd.name(), &args, !self.rest) else {
             return false;
         };
         let known = |w: &GWord| !cmd.dynamic || !looks_dynamic(&render(w));
@@ -2648,10 +2655,10 @@ mod tests {
 
     #[test]
     fn clusters_split_and_synonyms_agree() {
-        let a = analyze("rm", &[literal("-Rf"), literal("x")]).expect("analyze");
+        let a = analyze("rm", &[literal("-Rf"), literal("x")], true).expect("analyze");
         let names: Vec<_> = a.flags.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, vec!["-r", "-f"]);
-        let a = analyze("cargo", &[literal("test"), literal("-pfoo")]).expect("analyze");
+        let a = analyze("cargo", &[literal("test"), literal("-pfoo")], true).expect("analyze");
         assert_eq!(a.flags[0].value.as_deref().map(render), Some("foo".into()));
     }
 

@@ -950,3 +950,20 @@ fn abbreviated_long_options_are_recognised() {
     assert!(matches("rm -r *", "rm --recur x"));
     assert!(matches("rm -r *", "rm --rec --forc x"));
 }
+
+#[test]
+fn expression_programs_compare_in_place_unless_a_star_follows() {
+    let line = parsed("find . -name '*.o' -delete");
+    let exact = ArgvPattern::exact(&line.commands[0]).expect("exact");
+    assert!(exact.matches(&line.commands[0]));
+    assert!(
+        !exact.matches(&only("find . -delete -name '*.o'")),
+        "that deletes everything"
+    );
+    assert!(matches("find -delete *", "find . -name x -delete"));
+    assert!(!matches("find -delete *", "find . -name x -print"));
+    assert!(
+        !matches("find -name *", "find . -amen x"),
+        "no clusters for find"
+    );
+}
