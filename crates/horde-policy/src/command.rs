@@ -277,6 +277,9 @@ impl<'a> Parser<'a> {
 
     fn err<T>(&self, what: &str) -> Result<T, ParseError> {
         let near = snippet(&self.chars, self.pos);
+        if near.is_empty() {
+            return Err(ParseError::Syntax(format!("{what} at the end of the line")));
+        }
         Err(ParseError::Syntax(format!(
             "{what} at byte {} near {near:?}",
             self.byte_pos()

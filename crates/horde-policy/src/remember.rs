@@ -79,7 +79,7 @@ pub enum TooBroad {
     )]
     Destructive { program: String, kind: &'static str },
     #[error(
-        "cannot remember `{program}` as exact: its arguments are only known when it runs ({args}), so the same command would never match; remember it as prefix or program instead"
+        "cannot remember `{program}` as exact: its arguments are only known when it runs ({args}), so an exact rule would never match it again"
     )]
     DynamicExact { program: String, args: String },
     #[error("cannot remember `{program}` as prefix: its subcommand is only known when it runs")]
