@@ -3,8 +3,8 @@
 //! (each case fails on string matching).
 
 use horde_policy::command::{
-    ArgvPattern, CommandLine, MAX_COMMANDS, MAX_DEPTH, MAX_LINE_BYTES, ParseError, PatternError,
-    SimpleCommand, parse, parse_argv,
+    ArgvPattern, CommandLine, MAX_COMMANDS, MAX_DEPTH, MAX_LINE_BYTES, MAX_WRAPPERS, ParseError,
+    PatternError, SimpleCommand, parse, parse_argv,
 };
 use horde_policy::remember::{RememberKind, TooBroad, remembered_pattern};
 
@@ -966,4 +966,13 @@ fn expression_programs_compare_in_place_unless_a_star_follows() {
         !matches("find -name *", "find . -amen x"),
         "no clusters for find"
     );
+}
+
+#[test]
+fn wrapper_count_limit() {
+    let line = |n: usize| format!("{}ls", "nohup ".repeat(n));
+    assert_eq!(only(&line(MAX_WRAPPERS)).wrappers.len(), MAX_WRAPPERS);
+    let err = parse(&line(MAX_WRAPPERS + 1)).expect_err("too many wrappers");
+    assert!(matches!(err, ParseError::TooManyWrappers { .. }), "{err}");
+    assert!(err.to_string().contains("MAX_WRAPPERS"), "{err}");
 }
