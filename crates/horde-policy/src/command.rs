@@ -85,13 +85,22 @@ pub enum ParseError {
 /// Parses a shell command line (`sh -c` text).
 pub fn parse(line: &str) -> Result<CommandLine, ParseError> {
     if line.len() > MAX_LINE_BYTES {
-        return Err(ParseError::TooLong { len: line.len(), max: MAX_LINE_BYTES });
+        return Err(ParseError::TooLong {
+            len: line.len(),
+            max: MAX_LINE_BYTES,
+        });
+    }
+    if line.contains('\0') {
+        // `sh -c` gets a C string: the shell would see only the part before the NUL.
+        return Err(ParseError::Syntax("the line holds a NUL byte".into()));
     }
     let mut out = CommandLine::default();
     Parser::new(line, 0, &mut out).parse_all()?;
     if out.commands.is_empty() && out.opaque.is_empty() {
         // Nothing to judge: never let an empty verdict read as "every command allowed".
-        return Err(ParseError::Syntax(format!("the line runs no command: {line:?}")));
+        return Err(ParseError::Syntax(format!(
+            "the line runs no command: {line:?}"
+        )));
     }
     Ok(out)
 }
@@ -100,14 +109,26 @@ pub fn parse(line: &str) -> Result<CommandLine, ParseError> {
 pub fn parse_argv(argv: &[String]) -> Result<CommandLine, ParseError> {
     let len: usize = argv.iter().map(|a| a.len() + 1).sum();
     if len > MAX_LINE_BYTES {
-        return Err(ParseError::TooLong { len, max: MAX_LINE_BYTES });
+        return Err(ParseError::TooLong {
+            len,
+            max: MAX_LINE_BYTES,
+        });
     }
     if argv.is_empty() {
         return Err(ParseError::Syntax("empty command".into()));
     }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(ParseError::Syntax("an argument holds a NUL byte".into()));
+    }
     let mut out = CommandLine::default();
     // No shell runs this argv: `$X` and `*` in it are literal characters.
-    let args = argv.iter().map(|a| Arg { text: a.clone(), dynamic: false }).collect();
+    let args = argv
+        .iter()
+        .map(|a| Arg {
+            text: a.clone(),
+            dynamic: false,
+        })
+        .collect();
     let mut parser = Parser::new("", 0, &mut out);
     parser.resolve(Invocation {
         argv: args,
@@ -256,11 +277,20 @@ impl<'a> Parser<'a> {
 
     fn err<T>(&self, what: &str) -> Result<T, ParseError> {
         let near = snippet(&self.chars, self.pos);
-        Err(ParseError::Syntax(format!("{what} at byte {} near {near:?}", self.byte_pos())))
+        if near.is_empty() {
+            return Err(ParseError::Syntax(format!("{what} at the end of the line")));
+        }
+        Err(ParseError::Syntax(format!(
+            "{what} at byte {} near {near:?}",
+            self.byte_pos()
+        )))
     }
 
     fn byte_pos(&self) -> usize {
-        self.chars[..self.pos.min(self.chars.len())].iter().map(|c| c.len_utf8()).sum()
+        self.chars[..self.pos.min(self.chars.len())]
+            .iter()
+            .map(|c| c.len_utf8())
+            .sum()
     }
 
     fn enter(&mut self) -> Result<(), ParseError> {
@@ -329,7 +359,9 @@ impl<'a> Parser<'a> {
 
     fn lex(&mut self) -> Result<Tok, ParseError> {
         self.skip_blanks();
-        let Some(c) = self.cur() else { return Ok(Tok::Eof) };
+        let Some(c) = self.cur() else {
+            return Ok(Tok::Eof);
+        };
         if c == '\n' {
             self.pos += 1;
             self.read_heredoc_bodies()?;
@@ -359,7 +391,9 @@ impl<'a> Parser<'a> {
     }
 
     fn lex_operator(&mut self) -> Result<Tok, ParseError> {
-        let three: String = self.chars[self.pos..(self.pos + 3).min(self.chars.len())].iter().collect();
+        let three: String = self.chars[self.pos..(self.pos + 3).min(self.chars.len())]
+            .iter()
+            .collect();
         let candidates: &[(&str, Op)] = &[
             ("&>>", Op::Redir(RedirKind::AppendErr)),
             ("<<-", Op::Redir(RedirKind::HereDoc { strip_tabs: true })),
@@ -393,7 +427,10 @@ impl<'a> Parser<'a> {
     }
 
     fn lex_word(&mut self) -> Result<Word, ParseError> {
-        let mut w = Word { plain: true, ..Word::default() };
+        let mut w = Word {
+            plain: true,
+            ..Word::default()
+        };
         let mut name_so_far = true;
         let mut unquoted_brace = false;
         let mut unquoted_bracket = false;
@@ -609,14 +646,12 @@ impl<'a> Parser<'a> {
                             break;
                         }
                         Some('\\') => {
-                            let decoded = match self.at(1) {
-                                Some('n') => '\n',
-                                Some('t') => '\t',
-                                Some(c) => c,
-                                None => return self.err("unterminated $'"),
-                            };
-                            w.text.push(decoded);
-                            self.pos += 2;
+                            self.pos += 1;
+                            match self.ansi_escape() {
+                                Some(decoded) => w.text.push(decoded),
+                                // An escape this parser does not decode: the value is unknown.
+                                None => w.dynamic = true,
+                            }
                         }
                         Some(c) => {
                             w.text.push(c);
@@ -635,7 +670,10 @@ impl<'a> Parser<'a> {
             }
             Some(c) if c == '_' || c.is_ascii_alphabetic() => {
                 self.pos += 1;
-                while self.cur().is_some_and(|c| c == '_' || c.is_ascii_alphanumeric()) {
+                while self
+                    .cur()
+                    .is_some_and(|c| c == '_' || c.is_ascii_alphanumeric())
+                {
                     self.pos += 1;
                 }
                 w.dynamic = true;
@@ -655,9 +693,54 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// Decodes one `$'…'` escape after its backslash (bash's set), or `None` for one it cannot
+    /// decode (`\cX`, a code point that is not a char).
+    fn ansi_escape(&mut self) -> Option<char> {
+        let c = self.cur()?;
+        self.pos += 1;
+        let simple = match c {
+            'n' => Some('\n'),
+            't' => Some('\t'),
+            'r' => Some('\r'),
+            'a' => Some('\u{7}'),
+            'b' => Some('\u{8}'),
+            'e' | 'E' => Some('\u{1b}'),
+            'f' => Some('\u{c}'),
+            'v' => Some('\u{b}'),
+            '\\' | '\'' | '"' | '?' => Some(c),
+            _ => None,
+        };
+        if simple.is_some() {
+            return simple;
+        }
+        let (radix, max_digits, first) = match c {
+            'x' => (16, 2, None),
+            'u' => (16, 4, None),
+            'U' => (16, 8, None),
+            '0'..='7' => (8, 2, c.to_digit(8)),
+            _ => return None,
+        };
+        let mut value = first.unwrap_or(0);
+        let mut digits = 0;
+        while digits < max_digits
+            && let Some(d) = self.cur().and_then(|d| d.to_digit(radix))
+        {
+            value = value.checked_mul(radix)?.checked_add(d)?;
+            self.pos += 1;
+            digits += 1;
+        }
+        if first.is_none() && digits == 0 {
+            return None;
+        }
+        char::from_u32(value)
+    }
+
     /// The commands of `$(...)` / `<(...)`: parsed in place up to the closing `)`.
     fn substitution_list(&mut self) -> Result<(), ParseError> {
-        debug_assert!(self.peeked.is_none(), "a word is lexed only with no token peeked");
+        debug_assert!(
+            self.peeked.is_none(),
+            "a word is lexed only with no token peeked"
+        );
         self.enter()?;
         let saved = std::mem::replace(&mut self.stdin, Stdin::Inherited);
         self.compound_list(&[End::RParen])?;
@@ -670,8 +753,7 @@ impl<'a> Parser<'a> {
         let pending = std::mem::take(&mut self.heredocs);
         for doc in pending {
             let mut body = String::new();
-            loop {
-                let Some(_) = self.cur() else { break };
+            while self.cur().is_some() {
                 let mut line = String::new();
                 while let Some(c) = self.cur() {
                     self.pos += 1;
@@ -680,7 +762,11 @@ impl<'a> Parser<'a> {
                     }
                     line.push(c);
                 }
-                let candidate = if doc.strip_tabs { line.trim_start_matches('\t') } else { &line };
+                let candidate = if doc.strip_tabs {
+                    line.trim_start_matches('\t')
+                } else {
+                    &line
+                };
                 if candidate == doc.delim {
                     break;
                 }
@@ -794,9 +880,10 @@ impl<'a> Parser<'a> {
                 "if" => Some("if"),
                 "while" => Some("while"),
                 "until" => Some("until"),
-                "for" => Some("for"),
+                "for" | "select" => Some("for"),
                 "case" => Some("case"),
                 "[[" => Some("[["),
+                "function" => Some("function"),
                 _ => None,
             },
             _ => None,
@@ -806,6 +893,24 @@ impl<'a> Parser<'a> {
         };
         if keyword == "[[" {
             return self.double_bracket();
+        }
+        if keyword == "function" {
+            // `function name [()] compound-command` (bash, ksh).
+            self.next()?;
+            match self.next()? {
+                Tok::Word(w) if is_function_name(&w.text) => {}
+                _ => return self.err("expected a function name"),
+            }
+            if matches!(self.peek()?, Tok::Op(Op::LParen)) {
+                return self.function_definition();
+            }
+            while matches!(self.peek()?, Tok::Newline) {
+                self.next()?;
+            }
+            self.enter()?;
+            self.command()?;
+            self.leave();
+            return Ok(());
         }
         self.next()?;
         if keyword == "(" && self.cur() == Some('(') && self.peeked.is_none() {
@@ -851,14 +956,27 @@ impl<'a> Parser<'a> {
         // Redirections after a compound command apply to every command in it.
         let mut writes = Vec::new();
         let mut dynamic_write = None;
+        let mut stdin = Stdin::Inherited;
         while let Tok::Op(Op::Redir(kind)) = self.peek()? {
             let kind = *kind;
             self.next()?;
-            let mut stdin = Stdin::Inherited;
             self.redirection(kind, &mut writes, &mut dynamic_write, &mut stdin)?;
         }
+        if matches!(stdin, Stdin::Pipe | Stdin::Document) {
+            // Its commands were resolved before the redirection was seen.
+            let readers: Vec<String> = self.out.commands[start..]
+                .iter()
+                .filter(|c| reads_program_from_stdin(c))
+                .map(|c| c.name().to_owned())
+                .collect();
+            for name in readers {
+                self.opaque(format!("`{name}` reads its program from standard input"));
+            }
+        }
         if let Some(target) = dynamic_write {
-            self.out.opaque.push(format!("writes to a file only known when it runs: {target}"));
+            self.out.opaque.push(format!(
+                "writes to a file only known when it runs: {target}"
+            ));
         }
         for cmd in &mut self.out.commands[start..] {
             cmd.writes.extend(writes.iter().cloned());
@@ -947,7 +1065,10 @@ impl<'a> Parser<'a> {
                 Tok::Word(w) if w.plain && w.text == "]]" => break,
                 Tok::Word(w) => {
                     dynamic |= w.dynamic;
-                    args.push(Arg { text: w.text, dynamic: w.dynamic });
+                    args.push(Arg {
+                        text: w.text,
+                        dynamic: w.dynamic,
+                    });
                 }
                 Tok::Op(op) => {
                     let text = match op {
@@ -959,7 +1080,10 @@ impl<'a> Parser<'a> {
                         Op::Redir(RedirKind::Out) => ">",
                         _ => return self.err("unexpected operator inside [[ ]]"),
                     };
-                    args.push(Arg { text: text.into(), dynamic: false });
+                    args.push(Arg {
+                        text: text.into(),
+                        dynamic: false,
+                    });
                 }
                 Tok::Newline | Tok::Eof => return self.err("unterminated [["),
             }
@@ -996,9 +1120,16 @@ impl<'a> Parser<'a> {
                 *stdin = Stdin::Document;
             }
             RedirKind::HereString => *stdin = Stdin::Document,
-            RedirKind::In => *stdin = Stdin::File,
+            RedirKind::In => {
+                *stdin = if target.substituted {
+                    Stdin::Pipe
+                } else {
+                    Stdin::File
+                }
+            }
             RedirKind::DupIn => {}
-            RedirKind::DupOut if target.text == "-" || target.text.chars().all(|c| c.is_ascii_digit()) => {}
+            RedirKind::DupOut
+                if target.text == "-" || target.text.chars().all(|c| c.is_ascii_digit()) => {}
             RedirKind::Out
             | RedirKind::Append
             | RedirKind::Clobber
@@ -1008,7 +1139,10 @@ impl<'a> Parser<'a> {
             | RedirKind::DupOut => {
                 if target.dynamic {
                     *dynamic_write = Some(target.text);
-                } else if !matches!(target.text.as_str(), "/dev/null" | "/dev/stdout" | "/dev/stderr") {
+                } else if !matches!(
+                    target.text.as_str(),
+                    "/dev/null" | "/dev/stdout" | "/dev/stderr"
+                ) {
                     writes.push(target.text);
                 }
             }
@@ -1031,7 +1165,9 @@ impl<'a> Parser<'a> {
                     self.redirection(kind, &mut writes, &mut dynamic_write, &mut stdin)?;
                 }
                 Tok::Word(_) => {
-                    let Tok::Word(w) = self.next()? else { return self.err("expected a word") };
+                    let Tok::Word(w) = self.next()? else {
+                        return self.err("expected a word");
+                    };
                     if argv.is_empty()
                         && let Some(eq) = w.assign
                     {
@@ -1050,13 +1186,18 @@ impl<'a> Parser<'a> {
                     {
                         return self.function_definition();
                     }
-                    argv.push(Arg { text: w.text, dynamic: w.dynamic });
+                    argv.push(Arg {
+                        text: w.text,
+                        dynamic: w.dynamic,
+                    });
                 }
                 _ => break,
             }
         }
         if let Some(target) = dynamic_write {
-            self.out.opaque.push(format!("writes to a file only known when it runs: {target}"));
+            self.out.opaque.push(format!(
+                "writes to a file only known when it runs: {target}"
+            ));
         }
         if argv.is_empty() {
             if env.is_empty() && writes.is_empty() {
@@ -1067,9 +1208,19 @@ impl<'a> Parser<'a> {
                 return Ok(());
             }
             // `> file` alone is `: > file`: it truncates the file.
-            argv.push(Arg { text: ":".into(), dynamic: false });
+            argv.push(Arg {
+                text: ":".into(),
+                dynamic: false,
+            });
         }
-        self.resolve(Invocation { argv, env, writes, wrappers: Vec::new(), dynamic, stdin })
+        self.resolve(Invocation {
+            argv,
+            env,
+            writes,
+            wrappers: Vec::new(),
+            dynamic,
+            stdin,
+        })
     }
 
     /// `name() compound-command`: the body's commands are collected (they run when called).
@@ -1119,14 +1270,52 @@ impl<'a> Parser<'a> {
                 return Err(ParseError::Syntax("a wrapper without a command".into()));
             };
             if program.dynamic {
-                self.opaque(format!("the program is only known when it runs: {}", program.text));
+                self.opaque(format!(
+                    "the program is only known when it runs: {}",
+                    program.text
+                ));
                 return Ok(());
             }
             let name = base_name(&program.text).to_owned();
             let rest = &inv.argv[i + 1..];
+            let under_input = inv
+                .wrappers
+                .iter()
+                .any(|w| w == "xargs" || w == "find -exec");
+            if under_input && (is_shell(&name) || is_interpreter(&name)) && {
+                let plain: Vec<String> = rest.iter().map(|a| a.text.clone()).collect();
+                let inline =
+                    inline_code_flag(&name, &plain).is_some() || plain.iter().any(|a| a == "-m");
+                // Without inline code, the program file is the first word that is not an
+                // option, or (none given) the first word xargs appends from its input.
+                let script = rest.iter().find(|a| !a.text.starts_with('-'));
+                !inline && script.is_none_or(|s| s.dynamic)
+            } {
+                self.opaque(format!(
+                    "`{name}` under `{}` runs program files named by its input",
+                    inv.wrappers.join(" ")
+                ));
+                return Ok(());
+            }
             let next = match name.as_str() {
                 "sudo" | "doas" => {
-                    let (n, _) = self.options(&name, rest, "ughpCDrtTUc", &["--user", "--group", "--host", "--prompt", "--close-from", "--chdir", "--role", "--type", "--other-user", "--command-timeout"])?;
+                    let (n, _) = self.options(
+                        &name,
+                        rest,
+                        "ughpCDrtTUc",
+                        &[
+                            "--user",
+                            "--group",
+                            "--host",
+                            "--prompt",
+                            "--close-from",
+                            "--chdir",
+                            "--role",
+                            "--type",
+                            "--other-user",
+                            "--command-timeout",
+                        ],
+                    )?;
                     let mut n = n;
                     while let Some(a) = rest.get(n)
                         && let Some((k, v)) = assignment(&a.text)
@@ -1138,14 +1327,18 @@ impl<'a> Parser<'a> {
                 }
                 "env" => {
                     let mut n = 0;
-                    loop {
-                        let Some(a) = rest.get(n) else { break };
+                    while let Some(a) = rest.get(n) {
                         if a.dynamic {
                             self.opaque(format!("cannot tell what `env` runs: {}", a.text));
                             return Ok(());
                         }
                         let t = a.text.as_str();
-                        if t == "-" || t == "-i" || t == "-0" || t == "--ignore-environment" || t == "--null" {
+                        if t == "-"
+                            || t == "-i"
+                            || t == "-0"
+                            || t == "--ignore-environment"
+                            || t == "--null"
+                        {
                             n += 1;
                         } else if t == "-u" || t == "-C" || t == "--unset" || t == "--chdir" {
                             n += 2;
@@ -1169,11 +1362,24 @@ impl<'a> Parser<'a> {
                     Some(n + 1)
                 }
                 "nice" => Some(self.options(&name, rest, "n", &["--adjustment"])?.0),
-                "nohup" | "setsid" => Some(self.options(&name, rest, "", &[])?.0),
-                "stdbuf" => Some(self.options(&name, rest, "ioe", &["--input", "--output", "--error"])?.0),
+                "nohup" | "setsid" | "coproc" => Some(self.options(&name, rest, "", &[])?.0),
+                "stdbuf" => Some(
+                    self.options(&name, rest, "ioe", &["--input", "--output", "--error"])?
+                        .0,
+                ),
                 "ionice" => {
-                    let (n, opts) = self.options(&name, rest, "cnpPu", &["--class", "--classdata", "--pid", "--pgid", "--uid"])?;
-                    if opts.iter().any(|(o, _)| matches!(o.as_str(), "-p" | "-P" | "-u" | "--pid" | "--pgid" | "--uid")) {
+                    let (n, opts) = self.options(
+                        &name,
+                        rest,
+                        "cnpPu",
+                        &["--class", "--classdata", "--pid", "--pgid", "--uid"],
+                    )?;
+                    if opts.iter().any(|(o, _)| {
+                        matches!(
+                            o.as_str(),
+                            "-p" | "-P" | "-u" | "--pid" | "--pgid" | "--uid"
+                        )
+                    }) {
                         None
                     } else {
                         Some(n)
@@ -1192,15 +1398,21 @@ impl<'a> Parser<'a> {
                 }
                 "command" => {
                     let (n, opts) = self.options(&name, rest, "", &[])?;
-                    if opts.iter().any(|(o, _)| o == "-v" || o == "-V") { None } else { Some(n) }
+                    if opts.iter().any(|(o, _)| o == "-v" || o == "-V") {
+                        None
+                    } else {
+                        Some(n)
+                    }
                 }
                 "exec" => Some(self.options(&name, rest, "a", &[])?.0),
                 "xargs" => return self.xargs(inv, i),
                 "find" => return self.find(inv, i),
-                "sh" | "bash" | "zsh" | "dash" | "ksh" | "mksh" | "ash" | "fish" | "csh" | "tcsh" | "pwsh" | "powershell" => {
+                "sh" | "bash" | "zsh" | "dash" | "ksh" | "mksh" | "ash" | "fish" | "csh"
+                | "tcsh" | "pwsh" | "powershell" => {
                     return self.shell(inv, i);
                 }
                 "su" => return self.su(inv, i),
+                "watch" => return self.watch(inv, i),
                 "eval" => {
                     self.opaque("`eval` runs text as shell code".into());
                     return Ok(());
@@ -1215,8 +1427,22 @@ impl<'a> Parser<'a> {
                     return Ok(());
                 }
                 _ if is_interpreter(&name) => {
-                    if matches!(inv.stdin, Stdin::Pipe | Stdin::Document) && interpreter_reads_stdin(rest) {
+                    if matches!(inv.stdin, Stdin::Pipe | Stdin::Document)
+                        && interpreter_reads_stdin(rest)
+                    {
                         self.opaque(format!("`{name}` reads its program from standard input"));
+                        return Ok(());
+                    }
+                    let plain: Vec<String> = rest.iter().map(|a| a.text.clone()).collect();
+                    if inline_code_flag(&name, &plain).is_none()
+                        && let Some(script) =
+                            rest.iter().find(|a| !a.text.starts_with('-') || a.dynamic)
+                        && script.dynamic
+                    {
+                        self.opaque(format!(
+                            "`{name}` runs a program file only known when it runs: {}",
+                            script.text
+                        ));
                         return Ok(());
                     }
                     None
@@ -1240,6 +1466,11 @@ impl<'a> Parser<'a> {
             return Err(ParseError::Syntax("a wrapper without a command".into()));
         };
         let args: Vec<Arg> = argv.collect();
+        let name = base_name(&program.text).to_owned();
+        self.check_env(&name, &inv.env);
+        if name == "git" {
+            self.check_git_config(&args);
+        }
         let dynamic = inv.dynamic || args.iter().any(|a| a.dynamic);
         self.push(SimpleCommand {
             program: program.text,
@@ -1249,6 +1480,51 @@ impl<'a> Parser<'a> {
             writes: inv.writes,
             dynamic,
         })
+    }
+
+    /// Environment variables that load or run other code make a known command run unknown code.
+    fn check_env(&mut self, program: &str, env: &[(String, String)]) {
+        for (k, _) in env {
+            if code_env(k) {
+                self.opaque(format!(
+                    "`{k}=` makes `{program}` run code only known when it runs"
+                ));
+            }
+        }
+    }
+
+    /// `git -c core.pager=… log` runs the pager as a shell command: such keys are code.
+    fn check_git_config(&mut self, args: &[Arg]) {
+        let mut k = 0;
+        while let Some(a) = args.get(k) {
+            let t = a.text.as_str();
+            let setting = if t == "-c" || t == "--config-env" {
+                k += 1;
+                args.get(k).map(|a| a.text.as_str())
+            } else if let Some(v) = t.strip_prefix("--config-env=") {
+                Some(v)
+            } else if let Some(v) = t.strip_prefix("-c") {
+                Some(v)
+            } else if t.starts_with('-') {
+                None
+            } else {
+                // The subcommand: options after it are its own.
+                break;
+            };
+            if let Some(setting) = setting {
+                let key = setting
+                    .split('=')
+                    .next()
+                    .unwrap_or(setting)
+                    .to_ascii_lowercase();
+                if git_config_runs_code(&key) {
+                    self.opaque(format!(
+                        "`git -c {key}=…` runs a command given in the configuration"
+                    ));
+                }
+            }
+            k += 1;
+        }
     }
 
     /// Skips a wrapper's options. `short_value`: short options taking a value; `long_value`:
@@ -1267,7 +1543,9 @@ impl<'a> Parser<'a> {
         while let Some(a) = args.get(n) {
             let t = a.text.as_str();
             if a.dynamic && t.starts_with('-') {
-                return Err(ParseError::Syntax(format!("cannot tell which options `{wrapper}` gets: {t}")));
+                return Err(ParseError::Syntax(format!(
+                    "cannot tell which options `{wrapper}` gets: {t}"
+                )));
             }
             if t == "--" {
                 return Ok((n + 1, seen));
@@ -1316,7 +1594,9 @@ impl<'a> Parser<'a> {
         while let Some(a) = rest.get(n) {
             let t = a.text.as_str();
             if a.dynamic && t.starts_with('-') {
-                return Err(ParseError::Syntax(format!("cannot tell which options `xargs` gets: {t}")));
+                return Err(ParseError::Syntax(format!(
+                    "cannot tell which options `xargs` gets: {t}"
+                )));
             }
             if t == "--" {
                 n += 1;
@@ -1327,10 +1607,17 @@ impl<'a> Parser<'a> {
             }
             n += 1;
             if let Some(long) = t.strip_prefix("--") {
-                let (k, v) = long.split_once('=').map_or((long, None), |(k, v)| (k, Some(v)));
+                let (k, v) = long
+                    .split_once('=')
+                    .map_or((long, None), |(k, v)| (k, Some(v)));
                 match k {
                     "replace" => replace = Some(v.unwrap_or("{}").to_owned()),
-                    "arg-file" | "delimiter" | "max-lines" | "max-args" | "max-procs" | "max-chars" | "process-slot-var" if v.is_none() => n += 1,
+                    "arg-file" | "delimiter" | "max-lines" | "max-args" | "max-procs"
+                    | "max-chars" | "process-slot-var"
+                        if v.is_none() =>
+                    {
+                        n += 1
+                    }
                     _ => {}
                 }
                 continue;
@@ -1352,7 +1639,11 @@ impl<'a> Parser<'a> {
                         break;
                     }
                     'i' => {
-                        replace = Some(if attached.is_empty() { "{}".into() } else { attached });
+                        replace = Some(if attached.is_empty() {
+                            "{}".into()
+                        } else {
+                            attached
+                        });
                         break;
                     }
                     'e' | 'l' => break,
@@ -1365,7 +1656,10 @@ impl<'a> Parser<'a> {
         inv.dynamic = true;
         let mut argv: Vec<Arg> = rest[n.min(rest.len())..].to_vec();
         if argv.is_empty() {
-            argv.push(Arg { text: "echo".into(), dynamic: false });
+            argv.push(Arg {
+                text: "echo".into(),
+                dynamic: false,
+            });
         }
         if let Some(r) = replace.filter(|r| !r.is_empty()) {
             for a in argv.iter_mut().skip(1) {
@@ -1382,7 +1676,11 @@ impl<'a> Parser<'a> {
         let mut execs: Vec<Vec<Arg>> = Vec::new();
         let mut k = 0;
         while k < args.len() {
-            if matches!(args[k].text.as_str(), "-exec" | "-execdir" | "-ok" | "-okdir") && !args[k].dynamic {
+            if matches!(
+                args[k].text.as_str(),
+                "-exec" | "-execdir" | "-ok" | "-okdir"
+            ) && !args[k].dynamic
+            {
                 let mut cmd = Vec::new();
                 k += 1;
                 while k < args.len() && args[k].text != ";" && args[k].text != "+" {
@@ -1393,7 +1691,9 @@ impl<'a> Parser<'a> {
                     k += 1;
                 }
                 if k >= args.len() {
-                    return Err(ParseError::Syntax("`find -exec` without a closing `;` or `+`".into()));
+                    return Err(ParseError::Syntax(
+                        "`find -exec` without a closing `;` or `+`".into(),
+                    ));
                 }
                 if cmd.is_empty() {
                     return Err(ParseError::Syntax("`find -exec` without a command".into()));
@@ -1426,14 +1726,20 @@ impl<'a> Parser<'a> {
         while let Some(a) = args.get(n) {
             let t = a.text.as_str();
             if a.dynamic && (t.starts_with('-') || t.starts_with('+')) {
-                return Err(ParseError::Syntax(format!("cannot tell which options `{name}` gets: {t}")));
+                return Err(ParseError::Syntax(format!(
+                    "cannot tell which options `{name}` gets: {t}"
+                )));
             }
             if t == "--" || t == "-" {
                 n += 1;
                 break;
             }
             if t.starts_with("--") {
-                n += if matches!(t, "--rcfile" | "--init-file") { 2 } else { 1 };
+                n += if matches!(t, "--rcfile" | "--init-file") {
+                    2
+                } else {
+                    1
+                };
                 continue;
             }
             if t.len() > 1 && (t.starts_with('-') || t.starts_with('+')) {
@@ -1452,13 +1758,21 @@ impl<'a> Parser<'a> {
             }
             break;
         }
-        let posix = matches!(name.as_str(), "sh" | "bash" | "zsh" | "dash" | "ksh" | "mksh" | "ash");
+        let posix = matches!(
+            name.as_str(),
+            "sh" | "bash" | "zsh" | "dash" | "ksh" | "mksh" | "ash"
+        );
         if has_c {
             let Some(script) = args.get(n) else {
-                return Err(ParseError::Syntax(format!("`{name} -c` without a command string")));
+                return Err(ParseError::Syntax(format!(
+                    "`{name} -c` without a command string"
+                )));
             };
             if script.dynamic {
-                self.opaque(format!("`{name} -c` runs a string only known when it runs: {}", script.text));
+                self.opaque(format!(
+                    "`{name} -c` runs a string only known when it runs: {}",
+                    script.text
+                ));
                 return Ok(());
             }
             if !posix {
@@ -1475,6 +1789,13 @@ impl<'a> Parser<'a> {
             self.leave();
             let mut wrappers = inv.wrappers.clone();
             wrappers.push(format!("{name} -c"));
+            let inner_names: Vec<String> = self.out.commands[start..]
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect();
+            for n in inner_names {
+                self.check_env(&n, &inv.env);
+            }
             for cmd in &mut self.out.commands[start..] {
                 let mut env = inv.env.clone();
                 env.append(&mut cmd.env);
@@ -1488,11 +1809,60 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         let has_script = n < args.len() && !from_stdin;
+        if let Some(script) = args.get(n).filter(|a| has_script && a.dynamic) {
+            self.opaque(format!(
+                "`{name}` runs a script only known when it runs: {}",
+                script.text
+            ));
+            return Ok(());
+        }
         if !has_script && matches!(inv.stdin, Stdin::Pipe | Stdin::Document) {
             self.opaque(format!("`{name}` reads its program from standard input"));
             return Ok(());
         }
         self.finish(inv, i)
+    }
+
+    /// `watch CMD ARGS…` runs `sh -c "CMD ARGS…"` (the words joined by spaces) again and
+    /// again; `watch -x` runs them as an argv.
+    fn watch(&mut self, mut inv: Invocation, i: usize) -> Result<(), ParseError> {
+        let name = base_name(&inv.argv[i].text).to_owned();
+        let rest = inv.argv[i + 1..].to_vec();
+        let (n, opts) = self.options(
+            &name,
+            &rest,
+            "nqd",
+            &["--interval", "--differences", "--equexit"],
+        )?;
+        if n >= rest.len() {
+            return self.finish(inv, i);
+        }
+        inv.wrappers.push(name);
+        let argv = rest[n..].to_vec();
+        if opts.iter().any(|(o, _)| o == "-x" || o == "--exec") {
+            return self.resolve(Invocation { argv, ..inv });
+        }
+        let dynamic = argv.iter().any(|a| a.dynamic);
+        let script = argv
+            .iter()
+            .map(|a| a.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let argv = vec![
+            Arg {
+                text: "sh".into(),
+                dynamic: false,
+            },
+            Arg {
+                text: "-c".into(),
+                dynamic: false,
+            },
+            Arg {
+                text: script,
+                dynamic,
+            },
+        ];
+        self.shell(Invocation { argv, ..inv }, 0)
     }
 
     fn su(&mut self, mut inv: Invocation, i: usize) -> Result<(), ParseError> {
@@ -1506,24 +1876,83 @@ impl<'a> Parser<'a> {
                 break;
             }
             if let Some(s) = t.strip_prefix("--command=") {
-                script = Some(Arg { text: s.to_owned(), dynamic: args[k].dynamic });
+                script = Some(Arg {
+                    text: s.to_owned(),
+                    dynamic: args[k].dynamic,
+                });
                 break;
             }
             k += 1;
         }
-        let Some(script) = script else { return self.finish(inv, i) };
+        let Some(script) = script else {
+            return self.finish(inv, i);
+        };
         inv.wrappers.push("su".into());
         let argv = vec![
-            Arg { text: "sh".into(), dynamic: false },
-            Arg { text: "-c".into(), dynamic: false },
+            Arg {
+                text: "sh".into(),
+                dynamic: false,
+            },
+            Arg {
+                text: "-c".into(),
+                dynamic: false,
+            },
             script,
         ];
         self.shell(Invocation { argv, ..inv }, 0)
     }
 }
 
+/// Variables that make a program load or run code other than its own.
+fn code_env(name: &str) -> bool {
+    #[rustfmt::skip]
+    const NAMES: &[&str] = &[
+        "PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "DYLD_INSERT_LIBRARIES",
+        "DYLD_LIBRARY_PATH", "BASH_ENV", "ENV", "PROMPT_COMMAND", "SHELLOPTS", "PS4", "PAGER",
+        "EDITOR", "VISUAL", "MANPAGER", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_EDITOR",
+        "GIT_SEQUENCE_EDITOR", "GIT_PAGER", "GIT_EXTERNAL_DIFF", "GIT_ASKPASS", "SSH_ASKPASS",
+        "GIT_PROXY_COMMAND", "GIT_EXEC_PATH", "GIT_TEMPLATE_DIR", "GIT_DIR", "PYTHONPATH",
+        "PYTHONSTARTUP", "PYTHONHOME", "NODE_OPTIONS", "NODE_PATH", "PERL5OPT", "PERL5LIB",
+        "PERLLIB", "RUBYOPT", "RUBYLIB", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "RUSTC_WRAPPER",
+        "RUSTC", "CARGO_BUILD_RUSTC_WRAPPER", "CC", "CXX", "LESSOPEN", "LESSCLOSE",
+    ];
+    NAMES.contains(&name) || name.starts_with("GIT_CONFIG") || name.starts_with("BASH_FUNC_")
+}
+
+/// Git configuration keys whose value is a command git runs.
+fn git_config_runs_code(key: &str) -> bool {
+    key.starts_with("alias.")
+        || key.starts_with("pager.")
+        || key.starts_with("filter.")
+        || key.starts_with("include")
+        || [
+            "core.pager",
+            "core.editor",
+            "core.sshcommand",
+            "core.fsmonitor",
+            "core.hookspath",
+            "core.gitproxy",
+            "core.askpass",
+            "sequence.editor",
+            "diff.external",
+            "gpg.program",
+            "credential.helper",
+            "uploadpack.packobjectshook",
+            "core.alternaterefscommand",
+        ]
+        .contains(&key)
+        || key.ends_with(".command")
+        || key.ends_with(".textconv")
+        || key.ends_with(".program")
+        || key.ends_with(".helper")
+        || key.ends_with(".cmd")
+        || key.ends_with(".tool")
+}
+
 fn is_function_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c == '_' || c == '-' || c == '.' || c.is_ascii_alphanumeric())
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c == '_' || c == '-' || c == '.' || c.is_ascii_alphanumeric())
 }
 
 fn assignment(t: &str) -> Option<(String, String)> {
@@ -1532,15 +1961,18 @@ fn assignment(t: &str) -> Option<(String, String)> {
 }
 
 /// Interpreters that run code given inline or read from standard input.
+#[rustfmt::skip]
 pub(crate) const INTERPRETERS: &[&str] = &[
-    "python", "python2", "python3", "pypy", "pypy3", "node", "nodejs", "ruby", "perl", "php", "deno",
-    "bun", "lua", "luajit", "Rscript", "osascript", "tclsh", "wish", "irb", "jshell", "groovy",
-    "julia", "awk", "gawk", "mawk", "nawk",
+    "python", "python2", "python3", "pypy", "pypy3", "node", "nodejs", "ruby", "perl", "php",
+    "deno", "bun", "lua", "luajit", "Rscript", "osascript", "tclsh", "wish", "irb", "jshell",
+    "groovy", "julia", "awk", "gawk", "mawk", "nawk",
 ];
 
 /// Shells: their `-c` strings are code.
-pub(crate) const SHELLS: &[&str] =
-    &["sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish", "csh", "tcsh", "pwsh", "powershell"];
+#[rustfmt::skip]
+pub(crate) const SHELLS: &[&str] = &[
+    "sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish", "csh", "tcsh", "pwsh", "powershell",
+];
 
 /// Is `name` an interpreter (`python3.12` counts as `python3`)?
 pub(crate) fn is_interpreter(name: &str) -> bool {
@@ -1588,6 +2020,26 @@ pub(crate) fn inline_code_flag(name: &str, args: &[String]) -> Option<String> {
     None
 }
 
+/// Would this command read its program from standard input if it were a pipe?
+fn reads_program_from_stdin(cmd: &SimpleCommand) -> bool {
+    let args: Vec<Arg> = cmd
+        .args
+        .iter()
+        .map(|a| Arg {
+            text: a.clone(),
+            dynamic: false,
+        })
+        .collect();
+    if is_shell(cmd.name()) {
+        return !cmd
+            .args
+            .iter()
+            .any(|a| !a.starts_with('-') && !a.starts_with('+'))
+            || cmd.args.iter().any(|a| a == "-s" || a == "-");
+    }
+    is_interpreter(cmd.name()) && interpreter_reads_stdin(&args)
+}
+
 /// Does an interpreter with these arguments read its program from standard input?
 fn interpreter_reads_stdin(args: &[Arg]) -> bool {
     let mut inline = false;
@@ -1599,8 +2051,10 @@ fn interpreter_reads_stdin(args: &[Arg]) -> bool {
         if !t.starts_with('-') {
             return false;
         }
-        inline |= matches!(t, "-c" | "-e" | "-E" | "-m" | "-r" | "-p" | "--eval" | "--print")
-            || (t.len() > 2 && !t.starts_with("--") && t.contains(['c', 'e', 'm']));
+        inline |= matches!(
+            t,
+            "-c" | "-e" | "-E" | "-m" | "-r" | "-p" | "--eval" | "--print"
+        ) || (t.len() > 2 && !t.starts_with("--") && t.contains(['c', 'e', 'm']));
     }
     !inline
 }
@@ -1628,7 +2082,9 @@ fn literal(text: &str) -> GWord {
 }
 
 fn literal_text(w: &[GTok]) -> Option<String> {
-    w.iter().map(|t| if let GTok::Lit(c) = t { Some(*c) } else { None }).collect()
+    w.iter()
+        .map(|t| if let GTok::Lit(c) = t { Some(*c) } else { None })
+        .collect()
 }
 
 fn has_wildcard(w: &[GTok]) -> bool {
@@ -1761,8 +2217,13 @@ fn pattern_words(text: &str) -> Result<Vec<GWord>, String> {
 
 fn quote_word(w: &str) -> String {
     let safe = !w.is_empty()
-        && w.chars().all(|c| c.is_ascii_alphanumeric() || "_-./=:,+@%^".contains(c));
-    if safe { w.to_owned() } else { format!("'{}'", w.replace('\'', r"'\''")) }
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./=:,+@%^".contains(c));
+    if safe {
+        w.to_owned()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
 }
 
 /// Programs whose arguments form an expression where order is meaning (`find . -name x
@@ -1770,9 +2231,14 @@ fn quote_word(w: &str) -> String {
 const ORDER_SENSITIVE: &[&str] = &["find", "test", "[", "[[", "expr"];
 
 /// Programs whose single-dash words are whole options (`-name`, `-run`), not clusters.
-const NO_CLUSTERS: &[&str] = &["java", "javac", "go", "gcc", "g++", "cc", "c++", "clang", "clang++", "ld", "ffmpeg", "xcodebuild"];
+#[rustfmt::skip]
+const NO_CLUSTERS: &[&str] = &[
+    "java", "javac", "go", "gcc", "g++", "cc", "c++", "clang", "clang++", "ld", "ffmpeg",
+    "xcodebuild",
+];
 
 /// Long and short spellings of one option, per program: the first spelling is canonical.
+#[rustfmt::skip]
 const SYNONYMS: &[(&str, &[&[&str]])] = &[
     ("rm", &[&["-r", "-R", "--recursive"], &["-f", "--force"], &["-i", "--interactive"], &["-d", "--dir"], &["-v", "--verbose"]]),
     ("cp", &[&["-r", "-R", "--recursive"], &["-f", "--force"], &["-a", "--archive"], &["-v", "--verbose"], &["-n", "--no-clobber"]]),
@@ -1796,6 +2262,7 @@ const SYNONYMS: &[(&str, &[&[&str]])] = &[
 
 /// Options that take a value as the next word (canonical spelling), per program: the value is
 /// kept with its option, so `git -C dir push` is `git push` with `-C=dir`.
+#[rustfmt::skip]
 const VALUE_FLAGS: &[(&str, &[&str])] = &[
     ("git", &["-C", "-c", "--git-dir", "--work-tree", "--namespace", "-m", "-b", "-B", "--format"]),
     ("cargo", &["-p", "-F", "-j", "--manifest-path", "--target", "--target-dir", "--bin", "--test", "--example", "--bench", "--config", "-Z", "--color", "--profile"]),
@@ -1810,20 +2277,35 @@ const VALUE_FLAGS: &[(&str, &[&str])] = &[
 ];
 
 fn canonical_flag(program: &str, flag: &str) -> String {
-    for (p, groups) in SYNONYMS {
-        if *p == program {
-            for group in *groups {
-                if group.contains(&flag) {
-                    return group[0].to_owned();
-                }
-            }
+    let groups = SYNONYMS
+        .iter()
+        .filter(|(p, _)| *p == program)
+        .flat_map(|(_, groups)| groups.iter());
+    let mut abbreviated = Vec::new();
+    for group in groups {
+        if group.contains(&flag) {
+            return group[0].to_owned();
+        }
+        // GNU getopt takes an unambiguous prefix of a long option: `--rec` is `--recursive`.
+        if flag.len() >= 4
+            && flag.starts_with("--")
+            && group
+                .iter()
+                .any(|s| s.starts_with("--") && s.starts_with(flag))
+        {
+            abbreviated.push(group[0]);
         }
     }
-    flag.to_owned()
+    match abbreviated.as_slice() {
+        [only] => (*only).to_owned(),
+        _ => flag.to_owned(),
+    }
 }
 
 fn takes_value(program: &str, canonical: &str) -> bool {
-    VALUE_FLAGS.iter().any(|(p, flags)| *p == program && flags.contains(&canonical))
+    VALUE_FLAGS
+        .iter()
+        .any(|(p, flags)| *p == program && flags.contains(&canonical))
 }
 
 #[derive(Debug, Clone)]
@@ -1842,10 +2324,15 @@ struct Analyzed {
 
 /// Splits arguments into options (clusters split, synonyms canonical, values attached) and
 /// positional words. `Err` names a word that cannot be an option name (a wildcard in it).
-fn analyze(program: &str, words: &[GWord]) -> Result<Analyzed, String> {
+///
+/// `exact`: the pattern has no trailing `*`; only then are the arguments of an expression
+/// program (`find`) all compared in place. With a trailing `*`, `find -delete *` must still
+/// see `-delete` wherever it is, so its options are options (never clusters).
+fn analyze(program: &str, words: &[GWord], exact: bool) -> Result<Analyzed, String> {
     let mut out = Analyzed::default();
-    let order_sensitive = ORDER_SENSITIVE.contains(&program);
-    let no_clusters = NO_CLUSTERS.contains(&program);
+    let expression = ORDER_SENSITIVE.contains(&program);
+    let order_sensitive = expression && exact;
+    let no_clusters = expression || NO_CLUSTERS.contains(&program);
     let mut options_done = false;
     let mut i = 0;
     while i < words.len() {
@@ -1867,7 +2354,8 @@ fn analyze(program: &str, words: &[GWord]) -> Result<Analyzed, String> {
         if w.get(1) == Some(&GTok::Lit('-')) {
             let eq = w.iter().position(|t| *t == GTok::Lit('='));
             let name_part = &w[..eq.unwrap_or(w.len())];
-            let name = literal_text(name_part).ok_or_else(|| format!("a wildcard in the option {:?}", render(w)))?;
+            let name = literal_text(name_part)
+                .ok_or_else(|| format!("a wildcard in the option {:?}", render(w)))?;
             let name = canonical_flag(program, &name);
             let value = match eq {
                 Some(e) => Some(w[e + 1..].to_vec()),
@@ -1883,7 +2371,8 @@ fn analyze(program: &str, words: &[GWord]) -> Result<Analyzed, String> {
         let body = &w[1..];
         let numeric = matches!(body.first(), Some(GTok::Lit(c)) if c.is_ascii_digit());
         if numeric || no_clusters || body.len() == 1 {
-            let name = literal_text(w).ok_or_else(|| format!("a wildcard in the option {:?}", render(w)))?;
+            let name = literal_text(w)
+                .ok_or_else(|| format!("a wildcard in the option {:?}", render(w)))?;
             let name = canonical_flag(program, &name);
             let value = if takes_value(program, &name) {
                 i += 1;
@@ -1910,7 +2399,11 @@ fn analyze(program: &str, words: &[GWord]) -> Result<Analyzed, String> {
                 out.flags.push(FlagItem { name, value, group });
                 break;
             }
-            out.flags.push(FlagItem { name, value: None, group });
+            out.flags.push(FlagItem {
+                name,
+                value: None,
+                group,
+            });
         }
     }
     Ok(out)
@@ -1924,7 +2417,9 @@ fn analyze(program: &str, words: &[GWord]) -> Result<Analyzed, String> {
 /// order. The other words must match the command's other arguments in order. A trailing `*`
 /// allows any further arguments and options; without it the command has exactly the pattern's
 /// arguments (options may be reordered among themselves, not moved across other words). Words
-/// may hold `*`, `**` and `?` wildcards; quote them to mean the characters.
+/// may hold `*`, `**` and `?` wildcards (`*` and `?` stay within one path segment, and no
+/// wildcard matches a `..` segment); quote them to mean the characters. Expression programs
+/// (`find`, `test`, `expr`) compare every argument in place when there is no trailing `*`.
 #[derive(Debug, Clone)]
 pub struct ArgvPattern {
     text: String,
@@ -1983,7 +2478,10 @@ fn looks_dynamic(arg: &str) -> bool {
 
 impl ArgvPattern {
     pub fn parse(text: &str) -> Result<Self, PatternError> {
-        let bad = |why: &str| PatternError::Bad { pattern: text.into(), why: why.into() };
+        let bad = |why: &str| PatternError::Bad {
+            pattern: text.into(),
+            why: why.into(),
+        };
         let mut words = pattern_words(text).map_err(|why| bad(&why))?;
         if words.is_empty() {
             return Err(bad("matches every command (it is empty)"));
@@ -1996,12 +2494,20 @@ impl ArgvPattern {
         if program_text.contains(['$', '`']) {
             return Err(bad("a program name cannot hold `$` or backquotes"));
         }
-        let rest = words.last().is_some_and(|w| *w == [GTok::Star] || *w == [GTok::DStar]);
+        let rest = words
+            .last()
+            .is_some_and(|w| *w == [GTok::Star] || *w == [GTok::DStar]);
         if rest {
             words.pop();
         }
-        analyze(base_name(&program_text), &words).map_err(|why| bad(&why))?;
-        Ok(Self { text: text.into(), full_path: program_text.contains('/'), program, words, rest })
+        analyze(base_name(&program_text), &words, !rest).map_err(|why| bad(&why))?;
+        Ok(Self {
+            text: text.into(),
+            full_path: program_text.contains('/'),
+            program,
+            words,
+            rest,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -2031,7 +2537,11 @@ impl ArgvPattern {
     }
 
     fn program_matches(&self, cmd: &SimpleCommand) -> bool {
-        let name = if self.full_path { cmd.program.as_str() } else { cmd.name() };
+        let name = if self.full_path {
+            cmd.program.as_str()
+        } else {
+            cmd.name()
+        };
         glob_match(&self.program, name)
     }
 
@@ -2044,9 +2554,13 @@ impl ArgvPattern {
         if cmd.dynamic && !self.rest {
             return false;
         }
-        let Ok(pat) = analyze(cmd.name(), &self.words) else { return false };
+        let Ok(pat) = analyze(cmd.name(), &self.words, !self.rest) else {
+            return false;
+        };
         let args: Vec<GWord> = cmd.args.iter().map(|a| literal(a)).collect();
-        let Ok(got) = analyze(cmd.name(), &args) else { return false };
+        let Ok(got) = analyze(cmd.name(), &args, !self.rest) else {
+            return false;
+        };
         let known = |w: &GWord| !cmd.dynamic || !looks_dynamic(&render(w));
         let value_ok = |p: &Option<GWord>, v: &Option<GWord>| match (p, v) {
             (None, _) => true,
@@ -2065,20 +2579,37 @@ impl ArgvPattern {
                 .iter()
                 .zip(&got.positionals)
                 .all(|(p, g)| known(g) && glob_match(p, &render(g)));
-            let flags_ok = pat.flags.iter().all(|p| got.flags.iter().any(|g| flag_ok(p, g, false)));
+            let flags_ok = pat
+                .flags
+                .iter()
+                .all(|p| got.flags.iter().any(|g| flag_ok(p, g, false)));
             return words_ok && flags_ok;
         }
         pat.positionals.len() == got.positionals.len()
-            && pat.positionals.iter().zip(&got.positionals).all(|(p, g)| glob_match(p, &render(g)))
-            && pat.flags.iter().all(|p| got.flags.iter().any(|g| flag_ok(p, g, true)))
-            && got.flags.iter().all(|g| pat.flags.iter().any(|p| flag_ok(p, g, true)))
+            && pat
+                .positionals
+                .iter()
+                .zip(&got.positionals)
+                .all(|(p, g)| glob_match(p, &render(g)))
+            && pat
+                .flags
+                .iter()
+                .all(|p| got.flags.iter().any(|g| flag_ok(p, g, true)))
+            && got
+                .flags
+                .iter()
+                .all(|g| pat.flags.iter().any(|p| flag_ok(p, g, true)))
     }
 
     /// Could this command match the pattern once its unknown values are known? For deny and
     /// ask rules: a dynamic command may match any pattern of its program (`rm $FLAGS x` may be
     /// `rm -rf x`).
     pub fn may_match(&self, cmd: &SimpleCommand) -> bool {
-        if cmd.dynamic { self.program_matches(cmd) } else { self.matches(cmd) }
+        if cmd.dynamic {
+            self.program_matches(cmd)
+        } else {
+            self.matches(cmd)
+        }
     }
 }
 
@@ -2090,7 +2621,9 @@ pub(crate) fn subcommand_words(cmd: &SimpleCommand) -> impl Iterator<Item = &Str
         .take_while(|a| {
             let mut chars = a.chars();
             chars.next().is_some_and(|c| c.is_ascii_lowercase())
-                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == ':')
+                && chars.all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == ':'
+                })
         })
         .take(2)
 }
@@ -2125,10 +2658,10 @@ mod tests {
 
     #[test]
     fn clusters_split_and_synonyms_agree() {
-        let a = analyze("rm", &[literal("-Rf"), literal("x")]).expect("analyze");
+        let a = analyze("rm", &[literal("-Rf"), literal("x")], true).expect("analyze");
         let names: Vec<_> = a.flags.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, vec!["-r", "-f"]);
-        let a = analyze("cargo", &[literal("test"), literal("-pfoo")]).expect("analyze");
+        let a = analyze("cargo", &[literal("test"), literal("-pfoo")], true).expect("analyze");
         assert_eq!(a.flags[0].value.as_deref().map(render), Some("foo".into()));
     }
 

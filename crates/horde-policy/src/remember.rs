@@ -12,8 +12,8 @@
 use std::str::FromStr;
 
 use crate::command::{
-    ArgvPattern, CommandLine, PatternError, SimpleCommand, inline_code_flag, is_interpreter, is_shell,
-    subcommand_words,
+    ArgvPattern, CommandLine, PatternError, SimpleCommand, inline_code_flag, is_interpreter,
+    is_shell, subcommand_words,
 };
 
 /// How much of an approved command a remembered answer covers.
@@ -58,15 +58,29 @@ impl FromStr for RememberKind {
 pub enum TooBroad {
     #[error("cannot remember a command line that runs code not known before it runs ({})", reasons.join("; "))]
     Opaque { reasons: Vec<String> },
-    #[error("cannot remember `{program}`: it runs with elevated privileges (under `{wrapper}`); approve it each time")]
+    #[error(
+        "cannot remember `{program}`: it runs with elevated privileges (under `{wrapper}`); approve it each time"
+    )]
     Elevated { program: String, wrapper: String },
-    #[error("cannot remember `{program}` as {kind}: `{program}` is an interpreter or shell, so that would allow running any code; remember it as exact instead")]
+    #[error(
+        "cannot remember `{program}` as {kind}: `{program}` is an interpreter or shell, so that would allow running any code; remember it as exact instead"
+    )]
     Interpreter { program: String, kind: &'static str },
-    #[error("cannot remember `{program} {flag} …` as {kind}: the code is given inline, so that would allow running any code; remember it as exact instead")]
-    InlineCode { program: String, flag: String, kind: &'static str },
-    #[error("cannot remember `{program}` as {kind}: it destroys data, so that would allow deleting anything; remember it as exact instead")]
+    #[error(
+        "cannot remember `{program} {flag} …` as {kind}: the code is given inline, so that would allow running any code; remember it as exact instead"
+    )]
+    InlineCode {
+        program: String,
+        flag: String,
+        kind: &'static str,
+    },
+    #[error(
+        "cannot remember `{program}` as {kind}: it destroys data, so that would allow deleting anything; remember it as exact instead"
+    )]
     Destructive { program: String, kind: &'static str },
-    #[error("cannot remember `{program}` as exact: its arguments are only known when it runs ({args}), so the same command would never match; remember it as prefix or program instead")]
+    #[error(
+        "cannot remember `{program}` as exact: its arguments are only known when it runs ({args}), so an exact rule would never match it again"
+    )]
     DynamicExact { program: String, args: String },
     #[error("cannot remember `{program}` as prefix: its subcommand is only known when it runs")]
     DynamicPrefix { program: String },
@@ -94,7 +108,9 @@ pub fn remembered_pattern(
     kind: RememberKind,
 ) -> Result<ArgvPattern, TooBroad> {
     if !line.opaque.is_empty() {
-        return Err(TooBroad::Opaque { reasons: line.opaque.clone() });
+        return Err(TooBroad::Opaque {
+            reasons: line.opaque.clone(),
+        });
     }
     let name = cmd.name();
     if let Some(wrapper) = cmd
@@ -104,40 +120,69 @@ pub fn remembered_pattern(
         .chain(std::iter::once(name))
         .find(|w| ELEVATED.contains(w))
     {
-        return Err(TooBroad::Elevated { program: name.to_owned(), wrapper: wrapper.to_owned() });
+        return Err(TooBroad::Elevated {
+            program: name.to_owned(),
+            wrapper: wrapper.to_owned(),
+        });
     }
     let broad = kind != RememberKind::Exact;
     if broad {
         if let Some(flag) = inline_code_flag(name, &cmd.args) {
-            return Err(TooBroad::InlineCode { program: name.to_owned(), flag, kind: kind.as_str() });
+            return Err(TooBroad::InlineCode {
+                program: name.to_owned(),
+                flag,
+                kind: kind.as_str(),
+            });
         }
         if is_interpreter(name) || is_shell(name) {
-            return Err(TooBroad::Interpreter { program: name.to_owned(), kind: kind.as_str() });
+            return Err(TooBroad::Interpreter {
+                program: name.to_owned(),
+                kind: kind.as_str(),
+            });
         }
         if DESTRUCTIVE.contains(&name) || name.starts_with("mkfs.") {
-            return Err(TooBroad::Destructive { program: name.to_owned(), kind: kind.as_str() });
+            return Err(TooBroad::Destructive {
+                program: name.to_owned(),
+                kind: kind.as_str(),
+            });
         }
     }
     match kind {
         RememberKind::Exact => {
             if cmd.dynamic {
-                return Err(TooBroad::DynamicExact { program: name.to_owned(), args: cmd.args.join(" ") });
+                return Err(TooBroad::DynamicExact {
+                    program: name.to_owned(),
+                    args: cmd.args.join(" "),
+                });
             }
             Ok(ArgvPattern::exact(cmd)?)
         }
         RememberKind::Prefix => {
-            if cmd.dynamic && subcommand_words(cmd).any(|w| w.contains(['$', '`', '*', '?', '[', '{'])) {
-                return Err(TooBroad::DynamicPrefix { program: name.to_owned() });
+            if cmd.dynamic
+                && subcommand_words(cmd).any(|w| w.contains(['$', '`', '*', '?', '[', '{']))
+            {
+                return Err(TooBroad::DynamicPrefix {
+                    program: name.to_owned(),
+                });
             }
             Ok(ArgvPattern::prefix(cmd)?)
         }
-        RememberKind::Program => Ok(ArgvPattern::parse(&format!("{} *", quote_program(&cmd.program)))?),
+        RememberKind::Program => Ok(ArgvPattern::parse(&format!(
+            "{} *",
+            quote_program(&cmd.program)
+        ))?),
     }
 }
 
 fn quote_program(p: &str) -> String {
-    let safe = !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "_-./+@%".contains(c));
-    if safe { p.to_owned() } else { format!("'{}'", p.replace('\'', r"'\''")) }
+    let safe = !p.is_empty()
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./+@%".contains(c));
+    if safe {
+        p.to_owned()
+    } else {
+        format!("'{}'", p.replace('\'', r"'\''"))
+    }
 }
 
 #[cfg(test)]
