@@ -46,8 +46,11 @@ pub const MIN_BASE64_RUN: usize = 24;
 pub const MAX_SIGNALS: usize = 64;
 /// Matches reported per rule per piece.
 pub const MAX_MATCHES_PER_RULE: usize = 4;
-/// The default quarantine threshold (see the `injection_spikee` test for how it was chosen).
-pub const DEFAULT_THRESHOLD: f32 = 0.5;
+/// The default quarantine threshold: the lowest of a sweep (0.25…0.6 in steps of 0.05) at which
+/// both false-positive sets of the `injection_spikee` test (spikee's benign inputs, Markdown
+/// from crates) stayed under 1%. One rule of weight 0.35 or more quarantines on its own;
+/// quarantine does not hide content, it puts a person in front of the tool calls it triggers.
+pub const DEFAULT_THRESHOLD: f32 = 0.35;
 
 /// Where untrusted content came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -397,6 +400,14 @@ fn exfil_weight(url: &str, image: bool) -> (f32, String) {
     let Some((_, query)) = url.split_once('?') else {
         return (0.0, String::new());
     };
+    // A name to fill in, plain or percent-encoded: `[QUERY]`, `{data}`, `{{secret}}`, `<x>`,
+    // `$TOKEN`. Indices like `%5B0%5D` are not names.
+    static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?:\[|%5b)[a-z_][a-z0-9_ .-]{1,40}(?:\]|%5d)|(?:\{|%7b){1,2}[a-z_][a-z0-9_ .-]{1,40}(?:\}|%7d)|(?:<|%3c)[a-z_][a-z0-9_ .-]{1,40}(?:>|%3e)|^(?:\$|%24)\{?[a-z_][a-z0-9_]{1,40}",
+        )
+        .expect("static placeholder pattern compiles")
+    });
     let query = query.trim_end_matches([')', '"', '\'']);
     const SECRETISH: &[&str] = &[
         "data", "d", "q", "query", "secret", "token", "key", "apikey", "api_key", "password",
@@ -410,21 +421,16 @@ fn exfil_weight(url: &str, image: bool) -> (f32, String) {
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v_or_k = if v.is_empty() { k } else { v };
-        let bracketed = |o: char, c: char| v_or_k.contains(o) && v_or_k.contains(c);
-        if bracketed('[', ']')
-            || bracketed('{', '}')
-            || bracketed('<', '>')
-            || v_or_k.starts_with('$')
-            || v_or_k.contains("%5b")
-            || v_or_k.contains("%7b")
-            || v_or_k.contains("%3c")
-        {
+        if PLACEHOLDER.is_match(v_or_k) {
             placeholder = true;
         }
+        // Encoded data: long, base64/hex alphabet, few percent escapes (a percent-encoded URL
+        // or sentence is not data) and no dots (host names, file names).
         if v.len() >= 40
+            && v.bytes().filter(|b| *b == b'%').count() <= 2
             && v
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+/=_%.-".contains(&b))
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=_%-".contains(&b))
         {
             long = true;
             if SECRETISH.contains(&k) {
@@ -442,7 +448,8 @@ fn exfil_weight(url: &str, image: bool) -> (f32, String) {
         (true, true, _, _) => (0.7, "a template placeholder to fill with data"),
         (true, false, true, true) => (0.6, "long encoded data under a data-like key"),
         (true, false, true, false) => (0.45, "long encoded data"),
-        (true, false, false, true) => (0.35, "a data-like key"),
+        // Weak alone: badges carry public `?token=` values.
+        (true, false, false, true) => (0.2, "a data-like key"),
         (false, true, _, _) => (0.4, "a template placeholder to fill with data"),
         (false, false, true, true) => (0.35, "long encoded data under a data-like key"),
         (false, false, true, false) => (0.15, "long encoded data"),

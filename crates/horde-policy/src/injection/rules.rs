@@ -98,7 +98,8 @@ fn all_rules() -> Vec<Rule> {
         rule(
             "new-instructions",
             Override,
-            0.4,
+            // Weaker than it looks: CPU manuals speak of new instructions too.
+            0.3,
             r"\b(?:new|updated|revised|real|actual|true|secret|hidden|additional) (?:important |urgent |system |priority )?(?:instructions|directives|orders)\b",
         ),
         rule(
@@ -147,8 +148,32 @@ fn all_rules() -> Vec<Rule> {
             | (?:以前|前|上記|これまで)の(?:指示|命令|指令)を?(?:すべて)?無視   # ja
             ",
         ),
+        rule(
+            "your-task-is",
+            Override,
+            0.35,
+            r"\byour (?:task|job|goal|mission|objective|role|assignment) (?:is|will be|now is|here is) to\b",
+        ),
+        rule(
+            "assigned-task",
+            Override,
+            0.3,
+            r"\byou(?:'ve| have) been (?:assigned|given|tasked)(?: with)? (?:a |the |this |new |an )?(?:new )?(?:task|mission|job|assignment)\b",
+        ),
+        rule(
+            "do-the-following",
+            Override,
+            0.2,
+            r"\b(?:do|perform|execute|complete|carry out|follow) (?:the following|this|these)(?: (?:task|steps?|instructions?|actions?|commands?))? ?:",
+        ),
         // --- persona / mode switches ---------------------------------------------------
-        rule("you-are-now", Persona, 0.4, r"\byou are (?:now|no longer)\b|\byou're (?:now|no longer)\b"),
+        // Not "you are now ready / in the directory / logged in": tutorials say that all the time.
+        rule(
+            "you-are-now",
+            Persona,
+            0.4,
+            r"\byou(?: are|'re) now (?:an? |the |my |called |named |operating |acting |free |going to (?:act|be|answer|respond)|able to (?:do|bypass|ignore|say|answer)|dan\b|unrestricted|unfiltered)|\byou(?: are|'re) no longer (?:bound|restricted|limited|an? |the |required to follow|subject)",
+        ),
         rule(
             "act-unrestricted",
             Persona,
@@ -173,6 +198,14 @@ fn all_rules() -> Vec<Rule> {
             Persona,
             0.3,
             r"\b(?:operating|running|working|now) in (?:the )?(?:developer|debug|god|admin|test|jailbreak|unrestricted|maintenance|diagnostic) mode\b|\b(?:god|jailbreak|unrestricted|unfiltered|uncensored) mode\b",
+        ),
+        // "Policy puppetry" (published in 2025): a fake configuration block that re-declares
+        // which modes and answers are allowed.
+        rule(
+            "fake-policy-config",
+            Persona,
+            0.4,
+            r"<(?:interaction|system|assistant|model|safety)[-_]?(?:config|configuration|policy|settings)\b|\b(?:allowed|blocked|forbidden|disallowed) (?:modes?|responses?|strings?|topics?|outputs?) ?:",
         ),
         rule("jailbreak-word", Persona, 0.2, r"\bjailbr(?:eak|eaks|oken|eaking)\b"),
         rule(
@@ -204,7 +237,7 @@ fn all_rules() -> Vec<Rule> {
             "your-instructions",
             PromptLeak,
             0.25,
-            r"\byour (?:system prompt|system message|initial prompt|hidden instructions|original instructions|initial instructions|programming|prompt)\b",
+            r"\byour (?:system prompt|system message|initial prompt|(?:hidden |original |initial |previous |current |earlier )?instructions|programming|prompt)\b",
         ),
         rule("system-prompt-mention", PromptLeak, 0.15, r"\bsystem (?:prompt|message)\b"),
         rule(
@@ -301,7 +334,13 @@ fn all_rules() -> Vec<Rule> {
             "read-secrets",
             ToolLure,
             0.55,
-            r"\b(?:read|cat|print|output|send|upload|post|exfiltrate|include|copy|paste|attach|show|type|open|dump|leak)\b[^\n]{0,60}(?:~/\.ssh\b|\bid_(?:rsa|ed25519|ecdsa)\b|\.aws/credentials\b|\.git-credentials\b|/etc/(?:passwd|shadow)\b|\.netrc\b|\.env\b|(?:all )?(?:the )?environment variables|\benv vars\b)",
+            r"\b(?:read|cat|print|output|send|upload|post|exfiltrate|include|copy|paste|attach|show|type|open|dump|leak)\b[^\n]{0,60}(?:~/\.ssh\b|\bid_(?:rsa|ed25519|ecdsa)\b|\.aws/credentials\b|\.git-credentials\b|/etc/(?:passwd|shadow)\b|\.netrc\b|\.env\b)",
+        ),
+        rule(
+            "dump-environment",
+            ToolLure,
+            0.35,
+            r"\b(?:print|output|send|upload|post|exfiltrate|dump|leak|include|share|paste|return)\b (?:out )?(?:all |every |each |your |the )+(?:of (?:the |your ))?(?:environment variables|env vars|secrets|api keys|credentials|access tokens)\b",
         ),
         rule(
             "without-asking",
@@ -379,6 +418,12 @@ fn all_rules() -> Vec<Rule> {
             0.5,
             r"\b(?:ai|llm|language model|automated) (?:agents?|assistants?|models?|systems?|tools?|crawlers?) (?:reading|processing|summari[sz]ing|parsing|reviewing|crawling|scraping|analy[sz]ing) this\b",
         ),
+        rule(
+            "generate-response",
+            AgentAddress,
+            0.15,
+            r"\b(?:generate|write|produce|craft|compose) (?:a |an |the |your )?(?:response|reply|answer)\b",
+        ),
         rule("you-must", AgentAddress, 0.1, r"\byou (?:must|need to|have to|are required to|should now|will now|shall)\b"),
         rule(
             "respond-only",
@@ -403,7 +448,13 @@ fn all_rules() -> Vec<Rule> {
             "crucial-that-you",
             Pressure,
             0.2,
-            r"\b(?:it is|it's) (?:very |extremely |absolutely )?(?:crucial|critical|imperative|essential|vital|mandatory) (?:that )?you\b|\bno matter what\b",
+            r"\b(?:it is|it's) (?:very |extremely |absolutely )?(?:crucial|critical|imperative|essential|vital|mandatory|important) (?:that )?you\b|\bno matter what\b",
+        ),
+        rule(
+            "prove-yourself",
+            Pressure,
+            0.25,
+            r"\bprove (?:that )?(?:you(?:'re| are)|yourself|your (?:intelligence|capabilit(?:y|ies)|worth))\b",
         ),
         rule(
             "threat",
