@@ -195,7 +195,12 @@ impl Tally {
 fn print_tallies(title: &str, t: &BTreeMap<String, Tally>) {
     println!("  {title}:");
     for (k, v) in t {
-        println!("    {k:<44} {:>5}/{:<5} {:6.1}%", v.hit, v.total, 100.0 * v.rate());
+        println!(
+            "    {k:<44} {:>5}/{:<5} {:6.1}%",
+            v.hit,
+            v.total,
+            100.0 * v.rate()
+        );
     }
 }
 
@@ -241,11 +246,25 @@ fn spikee_detection_and_false_positives() {
                 english.add(hit);
             }
             by_folder.entry(s.folder.clone()).or_default().add(hit);
-            by_jailbreak.entry(s.jailbreak_type.clone()).or_default().add(hit);
-            by_instruction.entry(s.instruction_type.clone()).or_default().add(hit);
+            by_jailbreak
+                .entry(s.jailbreak_type.clone())
+                .or_default()
+                .add(hit);
+            by_instruction
+                .entry(s.instruction_type.clone())
+                .or_default()
+                .add(hit);
             by_lang.entry(s.lang.clone()).or_default().add(hit);
             if !hit && s.lang == "en" && misses.len() < 15 {
-                let tail: String = s.text.chars().rev().take(110).collect::<Vec<_>>().into_iter().rev().collect();
+                let tail: String = s
+                    .text
+                    .chars()
+                    .rev()
+                    .take(110)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
                 misses.push(format!("{} | {:?}", summary(&r), tail.trim()));
             }
         }
@@ -271,7 +290,11 @@ fn spikee_detection_and_false_positives() {
     let mut direct = Tally::default();
     for folder in ["seeds-harmful-instructions-only", "seeds-investment-advice"] {
         for ins in read_jsonl(&dir.join(folder).join("instructions.jsonl")) {
-            direct.add(screener.screen(field(&ins, "instruction"), Source::Other).quarantined);
+            direct.add(
+                screener
+                    .screen(field(&ins, "instruction"), Source::Other)
+                    .quarantined,
+            );
         }
     }
     println!(
@@ -282,10 +305,11 @@ fn spikee_detection_and_false_positives() {
     // --- benign (spikee) ----------------------------------------------------------------
     let mut benign = Tally::default();
     let mut benign_hits = Vec::new();
-    let mut texts: Vec<String> = read_jsonl(&dir.join(BENIGN_FOLDER).join("standalone_user_inputs.jsonl"))
-        .iter()
-        .map(|v| field(v, "text").to_owned())
-        .collect();
+    let mut texts: Vec<String> =
+        read_jsonl(&dir.join(BENIGN_FOLDER).join("standalone_user_inputs.jsonl"))
+            .iter()
+            .map(|v| field(v, "text").to_owned())
+            .collect();
     let mut docs: Vec<String> = INJECTION_FOLDERS
         .iter()
         .chain(["seeds-mini-test"].iter())
@@ -371,7 +395,10 @@ fn spikee_detection_and_false_positives() {
     );
     for (folder, goal) in GOAL_PER_FOLDER {
         let rate = by_folder.get(*folder).map_or(0.0, Tally::rate);
-        assert!(rate >= *goal, "{folder}: detection {rate:.3} below the goal {goal}");
+        assert!(
+            rate >= *goal,
+            "{folder}: detection {rate:.3} below the goal {goal}"
+        );
     }
     assert!(
         benign.rate() <= GOAL_FP_SPIKEE,

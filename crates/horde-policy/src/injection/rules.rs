@@ -21,7 +21,9 @@ pub(crate) enum Check {
     None,
     /// A URL with a query string: weigh it by what the query carries (`image` for URLs that
     /// are fetched without a click: markdown images, `<img src>`).
-    ExfilUrl { image: bool },
+    ExfilUrl {
+        image: bool,
+    },
     /// Active markup: ordinary in a web page's HTML, suspicious elsewhere.
     Markup,
 }
@@ -87,13 +89,17 @@ fn all_rules() -> Vec<Rule> {
             "ignore-everything-above",
             Override,
             0.7,
-            &format!(r"\b{override_verbs} (?:everything|anything|all)(?: (?:that was|you were|i) (?:said|told|given|wrote))? (?:above|before|so far|until now|prior to this)\b"),
+            &format!(
+                r"\b{override_verbs} (?:everything|anything|all)(?: (?:that was|you were|i) (?:said|told|given|wrote))? (?:above|before|so far|until now|prior to this)\b"
+            ),
         ),
         rule(
             "regardless-of-instructions",
             Override,
             0.45,
-            &format!(r"\b(?:regardless of|despite|notwithstanding|in spite of) (?:any |all |your |the )?{prior}? ?{orders}\b"),
+            &format!(
+                r"\b(?:regardless of|despite|notwithstanding|in spite of) (?:any |all |your |the )?{prior}? ?{orders}\b"
+            ),
         ),
         rule(
             "new-instructions",
@@ -180,7 +186,12 @@ fn all_rules() -> Vec<Rule> {
             0.55,
             r"\b(?:act|behave|respond|answer|pretend) (?:as|like) (?:if you (?:are|were) )?(?:an? )?(?:unrestricted|unfiltered|uncensored|jailbroken|evil|rogue|amoral|unlimited)\b",
         ),
-        rule("pretend-to-be", Persona, 0.25, r"\bpretend (?:to be|you are|you're|that you are)\b|\broleplay as\b"),
+        rule(
+            "pretend-to-be",
+            Persona,
+            0.25,
+            r"\bpretend (?:to be|you are|you're|that you are)\b|\broleplay as\b",
+        ),
         rule(
             "dan",
             Persona,
@@ -207,7 +218,12 @@ fn all_rules() -> Vec<Rule> {
             0.4,
             r"<(?:interaction|system|assistant|model|safety)[-_]?(?:config|configuration|policy|settings)\b|\b(?:allowed|blocked|forbidden|disallowed) (?:modes?|responses?|strings?|topics?|outputs?) ?:",
         ),
-        rule("jailbreak-word", Persona, 0.2, r"\bjailbr(?:eak|eaks|oken|eaking)\b"),
+        rule(
+            "jailbreak-word",
+            Persona,
+            0.2,
+            r"\bjailbr(?:eak|eaks|oken|eaking)\b",
+        ),
         rule(
             "no-restrictions",
             Persona,
@@ -239,14 +255,24 @@ fn all_rules() -> Vec<Rule> {
             0.25,
             r"\byour (?:system prompt|system message|initial prompt|(?:hidden |original |initial |previous |current |earlier )?instructions|programming|prompt)\b",
         ),
-        rule("system-prompt-mention", PromptLeak, 0.15, r"\bsystem (?:prompt|message)\b"),
+        rule(
+            "system-prompt-mention",
+            PromptLeak,
+            0.15,
+            r"\bsystem (?:prompt|message)\b",
+        ),
         rule(
             "repeat-above",
             PromptLeak,
             0.5,
             r"\b(?:repeat|print|output|write|show|list|copy|return|reproduce)\b {W3}(?:words|text|lines|everything|content|messages?|instructions|sentences?) (?:above|before this|preceding|prior to this)\b|\b(?:what|everything) (?:you see|is written|was written) above\b",
         ),
-        rule("starting-with-you-are", PromptLeak, 0.4, r#"\bstart(?:ing|s)? with (?:the (?:phrase|words?) )?['"“‘]?you are\b"#),
+        rule(
+            "starting-with-you-are",
+            PromptLeak,
+            0.4,
+            r#"\bstart(?:ing|s)? with (?:the (?:phrase|words?) )?['"“‘]?you are\b"#,
+        ),
         rule(
             "first-sentence-of-prompt",
             PromptLeak,
@@ -279,8 +305,18 @@ fn all_rules() -> Vec<Rule> {
             r"(?m)^ ?#{2,4} ?(?:system|instructions?|response|assistant|user|human)(?: prompt| message)? ?:",
         ),
         rule("turn-user", RoleMarker, 0.2, r"(?m)^ ?(?:human|user) ?: "),
-        rule("turn-assistant", RoleMarker, 0.25, r"(?m)^ ?(?:assistant|ai|chatgpt|claude|gpt) ?: "),
-        rule("turn-system", RoleMarker, 0.25, r"(?m)^ ?(?:system|developer) ?: "),
+        rule(
+            "turn-assistant",
+            RoleMarker,
+            0.25,
+            r"(?m)^ ?(?:assistant|ai|chatgpt|claude|gpt) ?: ",
+        ),
+        rule(
+            "turn-system",
+            RoleMarker,
+            0.25,
+            r"(?m)^ ?(?:system|developer) ?: ",
+        ),
         rule(
             "fake-closer",
             RoleMarker,
@@ -424,7 +460,12 @@ fn all_rules() -> Vec<Rule> {
             0.15,
             r"\b(?:generate|write|produce|craft|compose) (?:a |an |the |your )?(?:response|reply|answer)\b",
         ),
-        rule("you-must", AgentAddress, 0.1, r"\byou (?:must|need to|have to|are required to|should now|will now|shall)\b"),
+        rule(
+            "you-must",
+            AgentAddress,
+            0.1,
+            r"\byou (?:must|need to|have to|are required to|should now|will now|shall)\b",
+        ),
         rule(
             "respond-only",
             AgentAddress,
