@@ -344,6 +344,7 @@ fn spikee_detection_and_false_positives() {
     let mut fp_readme = Tally::default();
     let mut readme_hits = Vec::new();
     let mut readme_scores: Vec<f32> = Vec::new();
+    let started = std::time::Instant::now();
     for (path, text) in &readmes {
         let r = screener.screen(text, Source::ExternalFile);
         readme_scores.push(r.score);
@@ -364,6 +365,15 @@ fn spikee_detection_and_false_positives() {
         for h in &readme_hits {
             println!("    {h}");
         }
+        // A figure, not a goal (this is usually a debug build).
+        let bytes: usize = readmes.iter().map(|(_, t)| t.len()).sum();
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        println!(
+            "throughput on crate Markdown: {:.1} MB/s ({} bytes in {:.2}s, this build's profile)",
+            bytes as f64 / secs / 1e6,
+            bytes,
+            secs
+        );
     }
 
     println!("threshold sweep (detection / FP spikee benign / FP READMEs):");
