@@ -3,8 +3,13 @@
 //! Each rule has a family, a weight (how much one match says on its own, 0..1) and optionally a
 //! check that looks at the matched text and adjusts the weight (URLs are only exfiltration when
 //! their query carries data). Rules are written from what injections look like in general
-//! (published attack write-ups, the chat templates of common models), not from any evaluation
-//! set; their weights were set by judgement of how often each phrase appears in ordinary text.
+//! (published attack write-ups, the chat templates of common models); their weights were set
+//! by judgement of how often each phrase appears in ordinary text. After the first measurement
+//! (see `tests/injection_spikee.rs`) some weights were lowered or rules narrowed where ordinary
+//! crate Markdown tripped them (`new-instructions`, `you-are-now`, badge tokens, environment
+//! variables), and a few general rules were added for pretexts the first set lacked
+//! (`your-task-is`, `assigned-task`, `do-the-following`, `generate-response`, `prove-yourself`,
+//! `fake-policy-config`); no rule contains a string taken from the data set.
 //!
 //! Invariant: all rules compile (a test compiles them), and every pattern uses ASCII word
 //! boundaries so the matcher stays on its fast path over non-ASCII text.
