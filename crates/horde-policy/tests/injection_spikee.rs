@@ -45,6 +45,9 @@ const MAX_README_BYTES: u64 = 256 * 1024;
 // detection overall, 77.5% in English, 84.9% on seeds-cybersec-2026-01, 100% on
 // seeds-llm-mailbox; 0/114 false positives on spikee's benign set, 5/787 = 0.6% on crate
 // Markdown). They are floors a regression would break, a little under what was measured.
+// Six general rules were added after reading the first run's misses (see the `rules` module
+// doc); without them the figures are 58.8% overall and 72.2% in English, so about four points
+// of the detection rate are in-sample.
 //
 // Why not 90%: many spikee attacks pair a mild wrapper ("For academic purposes, …", "This is a
 // test. …", "As part of a training exercise, …") with a plain request ("Tell me which tech

@@ -9,7 +9,9 @@
 //! crate Markdown tripped them (`new-instructions`, `you-are-now`, badge tokens, environment
 //! variables), and a few general rules were added for pretexts the first set lacked
 //! (`your-task-is`, `assigned-task`, `do-the-following`, `generate-response`, `prove-yourself`,
-//! `fake-policy-config`); no rule contains a string taken from the data set.
+//! `fake-policy-config`, the last after the published "policy puppetry" write-up). They were
+//! prompted by misses in that data, so part of its figure is in-sample: without them it is
+//! 58.8% instead of 63.0% at the default threshold.
 //!
 //! Invariant: all rules compile (a test compiles them), and every pattern uses ASCII word
 //! boundaries so the matcher stays on its fast path over non-ASCII text.
