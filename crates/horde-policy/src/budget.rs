@@ -293,7 +293,8 @@ impl BudgetState {
     /// Counts an error; returns the budget it exceeds, if any.
     fn count_error(&mut self, fingerprint: Fingerprint) -> Option<Breach> {
         self.errors = self.errors.saturating_add(1);
-        if !self.repeats.contains_key(&fingerprint) && self.repeats.len() >= MAX_TRACKED_FINGERPRINTS
+        if !self.repeats.contains_key(&fingerprint)
+            && self.repeats.len() >= MAX_TRACKED_FINGERPRINTS
         {
             // Forget the rarest error; ties broken by text so the choice is deterministic.
             if let Some(rarest) = self
@@ -448,8 +449,12 @@ mod tests {
 
     #[test]
     fn fingerprint_strips_hex_and_uuids() {
-        let a = Fingerprint::of("object deadbeef12 missing, request 550e8400-e29b-41d4-a716-446655440000");
-        let b = Fingerprint::of("object 0a1b2c3d4e missing, request 123e4567-e89b-12d3-a456-426614174000");
+        let a = Fingerprint::of(
+            "object deadbeef12 missing, request 550e8400-e29b-41d4-a716-446655440000",
+        );
+        let b = Fingerprint::of(
+            "object 0a1b2c3d4e missing, request 123e4567-e89b-12d3-a456-426614174000",
+        );
         assert_eq!(a, b);
     }
 

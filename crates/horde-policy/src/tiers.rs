@@ -250,7 +250,11 @@ impl TrustState {
     }
 
     /// Records one finished task; returns the tier change it caused, if any.
-    pub fn record_task(&mut self, outcome: TaskOutcome, rule: &PromotionRule) -> Option<TierChange> {
+    pub fn record_task(
+        &mut self,
+        outcome: TaskOutcome,
+        rule: &PromotionRule,
+    ) -> Option<TierChange> {
         self.total_tasks = self.total_tasks.saturating_add(1);
         match outcome {
             TaskOutcome::Incomplete => None,

@@ -40,12 +40,21 @@ fn promotes_after_n_compliant_tasks_one_tier_at_a_time() {
     let mut s = TrustState::new(Tier::T0);
     assert_eq!(s.record_task(TaskOutcome::Compliant, &r), None);
     assert_eq!(s.record_task(TaskOutcome::Compliant, &r), None);
-    let change = s.record_task(TaskOutcome::Compliant, &r).expect("third task promotes");
+    let change = s
+        .record_task(TaskOutcome::Compliant, &r)
+        .expect("third task promotes");
     assert_eq!((change.from, change.to), (Tier::T0, Tier::T1));
     assert!(change.is_promotion());
-    assert!(change.reason.contains('3'), "reason says why: {}", change.reason);
+    assert!(
+        change.reason.contains('3'),
+        "reason says why: {}",
+        change.reason
+    );
     assert_eq!(s.tier, Tier::T1);
-    assert_eq!(s.compliant_tasks, 0, "the streak restarts after a promotion");
+    assert_eq!(
+        s.compliant_tasks, 0,
+        "the streak restarts after a promotion"
+    );
 }
 
 #[test]
@@ -132,7 +141,10 @@ fn promotion_rule_reads_with_defaults_and_rejects_unknown_keys() {
     let r: PromotionRule =
         serde_json::from_str(r#"{"ceiling":"T3"}"#).expect("partial rule parses");
     assert_eq!(r.ceiling, Tier::T3);
-    assert_eq!(r.tasks_per_promotion, PromotionRule::default().tasks_per_promotion);
+    assert_eq!(
+        r.tasks_per_promotion,
+        PromotionRule::default().tasks_per_promotion
+    );
     let err = serde_json::from_str::<PromotionRule>(r#"{"celing":"T3"}"#)
         .err()
         .map(|e| e.to_string());
@@ -169,7 +181,11 @@ fn repeats_of_one_error_breach_even_when_numbers_and_paths_differ() {
     assert_eq!(breach.budget, BudgetKind::Repeats);
     assert_eq!((breach.count, breach.limit), (3, 2));
     assert_eq!(breach.errors, 3);
-    assert!(breach.fingerprint.is_some_and(|f| f.as_str().contains("failed after")));
+    assert!(
+        breach
+            .fingerprint
+            .is_some_and(|f| f.as_str().contains("failed after"))
+    );
 }
 
 #[test]
@@ -182,7 +198,9 @@ fn distinct_errors_breach_the_total_budget() {
     for m in ["alpha broke", "beta broke", "gamma broke"] {
         assert_eq!(b.record(err(m)), None);
     }
-    let breach = b.record(err("delta broke")).expect("fourth error breaches max_errors = 3");
+    let breach = b
+        .record(err("delta broke"))
+        .expect("fourth error breaches max_errors = 3");
     assert_eq!(breach.budget, BudgetKind::Errors);
     assert_eq!((breach.count, breach.limit), (4, 3));
 }
@@ -217,7 +235,9 @@ fn a_breach_is_reported_once_and_kept() {
         max_repeats: 5,
         max_violations: 0,
     });
-    let first = b.record(err("boom")).expect("first error breaches max_errors = 0");
+    let first = b
+        .record(err("boom"))
+        .expect("first error breaches max_errors = 0");
     assert_eq!(b.record(err("boom")), None);
     assert_eq!(b.record(ErrorKind::Violation { rule: "x".into() }), None);
     assert_eq!(b.breach(), Some(&first));
@@ -312,9 +332,15 @@ fn handoff_round_trips_through_json() {
     let json = h.to_json().expect("handoff serialises");
     assert_eq!(Handoff::from_json(&json).ok(), Some(h));
     let unknown = json.replacen("\"role\"", "\"rol\"", 1);
-    assert!(matches!(Handoff::from_json(&unknown), Err(HandoffError::Json(_))));
+    assert!(matches!(
+        Handoff::from_json(&unknown),
+        Err(HandoffError::Json(_))
+    ));
     let huge = " ".repeat(MAX_HANDOFF_JSON_BYTES + 1);
-    assert!(matches!(Handoff::from_json(&huge), Err(HandoffError::TooLarge(_))));
+    assert!(matches!(
+        Handoff::from_json(&huge),
+        Err(HandoffError::TooLarge(_))
+    ));
 }
 
 #[test]
@@ -333,7 +359,9 @@ fn handoff_markdown_names_everything_and_keeps_items_on_one_line() {
 #[test]
 fn handoff_markdown_bounds_long_lists() {
     let mut h = handoff();
-    h.tried = (0..MAX_HANDOFF_ITEMS + 7).map(|i| format!("attempt {i}")).collect();
+    h.tried = (0..MAX_HANDOFF_ITEMS + 7)
+        .map(|i| format!("attempt {i}"))
+        .collect();
     let md = h.to_markdown();
     assert!(md.contains("… and 7 more"));
     assert!(!md.contains(&format!("attempt {}", MAX_HANDOFF_ITEMS)));

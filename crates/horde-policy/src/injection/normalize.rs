@@ -59,7 +59,10 @@ fn is_bidi_control(c: char) -> bool {
 /// hyphens (hyphenation hints in web text), LRM/RLM (ordinary in right-to-left text), emoji
 /// presentation selectors.
 fn is_benign_format(c: char) -> bool {
-    matches!(c, '\u{00AD}' | '\u{200E}' | '\u{200F}' | '\u{FE00}'..='\u{FE0F}')
+    matches!(
+        c,
+        '\u{00AD}' | '\u{200E}' | '\u{200F}' | '\u{FE00}'..='\u{FE0F}'
+    )
 }
 
 fn selector_byte(c: char) -> Option<u8> {
@@ -145,7 +148,8 @@ pub(crate) fn normalize(src: &str) -> Normalized {
     let chars: Vec<(usize, char)> = src.char_indices().collect();
     for (i, &(off, c)) in chars.iter().enumerate() {
         let end = off + c.len_utf8();
-        if let Some(b) = selector_byte(c).filter(|_| u32::from(c) >= 0xE0100 || !selectors.is_empty())
+        if let Some(b) =
+            selector_byte(c).filter(|_| u32::from(c) >= 0xE0100 || !selectors.is_empty())
         {
             if selectors.len() < MAX_SELECTOR_PAYLOAD {
                 selectors.push(b);
@@ -166,9 +170,9 @@ pub(crate) fn normalize(src: &str) -> Normalized {
             0xE0000..=0xE007F => {
                 if !in_flag {
                     tags.add(off, end);
-                    if let Some(a) = char::from_u32(u32::from(c) - 0xE0000).filter(|a| {
-                        a.is_ascii_graphic() || *a == ' '
-                    }) {
+                    if let Some(a) = char::from_u32(u32::from(c) - 0xE0000)
+                        .filter(|a| a.is_ascii_graphic() || *a == ' ')
+                    {
                         if tag_text.len() < 64 {
                             tag_text.push(a);
                         }
@@ -233,7 +237,10 @@ pub(crate) fn normalize(src: &str) -> Normalized {
             .iter()
             .filter(|(_, c)| !c.is_ascii() && c.is_alphabetic())
             .count();
-        let folds = word.iter().filter(|(_, c)| confusable(*c).is_some()).count();
+        let folds = word
+            .iter()
+            .filter(|(_, c)| confusable(*c).is_some())
+            .count();
         if folds > 0 && folds == foreign {
             // Every non-Latin letter of a Latin word is a look-alike: a disguise.
             for (off, c) in word.iter_mut() {
@@ -246,7 +253,11 @@ pub(crate) fn normalize(src: &str) -> Normalized {
         // Leet only in words of 3+ letters that do not end in a run of digits (`base64`,
         // `sha256` and `utf16` stay what they are).
         let letters = word.iter().filter(|(_, c)| c.is_ascii_alphabetic()).count();
-        let trailing_digits = word.iter().rev().take_while(|(_, c)| c.is_ascii_digit()).count();
+        let trailing_digits = word
+            .iter()
+            .rev()
+            .take_while(|(_, c)| c.is_ascii_digit())
+            .count();
         if letters >= 3 && trailing_digits <= 1 {
             for (_, c) in word.iter_mut() {
                 if let Some(l) = leet(*c) {
@@ -313,7 +324,10 @@ pub(crate) fn normalize(src: &str) -> Normalized {
             &invisible_in_word,
             "invisible-in-word",
             0.45,
-            format!("{} invisible characters splitting words", invisible_in_word.count),
+            format!(
+                "{} invisible characters splitting words",
+                invisible_in_word.count
+            ),
         );
     }
     if invisible_other.count >= 3 {
@@ -321,7 +335,10 @@ pub(crate) fn normalize(src: &str) -> Normalized {
             &invisible_other,
             "invisible-characters",
             0.25,
-            format!("{} zero-width characters in Latin text", invisible_other.count),
+            format!(
+                "{} zero-width characters in Latin text",
+                invisible_other.count
+            ),
         );
     }
     push(

@@ -3,8 +3,15 @@
 //! Each rule has a family, a weight (how much one match says on its own, 0..1) and optionally a
 //! check that looks at the matched text and adjusts the weight (URLs are only exfiltration when
 //! their query carries data). Rules are written from what injections look like in general
-//! (published attack write-ups, the chat templates of common models), not from any evaluation
-//! set; their weights were set by judgement of how often each phrase appears in ordinary text.
+//! (published attack write-ups, the chat templates of common models); their weights were set
+//! by judgement of how often each phrase appears in ordinary text. After the first measurement
+//! (see `tests/injection_spikee.rs`) some weights were lowered or rules narrowed where ordinary
+//! crate Markdown tripped them (`new-instructions`, `you-are-now`, badge tokens, environment
+//! variables), and a few general rules were added for pretexts the first set lacked
+//! (`your-task-is`, `assigned-task`, `do-the-following`, `generate-response`, `prove-yourself`,
+//! `fake-policy-config`, the last after the published "policy puppetry" write-up). They were
+//! prompted by misses in that data, so part of its figure is in-sample: without them it is
+//! 58.8% instead of 63.0% at the default threshold.
 //!
 //! Invariant: all rules compile (a test compiles them), and every pattern uses ASCII word
 //! boundaries so the matcher stays on its fast path over non-ASCII text.
@@ -21,7 +28,9 @@ pub(crate) enum Check {
     None,
     /// A URL with a query string: weigh it by what the query carries (`image` for URLs that
     /// are fetched without a click: markdown images, `<img src>`).
-    ExfilUrl { image: bool },
+    ExfilUrl {
+        image: bool,
+    },
     /// Active markup: ordinary in a web page's HTML, suspicious elsewhere.
     Markup,
 }
@@ -87,18 +96,23 @@ fn all_rules() -> Vec<Rule> {
             "ignore-everything-above",
             Override,
             0.7,
-            &format!(r"\b{override_verbs} (?:everything|anything|all)(?: (?:that was|you were|i) (?:said|told|given|wrote))? (?:above|before|so far|until now|prior to this)\b"),
+            &format!(
+                r"\b{override_verbs} (?:everything|anything|all)(?: (?:that was|you were|i) (?:said|told|given|wrote))? (?:above|before|so far|until now|prior to this)\b"
+            ),
         ),
         rule(
             "regardless-of-instructions",
             Override,
             0.45,
-            &format!(r"\b(?:regardless of|despite|notwithstanding|in spite of) (?:any |all |your |the )?{prior}? ?{orders}\b"),
+            &format!(
+                r"\b(?:regardless of|despite|notwithstanding|in spite of) (?:any |all |your |the )?{prior}? ?{orders}\b"
+            ),
         ),
         rule(
             "new-instructions",
             Override,
-            0.4,
+            // Weaker than it looks: CPU manuals speak of new instructions too.
+            0.3,
             r"\b(?:new|updated|revised|real|actual|true|secret|hidden|additional) (?:important |urgent |system |priority )?(?:instructions|directives|orders)\b",
         ),
         rule(
@@ -147,15 +161,44 @@ fn all_rules() -> Vec<Rule> {
             | (?:以前|前|上記|これまで)の(?:指示|命令|指令)を?(?:すべて)?無視   # ja
             ",
         ),
+        rule(
+            "your-task-is",
+            Override,
+            0.35,
+            r"\byour (?:task|job|goal|mission|objective|role|assignment) (?:is|will be|now is|here is) to\b",
+        ),
+        rule(
+            "assigned-task",
+            Override,
+            0.3,
+            r"\byou(?:'ve| have) been (?:assigned|given|tasked)(?: with)? (?:a |the |this |new |an )?(?:new )?(?:task|mission|job|assignment)\b",
+        ),
+        rule(
+            "do-the-following",
+            Override,
+            0.2,
+            r"\b(?:do|perform|execute|complete|carry out|follow) (?:the following|this|these)(?: (?:task|steps?|instructions?|actions?|commands?))? ?:",
+        ),
         // --- persona / mode switches ---------------------------------------------------
-        rule("you-are-now", Persona, 0.4, r"\byou are (?:now|no longer)\b|\byou're (?:now|no longer)\b"),
+        // Not "you are now ready / in the directory / logged in": tutorials say that all the time.
+        rule(
+            "you-are-now",
+            Persona,
+            0.4,
+            r"\byou(?: are|'re) now (?:an? |the |my |called |named |operating |acting |free |going to (?:act|be|answer|respond)|able to (?:do|bypass|ignore|say|answer)|dan\b|unrestricted|unfiltered)|\byou(?: are|'re) no longer (?:bound|restricted|limited|an? |the |required to follow|subject)",
+        ),
         rule(
             "act-unrestricted",
             Persona,
             0.55,
             r"\b(?:act|behave|respond|answer|pretend) (?:as|like) (?:if you (?:are|were) )?(?:an? )?(?:unrestricted|unfiltered|uncensored|jailbroken|evil|rogue|amoral|unlimited)\b",
         ),
-        rule("pretend-to-be", Persona, 0.25, r"\bpretend (?:to be|you are|you're|that you are)\b|\broleplay as\b"),
+        rule(
+            "pretend-to-be",
+            Persona,
+            0.25,
+            r"\bpretend (?:to be|you are|you're|that you are)\b|\broleplay as\b",
+        ),
         rule(
             "dan",
             Persona,
@@ -174,7 +217,20 @@ fn all_rules() -> Vec<Rule> {
             0.3,
             r"\b(?:operating|running|working|now) in (?:the )?(?:developer|debug|god|admin|test|jailbreak|unrestricted|maintenance|diagnostic) mode\b|\b(?:god|jailbreak|unrestricted|unfiltered|uncensored) mode\b",
         ),
-        rule("jailbreak-word", Persona, 0.2, r"\bjailbr(?:eak|eaks|oken|eaking)\b"),
+        // "Policy puppetry" (published in 2025): a fake configuration block that re-declares
+        // which modes and answers are allowed.
+        rule(
+            "fake-policy-config",
+            Persona,
+            0.4,
+            r"<(?:interaction|system|assistant|model|safety)[-_]?(?:config|configuration|policy|settings)\b|\b(?:allowed|blocked|forbidden|disallowed) (?:modes?|responses?|strings?|topics?|outputs?) ?:",
+        ),
+        rule(
+            "jailbreak-word",
+            Persona,
+            0.2,
+            r"\bjailbr(?:eak|eaks|oken|eaking)\b",
+        ),
         rule(
             "no-restrictions",
             Persona,
@@ -204,16 +260,26 @@ fn all_rules() -> Vec<Rule> {
             "your-instructions",
             PromptLeak,
             0.25,
-            r"\byour (?:system prompt|system message|initial prompt|hidden instructions|original instructions|initial instructions|programming|prompt)\b",
+            r"\byour (?:system prompt|system message|initial prompt|(?:hidden |original |initial |previous |current |earlier )?instructions|programming|prompt)\b",
         ),
-        rule("system-prompt-mention", PromptLeak, 0.15, r"\bsystem (?:prompt|message)\b"),
+        rule(
+            "system-prompt-mention",
+            PromptLeak,
+            0.15,
+            r"\bsystem (?:prompt|message)\b",
+        ),
         rule(
             "repeat-above",
             PromptLeak,
             0.5,
             r"\b(?:repeat|print|output|write|show|list|copy|return|reproduce)\b {W3}(?:words|text|lines|everything|content|messages?|instructions|sentences?) (?:above|before this|preceding|prior to this)\b|\b(?:what|everything) (?:you see|is written|was written) above\b",
         ),
-        rule("starting-with-you-are", PromptLeak, 0.4, r#"\bstart(?:ing|s)? with (?:the (?:phrase|words?) )?['"“‘]?you are\b"#),
+        rule(
+            "starting-with-you-are",
+            PromptLeak,
+            0.4,
+            r#"\bstart(?:ing|s)? with (?:the (?:phrase|words?) )?['"“‘]?you are\b"#,
+        ),
         rule(
             "first-sentence-of-prompt",
             PromptLeak,
@@ -246,8 +312,18 @@ fn all_rules() -> Vec<Rule> {
             r"(?m)^ ?#{2,4} ?(?:system|instructions?|response|assistant|user|human)(?: prompt| message)? ?:",
         ),
         rule("turn-user", RoleMarker, 0.2, r"(?m)^ ?(?:human|user) ?: "),
-        rule("turn-assistant", RoleMarker, 0.25, r"(?m)^ ?(?:assistant|ai|chatgpt|claude|gpt) ?: "),
-        rule("turn-system", RoleMarker, 0.25, r"(?m)^ ?(?:system|developer) ?: "),
+        rule(
+            "turn-assistant",
+            RoleMarker,
+            0.25,
+            r"(?m)^ ?(?:assistant|ai|chatgpt|claude|gpt) ?: ",
+        ),
+        rule(
+            "turn-system",
+            RoleMarker,
+            0.25,
+            r"(?m)^ ?(?:system|developer) ?: ",
+        ),
         rule(
             "fake-closer",
             RoleMarker,
@@ -301,7 +377,13 @@ fn all_rules() -> Vec<Rule> {
             "read-secrets",
             ToolLure,
             0.55,
-            r"\b(?:read|cat|print|output|send|upload|post|exfiltrate|include|copy|paste|attach|show|type|open|dump|leak)\b[^\n]{0,60}(?:~/\.ssh\b|\bid_(?:rsa|ed25519|ecdsa)\b|\.aws/credentials\b|\.git-credentials\b|/etc/(?:passwd|shadow)\b|\.netrc\b|\.env\b|(?:all )?(?:the )?environment variables|\benv vars\b)",
+            r"\b(?:read|cat|print|output|send|upload|post|exfiltrate|include|copy|paste|attach|show|type|open|dump|leak)\b[^\n]{0,60}(?:~/\.ssh\b|\bid_(?:rsa|ed25519|ecdsa)\b|\.aws/credentials\b|\.git-credentials\b|/etc/(?:passwd|shadow)\b|\.netrc\b|\.env\b)",
+        ),
+        rule(
+            "dump-environment",
+            ToolLure,
+            0.35,
+            r"\b(?:print|output|send|upload|post|exfiltrate|dump|leak|include|share|paste|return)\b (?:out )?(?:all |every |each |your |the )+(?:of (?:the |your ))?(?:environment variables|env vars|secrets|api keys|credentials|access tokens)\b",
         ),
         rule(
             "without-asking",
@@ -379,7 +461,18 @@ fn all_rules() -> Vec<Rule> {
             0.5,
             r"\b(?:ai|llm|language model|automated) (?:agents?|assistants?|models?|systems?|tools?|crawlers?) (?:reading|processing|summari[sz]ing|parsing|reviewing|crawling|scraping|analy[sz]ing) this\b",
         ),
-        rule("you-must", AgentAddress, 0.1, r"\byou (?:must|need to|have to|are required to|should now|will now|shall)\b"),
+        rule(
+            "generate-response",
+            AgentAddress,
+            0.15,
+            r"\b(?:generate|write|produce|craft|compose) (?:a |an |the |your )?(?:response|reply|answer)\b",
+        ),
+        rule(
+            "you-must",
+            AgentAddress,
+            0.1,
+            r"\byou (?:must|need to|have to|are required to|should now|will now|shall)\b",
+        ),
         rule(
             "respond-only",
             AgentAddress,
@@ -403,7 +496,13 @@ fn all_rules() -> Vec<Rule> {
             "crucial-that-you",
             Pressure,
             0.2,
-            r"\b(?:it is|it's) (?:very |extremely |absolutely )?(?:crucial|critical|imperative|essential|vital|mandatory) (?:that )?you\b|\bno matter what\b",
+            r"\b(?:it is|it's) (?:very |extremely |absolutely )?(?:crucial|critical|imperative|essential|vital|mandatory|important) (?:that )?you\b|\bno matter what\b",
+        ),
+        rule(
+            "prove-yourself",
+            Pressure,
+            0.25,
+            r"\bprove (?:that )?(?:you(?:'re| are)|yourself|your (?:intelligence|capabilit(?:y|ies)|worth))\b",
         ),
         rule(
             "threat",
