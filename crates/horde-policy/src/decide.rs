@@ -1179,6 +1179,16 @@ impl Cx<'_> {
                 });
             }
         };
+        self.line(&line, remembered, tier)
+    }
+
+    /// Decides a parsed command line: each simple command and each redirection on its own.
+    fn line(
+        &self,
+        line: &command::CommandLine,
+        remembered: &[ArgvPattern],
+        tier: u8,
+    ) -> Result<Decision, DecideError> {
         let mut per_command: Vec<(String, Verdict, Vec<Reason>)> = Vec::new();
         let steps =
             line.commands.len() + line.commands.iter().map(|c| c.writes.len()).sum::<usize>();
@@ -1384,6 +1394,131 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.to_json().unwrap(), text.to_json().unwrap());
+    }
+
+    const LINE_ROLE: &str = "\
+role: t
+tier: T1
+files:
+  write: ['*.log']
+commands:
+  allow: ['cargo build *', 'cargo test *', 'tee *']
+  ask: ['git push *']
+  deny: ['rm -r *']
+";
+
+    fn sc(words: &[&str], writes: &[&str]) -> SimpleCommand {
+        SimpleCommand {
+            program: words[0].into(),
+            args: words[1..].iter().map(|w| (*w).to_owned()).collect(),
+            env: vec![],
+            wrappers: vec![],
+            writes: writes.iter().map(|w| (*w).to_owned()).collect(),
+            dynamic: false,
+        }
+    }
+
+    fn decide_line(cl: command::CommandLine, remembered: &[ArgvPattern]) -> Decision {
+        let m = manifest::parse_manifest(LINE_ROLE, "t.yaml").unwrap();
+        let set = PolicySet::from_manifests(vec![m]).unwrap();
+        let agent = Agent {
+            id: "a".into(),
+            role: "t".into(),
+            tier: 1,
+            budget_exhausted: false,
+        };
+        let cx = Cx {
+            set: &set,
+            role: &set.roles["t"],
+            principal: set.principal(&agent).unwrap(),
+            agent_uid: uid(&set.types.agent, "a"),
+        };
+        cx.line(&cl, remembered, 1).unwrap()
+    }
+
+    fn line(commands: Vec<SimpleCommand>, opaque: &[&str]) -> command::CommandLine {
+        command::CommandLine {
+            commands,
+            opaque: opaque.iter().map(|o| (*o).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_line_is_allowed_only_when_every_part_is() {
+        let ok = line(
+            vec![
+                sc(&["cargo", "build"], &[]),
+                sc(&["cargo", "test"], &["out.log"]),
+                sc(&["tee", "log"], &[]),
+            ],
+            &[],
+        );
+        let d = decide_line(ok, &[]);
+        assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
+        assert_eq!(d.per_command.len(), 4);
+        assert_eq!(d.per_command[2].0, "> out.log");
+
+        // A redirection outside the worktree denies the whole line.
+        let bad_write = line(vec![sc(&["cargo", "test"], &["/etc/passwd"])], &[]);
+        let d = decide_line(bad_write, &[]);
+        assert_eq!(d.verdict, Verdict::Deny, "{d:?}");
+        assert_eq!(d.reasons[0].rule, "no writes outside the worktree");
+
+        // One asked part asks; one denied part denies, whatever the order.
+        let asks = line(
+            vec![
+                sc(&["cargo", "test"], &[]),
+                sc(&["git", "push", "origin"], &[]),
+            ],
+            &[],
+        );
+        assert_eq!(decide_line(asks, &[]).verdict, Verdict::Ask);
+        let denies = line(
+            vec![
+                sc(&["git", "push", "origin"], &[]),
+                sc(&["rm", "-rf", "x"], &[]),
+                sc(&["cargo", "test"], &[]),
+            ],
+            &[],
+        );
+        let d = decide_line(denies, &[]);
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert_eq!(d.reasons.len(), 1);
+        assert_eq!(
+            (d.reasons[0].source.as_str(), d.reasons[0].line),
+            ("t.yaml", 8)
+        );
+    }
+
+    #[test]
+    fn opaque_or_empty_lines_ask_and_remembered_answers_only_turn_asks() {
+        let d = decide_line(line(vec![sc(&["cargo", "test"], &[])], &["eval"]), &[]);
+        assert_eq!(d.verdict, Verdict::Ask);
+        assert_eq!(d.reasons[0].source, "parser");
+        assert_eq!(decide_line(line(vec![], &[]), &[]).verdict, Verdict::Ask);
+
+        let remembered = [
+            ArgvPattern::parse("git push *").unwrap(),
+            ArgvPattern::parse("rm -r *").unwrap(),
+        ];
+        let push = line(vec![sc(&["git", "push", "origin"], &[])], &[]);
+        let d = decide_line(push, &remembered);
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert_eq!(d.reasons[0].source, "remembered");
+        let rm = line(vec![sc(&["rm", "-rf", "x"], &[])], &[]);
+        assert_eq!(decide_line(rm, &remembered).verdict, Verdict::Deny);
+        // An opaque part is not a simple command: no remembered answer covers it.
+        let opaque = line(vec![sc(&["git", "push", "origin"], &[])], &["source x.sh"]);
+        assert_eq!(decide_line(opaque, &remembered).verdict, Verdict::Ask);
+    }
+
+    #[test]
+    fn privileged_wrappers_are_denied() {
+        let mut cmd = sc(&["cargo", "test"], &[]);
+        cmd.wrappers = vec!["/usr/bin/sudo".into()];
+        let d = decide_line(line(vec![cmd], &[]), &[]);
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert!(d.reasons[0].rule.contains("sudo"));
     }
 
     #[test]
