@@ -40,6 +40,13 @@
 //! built-in policies for that action plus the rule policies whose `Rule` the resource is in.
 //! The others would evaluate to false (their resource is not in their rule), so the decision
 //! is the one the full set gives; the slices are cached by the set of matched rules.
+//!
+//! Memoised answers: the policies see nothing of a request but the resource's parents (the
+//! matched rules), the action, the principal's role, `tier` and `budget_exhausted` — no agent
+//! or resource id appears in any policy, and the context is empty. Cedar's answer is a pure
+//! function of those, so it is kept per role and action, keyed by (matched rules, tier,
+//! budget state), and reused; the matching in Rust runs on every request.
+//! [`PolicySet::without_memo`] asks Cedar every time (the benchmark reports both).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -554,6 +561,18 @@ struct ActionSet {
     by_rule: HashMap<usize, Vec<usize>>,
     /// Matched rules (sorted) → the Cedar policy set to evaluate.
     cache: RwLock<HashMap<Vec<usize>, Arc<cedar_policy::PolicySet>>>,
+    /// Cedar's answers, by everything the policies can see (see "Memoised answers").
+    decisions: RwLock<HashMap<DecisionKey, (Verdict, Vec<Reason>)>>,
+}
+
+/// What a compiled policy can observe of a request: the matched rules (the resource's
+/// parents), the principal's tier and budget state. Role and action are fixed per
+/// [`ActionSet`]; agent and resource ids appear in no policy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    rules: Vec<usize>,
+    tier: u8,
+    budget_exhausted: bool,
 }
 
 struct CompiledRole {
@@ -579,6 +598,7 @@ pub struct PolicySet {
     roles: HashMap<String, CompiledRole>,
     worktree: Option<Worktree>,
     authorizer: Authorizer,
+    memoise: bool,
     types: Types,
 }
 
@@ -637,6 +657,7 @@ impl PolicySet {
             roles,
             worktree: None,
             authorizer: Authorizer::new(),
+            memoise: true,
             types,
         })
     }
@@ -645,6 +666,13 @@ impl PolicySet {
     /// followed on disk). Without a worktree, paths are normalised lexically only.
     pub fn with_worktree(mut self, root: &std::path::Path) -> Self {
         self.worktree = Some(Worktree::new(root));
+        self
+    }
+
+    /// Asks Cedar on every request instead of reusing its answer for the same matched rules,
+    /// tier and budget state (for measuring; the answers are the same).
+    pub fn without_memo(mut self) -> Self {
+        self.memoise = false;
         self
     }
 
@@ -695,12 +723,11 @@ impl PolicySet {
         if agent.tier > manifest::MAX_TIER {
             return Err(DecideError::BadTier(agent.tier));
         }
-        let principal = self.principal(agent)?;
         let cx = Cx {
             set: self,
             role,
-            principal,
-            agent_uid: uid(&self.types.agent, &agent.id),
+            agent,
+            principal: std::cell::OnceCell::new(),
         };
         let single = |verdict_reasons: (Verdict, Vec<Reason>)| Decision {
             verdict: verdict_reasons.0,
@@ -989,6 +1016,7 @@ fn compile_role(m: Manifest) -> Result<CompiledRole, ManifestError> {
             always: Vec::new(),
             by_rule: HashMap::new(),
             cache: RwLock::new(HashMap::new()),
+            decisions: RwLock::new(HashMap::new()),
         })
         .collect();
     for (spec, rule) in specs.into_iter().zip(rule_of_spec) {
@@ -1039,8 +1067,9 @@ fn compile_role(m: Manifest) -> Result<CompiledRole, ManifestError> {
 struct Cx<'a> {
     set: &'a PolicySet,
     role: &'a CompiledRole,
-    principal: Entity,
-    agent_uid: EntityUid,
+    agent: &'a Agent,
+    /// Built on the first Cedar call of this decision (memoised answers need none).
+    principal: std::cell::OnceCell<Entity>,
 }
 
 impl Cx<'_> {
@@ -1074,22 +1103,45 @@ impl Cx<'_> {
         rules.dedup();
         let set = &self.set;
         let role = self.role;
+        let key = DecisionKey {
+            rules,
+            tier: self.agent.tier,
+            budget_exhausted: self.agent.budget_exhausted,
+        };
+        let aset = &role.actions[action.index()];
+        if set.memoise
+            && let Ok(memo) = aset.decisions.read()
+            && let Some(answer) = memo.get(&key)
+        {
+            return Ok(answer.clone());
+        }
+        let principal = match self.principal.get() {
+            Some(p) => p.clone(),
+            None => {
+                let p = set.principal(self.agent)?;
+                let _ = self.principal.set(p.clone());
+                p
+            }
+        };
         let resource_uid = uid(&set.types.resources[action.index()], resource_id);
-        let parents: HashSet<EntityUid> =
-            rules.iter().map(|r| role.rule_uids[*r].clone()).collect();
+        let parents: HashSet<EntityUid> = key
+            .rules
+            .iter()
+            .map(|r| role.rule_uids[*r].clone())
+            .collect();
         let resource = Entity::new_no_attrs(resource_uid.clone(), parents);
-        let entities = Entities::from_entities([self.principal.clone(), resource], None)
+        let entities = Entities::from_entities([principal, resource], None)
             .map_err(|e| DecideError::Cedar(e.to_string()))?;
         let action_uid = uid(&set.types.action, action.name());
         let request = cedar_policy::Request::new(
-            self.agent_uid.clone(),
+            uid(&set.types.agent, &self.agent.id),
             action_uid,
             resource_uid,
             Context::empty(),
             None,
         )
         .map_err(|e| DecideError::Cedar(e.to_string()))?;
-        let policies = self.slice(action, &rules)?;
+        let policies = self.slice(action, &key.rules)?;
         let response = set.authorizer.is_authorized(&request, &policies, &entities);
         let diagnostics = response.diagnostics();
         if let Some(e) = diagnostics.errors().next() {
@@ -1101,11 +1153,23 @@ impl Cx<'_> {
                 message: pe.inner().to_string(),
             });
         }
-        let determining: Vec<&Compiled> = diagnostics
+        // Cedar reports a set; manifest order makes explanations stable.
+        let mut ids: Vec<usize> = diagnostics
             .reason()
-            .filter_map(|id| role.id_to_policy.get(id).map(|i| &role.policies[*i]))
+            .filter_map(|id| role.id_to_policy.get(id).copied())
             .collect();
-        Ok(verdict(response.decision(), determining))
+        ids.sort_unstable();
+        let determining: Vec<&Compiled> = ids.iter().map(|i| &role.policies[*i]).collect();
+        let answer = verdict(response.decision(), determining);
+        if set.memoise
+            && let Ok(mut memo) = aset.decisions.write()
+        {
+            if memo.len() >= MAX_SLICE_CACHE {
+                memo.clear();
+            }
+            memo.insert(key, answer.clone());
+        }
+        Ok(answer)
     }
 
     /// The Cedar policy set for `action` and these matched rules: the action's built-ins plus
@@ -1430,8 +1494,8 @@ commands:
         let cx = Cx {
             set: &set,
             role: &set.roles["t"],
-            principal: set.principal(&agent).unwrap(),
-            agent_uid: uid(&set.types.agent, "a"),
+            agent: &agent,
+            principal: std::cell::OnceCell::new(),
         };
         cx.line(&cl, remembered, 1).unwrap()
     }

@@ -76,12 +76,13 @@ impl Worktree {
     /// Normalises `raw` (relative to the root, or absolute) with links resolved on disk.
     pub fn normalize(&self, raw: &str) -> Result<NormalPath, PathError> {
         check(raw)?;
-        let start = if Path::new(raw).is_absolute() {
-            PathBuf::from(raw)
+        // The root is canonical already: a relative path starts there, without asking the
+        // disk about the root's own components again.
+        let resolved = if Path::new(raw).is_absolute() {
+            resolve(Path::new("/"), Path::new(raw), raw)?
         } else {
-            self.root.join(raw)
+            resolve(&self.root, Path::new(raw), raw)?
         };
-        let resolved = resolve(&start, raw)?;
         match resolved.strip_prefix(&self.root) {
             Ok(rel) => Ok(NormalPath::Inside(to_slash(rel, raw)?)),
             Err(_) => Ok(NormalPath::Outside(to_str(&resolved, raw)?.to_owned())),
@@ -147,11 +148,12 @@ fn lexical(p: &Path) -> PathBuf {
     out
 }
 
-/// Resolves an absolute path component by component, following links that exist.
-fn resolve(start: &Path, raw: &str) -> Result<PathBuf, PathError> {
+/// Resolves `path` from `base` (a canonical directory), component by component, following
+/// links that exist.
+fn resolve(base: &Path, path: &Path, raw: &str) -> Result<PathBuf, PathError> {
     let mut todo: VecDeque<OsString> = VecDeque::new();
-    let mut out = PathBuf::from("/");
-    for c in start.components() {
+    let mut out = base.to_path_buf();
+    for c in path.components() {
         match c {
             Component::RootDir | Component::Prefix(_) => {}
             Component::CurDir => {}

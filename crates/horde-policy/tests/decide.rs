@@ -622,6 +622,39 @@ fn manifest_values_cannot_inject_cedar() {
 }
 
 #[test]
+fn memoised_answers_equal_fresh_ones() {
+    let memo = defaults();
+    let fresh = defaults().without_memo();
+    let requests = [
+        Request::Read("src/a.rs".into()),
+        Request::Read(".env".into()),
+        Request::Write("src/a.rs".into()),
+        Request::Write("../x".into()),
+        shell("cargo test"),
+        shell("rm -rf x"),
+        shell("htop"),
+        Request::Net("docs.rs".into()),
+        Request::Net("evil.example".into()),
+        Request::Operation("deploy".into()),
+    ];
+    for round in 0..2 {
+        for tier in 0..=4 {
+            for budget in [false, true] {
+                let mut a = agent("builder", tier);
+                a.budget_exhausted = budget;
+                for r in &requests {
+                    assert_eq!(
+                        decide(&memo, &a, r.clone()),
+                        decide(&fresh, &a, r.clone()),
+                        "round {round}, T{tier}, budget {budget}, {r:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn decisions_serialise_for_json_output() {
     let set = defaults();
     let d = decide(&set, &agent("builder", 1), Request::Write(".env".into()));
