@@ -917,7 +917,6 @@ fn compile_role(m: Manifest) -> Result<CompiledRole, ManifestError> {
         &mut specs,
         &mut rule_of_spec,
     );
-    drop(globs);
 
     let mut commands = CommandIndex::default();
     for (key, list, kind) in [
@@ -1003,7 +1002,6 @@ fn compile_role(m: Manifest) -> Result<CompiledRole, ManifestError> {
         rule_of_spec.push(rule);
         specs.push(spec);
     }
-    drop(new_rule);
 
     let rule_ty = type_name("Rule");
     let rule_uids = rule_ids.iter().map(|id| uid(&rule_ty, id)).collect();
@@ -1451,13 +1449,16 @@ mod tests {
             condition: Some((false, tier_at_least(2))),
             reason: builtin("x", Verdict::Ask),
         };
-        let p = Policy::from_json(None, spec.to_json()).unwrap();
+        let p = Policy::from_json(None, spec.to_json()).expect("the test input is valid");
         let text = Policy::parse(
             None,
             r#"@ask("rule") permit(principal in Role::"builder", action in [Action::"read", Action::"write"], resource in Rule::"builder/files.write/0") unless { principal.tier >= 2 };"#,
         )
-        .unwrap();
-        assert_eq!(p.to_json().unwrap(), text.to_json().unwrap());
+        .expect("the test input is valid");
+        assert_eq!(
+            p.to_json().expect("the test input is valid"),
+            text.to_json().expect("the test input is valid")
+        );
     }
 
     const LINE_ROLE: &str = "\
@@ -1483,8 +1484,8 @@ commands:
     }
 
     fn decide_line(cl: command::CommandLine, remembered: &[ArgvPattern]) -> Decision {
-        let m = manifest::parse_manifest(LINE_ROLE, "t.yaml").unwrap();
-        let set = PolicySet::from_manifests(vec![m]).unwrap();
+        let m = manifest::parse_manifest(LINE_ROLE, "t.yaml").expect("the test input is valid");
+        let set = PolicySet::from_manifests(vec![m]).expect("the test input is valid");
         let agent = Agent {
             id: "a".into(),
             role: "t".into(),
@@ -1497,7 +1498,8 @@ commands:
             agent: &agent,
             principal: std::cell::OnceCell::new(),
         };
-        cx.line(&cl, remembered, 1).unwrap()
+        cx.line(&cl, remembered, 1)
+            .expect("the test input is valid")
     }
 
     fn line(commands: Vec<SimpleCommand>, opaque: &[&str]) -> command::CommandLine {
@@ -1562,8 +1564,8 @@ commands:
         assert_eq!(decide_line(line(vec![], &[]), &[]).verdict, Verdict::Ask);
 
         let remembered = [
-            ArgvPattern::parse("git push *").unwrap(),
-            ArgvPattern::parse("rm -r *").unwrap(),
+            ArgvPattern::parse("git push *").expect("the test input is valid"),
+            ArgvPattern::parse("rm -r *").expect("the test input is valid"),
         ];
         let push = line(vec![sc(&["git", "push", "origin"], &[])], &[]);
         let d = decide_line(push, &remembered);
@@ -1588,10 +1590,13 @@ commands:
     #[test]
     fn hosts_normalise() {
         assert_eq!(
-            normalize_host("https://u@Api.GitHub.com:443/x?y").unwrap(),
+            normalize_host("https://u@Api.GitHub.com:443/x?y").expect("the test input is valid"),
             "api.github.com"
         );
-        assert_eq!(normalize_host("github.com.").unwrap(), "github.com");
+        assert_eq!(
+            normalize_host("github.com.").expect("the test input is valid"),
+            "github.com"
+        );
         assert!(normalize_host("").is_err());
         assert!(normalize_host("a b").is_err());
     }

@@ -582,7 +582,7 @@ fn parse_model_pattern(text: &str) -> Result<ModelPattern, String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '@'))
     };
     match text.strip_suffix('*') {
-        Some(prefix) if prefix.is_empty() => Err("matches every model".into()),
+        Some("") => Err("matches every model".into()),
         Some(prefix) if valid(prefix) => Ok(ModelPattern::Prefix(prefix.to_owned())),
         None if !text.is_empty() && valid(text) => Ok(ModelPattern::Exact(text.to_owned())),
         _ => Err("a model is letters, digits and `-_.:/@`, optionally ending in `*`".into()),
@@ -851,7 +851,7 @@ approvals: [git_push]
 
     #[test]
     fn parses_a_manifest_and_keeps_lines() {
-        let m = parse_manifest(GOOD, "x.yaml").unwrap();
+        let m = parse_manifest(GOOD, "x.yaml").expect("the test input is valid");
         assert_eq!(m.role, "builder");
         assert_eq!(m.tier, 1);
         assert_eq!(m.files.write[1].text, "tests/**");
@@ -863,7 +863,7 @@ approvals: [git_push]
     }
 
     fn err(text: &str) -> ManifestError {
-        parse_manifest(text, "bad.yaml").unwrap_err()
+        parse_manifest(text, "bad.yaml").expect_err("the input is invalid")
     }
 
     #[test]
@@ -905,7 +905,7 @@ approvals: [git_push]
 
     #[test]
     fn hosts_and_models() {
-        let h = parse_host_pattern("*.github.com").unwrap();
+        let h = parse_host_pattern("*.github.com").expect("the test input is valid");
         assert!(h.matches("api.github.com"));
         assert!(!h.matches("github.com"));
         assert!(!h.matches("evilgithub.com"));
@@ -914,7 +914,7 @@ approvals: [git_push]
         assert!(parse_model_pattern("*").is_err());
         assert!(
             parse_model_pattern("claude-*")
-                .unwrap()
+                .expect("the test input is valid")
                 .matches("claude-opus")
         );
     }
@@ -931,7 +931,7 @@ approvals: [git_push]
     #[test]
     fn every_default_loads() {
         for role in ROLES {
-            let text = default_manifest_text(role).unwrap();
+            let text = default_manifest_text(role).expect("the test input is valid");
             let m = parse_for_role(text, &format!("default:{role}"), role)
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(m.role, role);

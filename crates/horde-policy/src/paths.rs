@@ -252,10 +252,10 @@ mod tests {
 
     #[test]
     fn worktree_paths_and_links() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("the test input is valid");
         let root = dir.path().join("wt");
-        std::fs::create_dir_all(root.join("src/sub")).unwrap();
-        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::fs::create_dir_all(root.join("src/sub")).expect("the test input is valid");
+        std::fs::create_dir_all(dir.path().join("outside")).expect("the test input is valid");
         let wt = Worktree::new(&root);
         assert_eq!(wt.normalize("src/x.rs"), Ok(inside("src/x.rs")));
         assert_eq!(
@@ -263,7 +263,10 @@ mod tests {
             Ok(inside("src/new/y.rs"))
         );
         let abs = wt.root().join("src/x.rs");
-        assert_eq!(wt.normalize(abs.to_str().unwrap()), Ok(inside("src/x.rs")));
+        assert_eq!(
+            wt.normalize(abs.to_str().expect("the test input is valid")),
+            Ok(inside("src/x.rs"))
+        );
         assert!(matches!(
             wt.normalize("../outside/z"),
             Ok(NormalPath::Outside(_))
@@ -272,21 +275,27 @@ mod tests {
         #[cfg(unix)]
         {
             // A link inside the tree that points out of it.
-            std::os::unix::fs::symlink("../../outside", root.join("src/link")).unwrap();
-            let n = wt.normalize("src/link/secret").unwrap();
+            std::os::unix::fs::symlink("../../outside", root.join("src/link"))
+                .expect("the test input is valid");
+            let n = wt
+                .normalize("src/link/secret")
+                .expect("the test input is valid");
             assert!(
                 matches!(&n, NormalPath::Outside(p) if p.ends_with("/outside/secret")),
                 "{n:?}"
             );
             // `..` after a link is taken from the link's target, as the kernel does.
-            let n = wt.normalize("src/link/../wt/src/x.rs").unwrap();
+            let n = wt
+                .normalize("src/link/../wt/src/x.rs")
+                .expect("the test input is valid");
             assert_eq!(n, inside("src/x.rs"));
             // A link to a file inside stays inside, under its real name.
-            std::fs::write(root.join("src/real.rs"), "").unwrap();
-            std::os::unix::fs::symlink("real.rs", root.join("src/alias.rs")).unwrap();
+            std::fs::write(root.join("src/real.rs"), "").expect("the test input is valid");
+            std::os::unix::fs::symlink("real.rs", root.join("src/alias.rs"))
+                .expect("the test input is valid");
             assert_eq!(wt.normalize("src/alias.rs"), Ok(inside("src/real.rs")));
             // A loop is an error, not a hang.
-            std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+            std::os::unix::fs::symlink("loop", root.join("loop")).expect("the test input is valid");
             assert!(matches!(
                 wt.normalize("loop/x"),
                 Err(PathError::TooManyLinks(_))

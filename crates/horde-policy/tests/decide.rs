@@ -39,8 +39,8 @@ fn line_of(text: &str, needle: &str) -> u32 {
 
 fn write_role(root: &Path, role: &str, yaml: &str) {
     let dir = root.join(".horde/agents");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join(format!("{role}.yaml")), yaml).unwrap();
+    fs::create_dir_all(&dir).expect("the test input is valid");
+    fs::write(dir.join(format!("{role}.yaml")), yaml).expect("the test input is valid");
 }
 
 fn repo_scope(root: &Path) -> Scope {
@@ -55,7 +55,7 @@ fn every_default_role_loads_and_unknown_roles_are_errors() {
     let set = defaults();
     assert_eq!(set.roles().len(), ROLES.len());
     for role in ROLES {
-        let m = set.manifest(role).unwrap();
+        let m = set.manifest(role).expect("the test input is valid");
         assert_eq!(m.source, format!("default:{role}"));
         assert!(manifest::default_manifest_text(role).is_some());
     }
@@ -97,7 +97,7 @@ fn manifest_errors_name_file_line_and_key_and_nothing_loads() {
         ),
     ];
     for (yaml, line, key) in cases {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("the test input is valid");
         write_role(dir.path(), "builder", yaml);
         let err = PolicySet::load(&repo_scope(dir.path())).expect_err(yaml);
         let file = err.file().expect("names a file");
@@ -117,29 +117,29 @@ fn manifest_errors_name_file_line_and_key_and_nothing_loads() {
 
 #[test]
 fn a_manifest_for_another_role_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("the test input is valid");
     write_role(dir.path(), "builder", "role: scout\ntier: T1\n");
-    let err = PolicySet::load(&repo_scope(dir.path())).unwrap_err();
+    let err = PolicySet::load(&repo_scope(dir.path())).expect_err("the input is invalid");
     assert_eq!(err.key(), Some("role"), "{err}");
     assert_eq!(err.line(), 1, "{err}");
 }
 
 #[test]
 fn the_most_specific_manifest_replaces_the_role_whole() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("the test input is valid");
     let user = dir.path().join("user");
     let repo = dir.path().join("repo");
-    fs::create_dir_all(user.join("agents")).unwrap();
+    fs::create_dir_all(user.join("agents")).expect("the test input is valid");
     fs::write(
         user.join("agents/builder.yaml"),
         "role: builder\ntier: T1\nfiles:\n  write: [user/**]\n",
     )
-    .unwrap();
+    .expect("the test input is valid");
     let scope = Scope {
         repo_root: Some(repo.clone()),
         user_dir: Some(user.clone()),
     };
-    let set = PolicySet::load(&scope).unwrap();
+    let set = PolicySet::load(&scope).expect("the test input is valid");
     let b = agent("builder", 1);
     let d = decide(&set, &b, Request::Write("user/x".into()));
     assert_eq!(d.verdict, Verdict::Allow);
@@ -154,14 +154,19 @@ fn the_most_specific_manifest_replaces_the_role_whole() {
         Verdict::Deny
     );
     // Other roles keep their defaults.
-    assert_eq!(set.manifest("scout").unwrap().source, "default:scout");
+    assert_eq!(
+        set.manifest("scout")
+            .expect("the test input is valid")
+            .source,
+        "default:scout"
+    );
 
     write_role(
         &repo,
         "builder",
         "role: builder\ntier: T1\nfiles:\n  write: [repo/**]\n",
     );
-    let set = PolicySet::load(&scope).unwrap();
+    let set = PolicySet::load(&scope).expect("the test input is valid");
     assert_eq!(
         decide(&set, &b, Request::Write("repo/x".into())).verdict,
         Verdict::Allow
@@ -177,7 +182,7 @@ fn the_most_specific_manifest_replaces_the_role_whole() {
         "reviewer",
         "role: reviewer\ntier: T0\nfiles:\n  read: ['**']\n",
     );
-    let set = PolicySet::load(&scope).unwrap();
+    let set = PolicySet::load(&scope).expect("the test input is valid");
     let d = decide(&set, &agent("reviewer", 0), Request::Read("a.rs".into()));
     assert_eq!(d.verdict, Verdict::Allow);
 }
@@ -202,13 +207,13 @@ fn deny_by_default() {
 
 #[test]
 fn forbid_wins_over_permit() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("the test input is valid");
     write_role(
         dir.path(),
         "builder",
         "role: builder\ntier: T1\nfiles:\n  read: ['**']\n  write: ['**']\n  deny: ['config/*.secret']\n",
     );
-    let set = PolicySet::load(&repo_scope(dir.path())).unwrap();
+    let set = PolicySet::load(&repo_scope(dir.path())).expect("the test input is valid");
     let b = agent("builder", 1);
     assert_eq!(
         decide(&set, &b, Request::Write("config/app.toml".into())).verdict,
@@ -230,7 +235,7 @@ fn forbid_wins_over_permit() {
 fn env_files_and_keys_are_denied_with_the_line_that_says_so() {
     let set = defaults();
     let b = agent("builder", 1);
-    let text = manifest::default_manifest_text("builder").unwrap();
+    let text = manifest::default_manifest_text("builder").expect("the test input is valid");
     for (req, line) in [
         (Request::Read(".env".into()), "- .env"),
         (Request::Write(".env".into()), "- .env"),
@@ -299,9 +304,9 @@ approvals: [git_push]
 
 fn simple() -> PolicySet {
     PolicySet::from_manifests(vec![
-        manifest::parse_manifest(SIMPLE, "simple.yaml").unwrap(),
+        manifest::parse_manifest(SIMPLE, "simple.yaml").expect("the test input is valid"),
     ])
-    .unwrap()
+    .expect("the test input is valid")
 }
 
 #[test]
@@ -319,21 +324,23 @@ fn asks_and_remembered_answers() {
         ("simple.yaml", 7)
     );
 
-    let remembered = [ArgvPattern::parse("git push *").unwrap()];
-    let d = set.decide_with(&b, &push, &remembered).unwrap();
+    let remembered = [ArgvPattern::parse("git push *").expect("the test input is valid")];
+    let d = set
+        .decide_with(&b, &push, &remembered)
+        .expect("the test input is valid");
     assert_eq!(d.verdict, Verdict::Allow);
     assert_eq!(d.reasons[0].source, "remembered");
     // A remembered answer is for the command it matches only.
     let d = set
         .decide_with(&b, &shell("make install"), &remembered)
-        .unwrap();
+        .expect("the test input is valid");
     assert_eq!(d.verdict, Verdict::Deny);
 
     // A remembered answer never turns a deny.
-    let remembered = [ArgvPattern::parse("rm -r *").unwrap()];
+    let remembered = [ArgvPattern::parse("rm -r *").expect("the test input is valid")];
     let d = set
         .decide_with(&b, &shell("rm -rf target"), &remembered)
-        .unwrap();
+        .expect("the test input is valid");
     assert_eq!(d.verdict, Verdict::Deny);
 
     // Operations that need a person ask; unlisted ones are denied.
@@ -353,12 +360,12 @@ fn asks_and_remembered_answers() {
 fn default_manifests_tell_subcommands_apart() {
     let cmd = |line: &str| {
         horde_policy::command::parse(line)
-            .unwrap()
+            .expect("the test input is valid")
             .commands
             .remove(0)
     };
     let structural = !ArgvPattern::parse("git push *")
-        .unwrap()
+        .expect("the test input is valid")
         .matches(&cmd("git status"));
     if !structural {
         eprintln!("skipped: the argv matcher does not parse subcommands yet");
@@ -511,12 +518,12 @@ fn an_exhausted_budget_leaves_only_reading() {
 
 #[test]
 fn paths_are_resolved_against_the_worktree() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("the test input is valid");
     let wt = dir.path().join("wt");
     let outside = dir.path().join("elsewhere");
-    fs::create_dir_all(wt.join("src")).unwrap();
-    fs::create_dir_all(&outside).unwrap();
-    fs::write(outside.join("passwd"), "x").unwrap();
+    fs::create_dir_all(wt.join("src")).expect("the test input is valid");
+    fs::create_dir_all(&outside).expect("the test input is valid");
+    fs::write(outside.join("passwd"), "x").expect("the test input is valid");
     let set = defaults().with_worktree(&wt);
     let b = agent("builder", 1);
     assert_eq!(
@@ -525,7 +532,12 @@ fn paths_are_resolved_against_the_worktree() {
     );
     let abs = wt.join("src/new.rs");
     assert_eq!(
-        decide(&set, &b, Request::Write(abs.to_str().unwrap().into())).verdict,
+        decide(
+            &set,
+            &b,
+            Request::Write(abs.to_str().expect("the test input is valid").into())
+        )
+        .verdict,
         Verdict::Allow
     );
     // `..` out of the tree: writes denied by the built-in rule, reads by default (no absolute
@@ -545,7 +557,8 @@ fn paths_are_resolved_against_the_worktree() {
     #[cfg(unix)]
     {
         // A link inside `src/` that leads out does not pass for `src/**`.
-        std::os::unix::fs::symlink("../../elsewhere", wt.join("src/link")).unwrap();
+        std::os::unix::fs::symlink("../../elsewhere", wt.join("src/link"))
+            .expect("the test input is valid");
         let d = decide(&set, &b, Request::Write("src/link/passwd".into()));
         assert_eq!(d.verdict, Verdict::Deny, "{d:?}");
         assert_eq!(d.reasons[0].rule, "no writes outside the worktree");
@@ -554,8 +567,9 @@ fn paths_are_resolved_against_the_worktree() {
             Verdict::Deny
         );
         // A link to `.env` is the `.env`.
-        fs::write(wt.join(".env"), "TOKEN=x").unwrap();
-        std::os::unix::fs::symlink("../.env", wt.join("src/config.rs")).unwrap();
+        fs::write(wt.join(".env"), "TOKEN=x").expect("the test input is valid");
+        std::os::unix::fs::symlink("../.env", wt.join("src/config.rs"))
+            .expect("the test input is valid");
         assert_eq!(
             decide(&set, &b, Request::Read("src/config.rs".into())).verdict,
             Verdict::Deny
@@ -577,13 +591,14 @@ fn manifest_values_cannot_inject_cedar() {
         w = yaml(&format!("x/{payload}")),
         c = yaml(&format!("cargo '{payload}'")),
     );
-    let plain =
-        PolicySet::from_manifests(vec![manifest::parse_manifest(base, "base.yaml").unwrap()])
-            .unwrap();
-    let injected = PolicySet::from_manifests(vec![
-        manifest::parse_manifest(&hostile, "hostile.yaml").unwrap(),
+    let plain = PolicySet::from_manifests(vec![
+        manifest::parse_manifest(base, "base.yaml").expect("the test input is valid"),
     ])
-    .unwrap();
+    .expect("the test input is valid");
+    let injected = PolicySet::from_manifests(vec![
+        manifest::parse_manifest(&hostile, "hostile.yaml").expect("the test input is valid"),
+    ])
+    .expect("the test input is valid");
     let requests = [
         Request::Read("src/a.rs".into()),
         Request::Read("etc/passwd".into()),
@@ -658,20 +673,20 @@ fn memoised_answers_equal_fresh_ones() {
 fn decisions_serialise_for_json_output() {
     let set = defaults();
     let d = decide(&set, &agent("builder", 1), Request::Write(".env".into()));
-    let v = serde_json::to_value(&d).unwrap();
+    let v = serde_json::to_value(&d).expect("the test input is valid");
     assert_eq!(v["verdict"], "deny");
     assert_eq!(v["tier"], 1);
     assert_eq!(v["reasons"][0]["source"], "default:builder");
     assert_eq!(v["reasons"][0]["effect"], "deny");
     let d = decide(&simple(), &agent("builder", 1), shell("cargo test"));
-    let v = serde_json::to_value(&d).unwrap();
+    let v = serde_json::to_value(&d).expect("the test input is valid");
     assert_eq!(v["per_command"][0][1], "allow");
 }
 
 #[test]
 fn the_cedar_policies_can_be_shown() {
     let set = defaults();
-    let text = set.cedar_text("builder").unwrap();
+    let text = set.cedar_text("builder").expect("the test input is valid");
     assert!(
         text.contains(r#"resource in Rule::"builder/files.deny/0""#),
         "{text}"
