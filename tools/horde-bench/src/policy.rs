@@ -26,8 +26,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use cedar_policy::{
-    Authorizer, Context as CedarContext, Entities, Entity, EntityUid, PolicySet as CedarSet,
-    Request as CedarRequest,
+    Authorizer, Context as CedarContext, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    PolicySet as CedarSet, Request as CedarRequest,
 };
 use horde_policy::decide::{Agent, CommandSpec, PolicySet, Request, Verdict};
 use horde_policy::manifest;
@@ -414,12 +414,18 @@ fn time_cedar(requests: usize, passes: usize) -> Result<Vec<f64>> {
         )?,
         Entity::new_no_attrs(role, HashSet::new()),
     ];
+    let rule_type: EntityTypeName = "Rule".parse()?;
     let mut reqs = Vec::with_capacity(requests);
     for i in 0..requests {
         let uid: EntityUid = format!("Resource::\"res{i}\"").parse()?;
         let parents: HashSet<EntityUid> = (0..rng.range(0, 3))
-            .map(|_| format!("Rule::\"r{}\"", rng.range(0, RULES - 1)).parse())
-            .collect::<Result<_, _>>()?;
+            .map(|_| {
+                EntityUid::from_type_name_and_id(
+                    rule_type.clone(),
+                    EntityId::new(format!("r{}", rng.range(0, RULES - 1))),
+                )
+            })
+            .collect();
         entities.push(Entity::new_no_attrs(uid.clone(), parents));
         let action: EntityUid =
             format!("Action::\"{}\"", ACTIONS[rng.range(0, ACTIONS.len() - 1)]).parse()?;
