@@ -682,10 +682,12 @@ fn parse_for_role(text: &str, source: &str, role: &str) -> Result<Manifest, Mani
 /// The manifest of one role in `scope`: the repository's file, else the user's, else the
 /// embedded default. Unknown role (no file anywhere, no default) → an error.
 pub fn load_role(scope: &Scope, role: &str) -> Result<Manifest, ManifestError> {
-    validate_role_name(role).map_err(|why| ManifestError::UnknownRole {
-        role: role.to_owned(),
-        searched: why,
-    })?;
+    if validate_role_name(role).is_err() {
+        return Err(ManifestError::UnknownRole {
+            role: role.to_owned(),
+            searched: searched(scope),
+        });
+    }
     let file_name = format!("{role}.yaml");
     for dir in [scope.repo_agents(), scope.user_agents()]
         .into_iter()

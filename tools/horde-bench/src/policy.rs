@@ -529,7 +529,7 @@ pub fn run(a: &Args) -> Result<()> {
         cedar.p50, cedar.p99
     );
     println!(
-        "  decide/Cedar     p50 {:>6.2}      p99 {:>6.2}      p99 within goal: {}",
+        "  decide/Cedar     p50 {:>6.3}      p99 {:>6.3}      p99 within goal: {}",
         all.p50 / cedar.p50,
         all.p99 / cedar.p99,
         if all.p99 <= GOAL_P99_US { "yes" } else { "no" }
