@@ -1579,6 +1579,43 @@ commands:
     }
 
     #[test]
+    fn limits_are_enforced() {
+        let many: Vec<SimpleCommand> = (0..=MAX_COMMANDS_PER_LINE)
+            .map(|_| sc(&["cargo", "test"], &[]))
+            .collect();
+        let d = decide_line(line(many, &[]), &[]);
+        assert_eq!(
+            d.verdict,
+            Verdict::Ask,
+            "too many parts are not decided one by one"
+        );
+        assert!(d.reasons[0].rule.contains("more than"));
+
+        let set = PolicySet::from_manifests(vec![
+            manifest::parse_manifest(LINE_ROLE, "t.yaml").expect("the test input is valid"),
+        ])
+        .expect("the test input is valid");
+        let agent = Agent {
+            id: "a".into(),
+            role: "t".into(),
+            tier: 1,
+            budget_exhausted: false,
+        };
+        let long = "x".repeat(MAX_REQUEST_BYTES + 1);
+        for r in [
+            Request::Exec(CommandSpec::Shell(long.clone())),
+            Request::Net(long.clone()),
+            Request::Model(long.clone()),
+            Request::Operation(long),
+        ] {
+            assert!(matches!(
+                set.decide(&agent, &r),
+                Err(DecideError::TooLong { .. })
+            ));
+        }
+    }
+
+    #[test]
     fn privileged_wrappers_are_denied() {
         let mut cmd = sc(&["cargo", "test"], &[]);
         cmd.wrappers = vec!["/usr/bin/sudo".into()];

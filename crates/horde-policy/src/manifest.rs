@@ -906,6 +906,23 @@ approvals: [git_push]
     }
 
     #[test]
+    fn limits_are_enforced() {
+        let big = format!(
+            "role: builder\ntier: T1\n#{}\n",
+            "x".repeat(MAX_MANIFEST_BYTES)
+        );
+        let e = err(&big);
+        assert_eq!(e.key(), Some("(file)"), "{e}");
+        let items: String = (0..=MAX_RULES_PER_LIST)
+            .map(|i| format!("    - f{i}\n"))
+            .collect();
+        let e = err(&format!(
+            "role: builder\ntier: T1\nfiles:\n  read:\n{items}"
+        ));
+        assert_eq!((e.line(), e.key()), (5, Some("files.read")), "{e}");
+    }
+
+    #[test]
     fn hosts_and_models() {
         let h = parse_host_pattern("*.github.com").expect("the test input is valid");
         assert!(h.matches("api.github.com"));
