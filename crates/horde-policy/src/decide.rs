@@ -81,7 +81,8 @@ const PRIVILEGED_WRAPPERS: [&str; 5] = ["sudo", "doas", "su", "pkexec", "run0"];
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Most simple commands (plus redirections) decided in one command line.
 pub const MAX_COMMANDS_PER_LINE: usize = 256;
-/// Most cached policy slices per role and action (beyond it the cache is cleared).
+/// Most cached policy slices, and most memoised answers, per role and action (beyond it that
+/// cache is cleared).
 pub const MAX_SLICE_CACHE: usize = 4096;
 
 /// What a request may do.
