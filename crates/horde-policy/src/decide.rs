@@ -40,6 +40,13 @@
 //! built-in policies for that action plus the rule policies whose `Rule` the resource is in.
 //! The others would evaluate to false (their resource is not in their rule), so the decision
 //! is the one the full set gives; the slices are cached by the set of matched rules.
+//!
+//! Memoised answers: the policies see nothing of a request but the resource's parents (the
+//! matched rules), the action, the principal's role, `tier` and `budget_exhausted` — no agent
+//! or resource id appears in any policy, and the context is empty. Cedar's answer is a pure
+//! function of those, so it is kept per role and action, keyed by (matched rules, tier,
+//! budget state), and reused; the matching in Rust runs on every request.
+//! [`PolicySet::without_memo`] asks Cedar every time (the benchmark reports both).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -74,7 +81,8 @@ const PRIVILEGED_WRAPPERS: [&str; 5] = ["sudo", "doas", "su", "pkexec", "run0"];
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Most simple commands (plus redirections) decided in one command line.
 pub const MAX_COMMANDS_PER_LINE: usize = 256;
-/// Most cached policy slices per role and action (beyond it the cache is cleared).
+/// Most cached policy slices, and most memoised answers, per role and action (beyond it that
+/// cache is cleared).
 pub const MAX_SLICE_CACHE: usize = 4096;
 
 /// What a request may do.
@@ -554,6 +562,18 @@ struct ActionSet {
     by_rule: HashMap<usize, Vec<usize>>,
     /// Matched rules (sorted) → the Cedar policy set to evaluate.
     cache: RwLock<HashMap<Vec<usize>, Arc<cedar_policy::PolicySet>>>,
+    /// Cedar's answers, by everything the policies can see (see "Memoised answers").
+    decisions: RwLock<HashMap<DecisionKey, (Verdict, Vec<Reason>)>>,
+}
+
+/// What a compiled policy can observe of a request: the matched rules (the resource's
+/// parents), the principal's tier and budget state. Role and action are fixed per
+/// [`ActionSet`]; agent and resource ids appear in no policy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    rules: Vec<usize>,
+    tier: u8,
+    budget_exhausted: bool,
 }
 
 struct CompiledRole {
@@ -579,6 +599,7 @@ pub struct PolicySet {
     roles: HashMap<String, CompiledRole>,
     worktree: Option<Worktree>,
     authorizer: Authorizer,
+    memoise: bool,
     types: Types,
 }
 
@@ -637,6 +658,7 @@ impl PolicySet {
             roles,
             worktree: None,
             authorizer: Authorizer::new(),
+            memoise: true,
             types,
         })
     }
@@ -645,6 +667,13 @@ impl PolicySet {
     /// followed on disk). Without a worktree, paths are normalised lexically only.
     pub fn with_worktree(mut self, root: &std::path::Path) -> Self {
         self.worktree = Some(Worktree::new(root));
+        self
+    }
+
+    /// Asks Cedar on every request instead of reusing its answer for the same matched rules,
+    /// tier and budget state (for measuring; the answers are the same).
+    pub fn without_memo(mut self) -> Self {
+        self.memoise = false;
         self
     }
 
@@ -695,12 +724,11 @@ impl PolicySet {
         if agent.tier > manifest::MAX_TIER {
             return Err(DecideError::BadTier(agent.tier));
         }
-        let principal = self.principal(agent)?;
         let cx = Cx {
             set: self,
             role,
-            principal,
-            agent_uid: uid(&self.types.agent, &agent.id),
+            agent,
+            principal: std::cell::OnceCell::new(),
         };
         let single = |verdict_reasons: (Verdict, Vec<Reason>)| Decision {
             verdict: verdict_reasons.0,
@@ -890,7 +918,6 @@ fn compile_role(m: Manifest) -> Result<CompiledRole, ManifestError> {
         &mut specs,
         &mut rule_of_spec,
     );
-    drop(globs);
 
     let mut commands = CommandIndex::default();
     for (key, list, kind) in [
@@ -976,7 +1003,6 @@ fn compile_role(m: Manifest) -> Result<CompiledRole, ManifestError> {
         rule_of_spec.push(rule);
         specs.push(spec);
     }
-    drop(new_rule);
 
     let rule_ty = type_name("Rule");
     let rule_uids = rule_ids.iter().map(|id| uid(&rule_ty, id)).collect();
@@ -989,6 +1015,7 @@ fn compile_role(m: Manifest) -> Result<CompiledRole, ManifestError> {
             always: Vec::new(),
             by_rule: HashMap::new(),
             cache: RwLock::new(HashMap::new()),
+            decisions: RwLock::new(HashMap::new()),
         })
         .collect();
     for (spec, rule) in specs.into_iter().zip(rule_of_spec) {
@@ -1039,8 +1066,9 @@ fn compile_role(m: Manifest) -> Result<CompiledRole, ManifestError> {
 struct Cx<'a> {
     set: &'a PolicySet,
     role: &'a CompiledRole,
-    principal: Entity,
-    agent_uid: EntityUid,
+    agent: &'a Agent,
+    /// Built on the first Cedar call of this decision (memoised answers need none).
+    principal: std::cell::OnceCell<Entity>,
 }
 
 impl Cx<'_> {
@@ -1074,22 +1102,45 @@ impl Cx<'_> {
         rules.dedup();
         let set = &self.set;
         let role = self.role;
+        let key = DecisionKey {
+            rules,
+            tier: self.agent.tier,
+            budget_exhausted: self.agent.budget_exhausted,
+        };
+        let aset = &role.actions[action.index()];
+        if set.memoise
+            && let Ok(memo) = aset.decisions.read()
+            && let Some(answer) = memo.get(&key)
+        {
+            return Ok(answer.clone());
+        }
+        let principal = match self.principal.get() {
+            Some(p) => p.clone(),
+            None => {
+                let p = set.principal(self.agent)?;
+                let _ = self.principal.set(p.clone());
+                p
+            }
+        };
         let resource_uid = uid(&set.types.resources[action.index()], resource_id);
-        let parents: HashSet<EntityUid> =
-            rules.iter().map(|r| role.rule_uids[*r].clone()).collect();
+        let parents: HashSet<EntityUid> = key
+            .rules
+            .iter()
+            .map(|r| role.rule_uids[*r].clone())
+            .collect();
         let resource = Entity::new_no_attrs(resource_uid.clone(), parents);
-        let entities = Entities::from_entities([self.principal.clone(), resource], None)
+        let entities = Entities::from_entities([principal, resource], None)
             .map_err(|e| DecideError::Cedar(e.to_string()))?;
         let action_uid = uid(&set.types.action, action.name());
         let request = cedar_policy::Request::new(
-            self.agent_uid.clone(),
+            uid(&set.types.agent, &self.agent.id),
             action_uid,
             resource_uid,
             Context::empty(),
             None,
         )
         .map_err(|e| DecideError::Cedar(e.to_string()))?;
-        let policies = self.slice(action, &rules)?;
+        let policies = self.slice(action, &key.rules)?;
         let response = set.authorizer.is_authorized(&request, &policies, &entities);
         let diagnostics = response.diagnostics();
         if let Some(e) = diagnostics.errors().next() {
@@ -1101,11 +1152,23 @@ impl Cx<'_> {
                 message: pe.inner().to_string(),
             });
         }
-        let determining: Vec<&Compiled> = diagnostics
+        // Cedar reports a set; manifest order makes explanations stable.
+        let mut ids: Vec<usize> = diagnostics
             .reason()
-            .filter_map(|id| role.id_to_policy.get(id).map(|i| &role.policies[*i]))
+            .filter_map(|id| role.id_to_policy.get(id).copied())
             .collect();
-        Ok(verdict(response.decision(), determining))
+        ids.sort_unstable();
+        let determining: Vec<&Compiled> = ids.iter().map(|i| &role.policies[*i]).collect();
+        let answer = verdict(response.decision(), determining);
+        if set.memoise
+            && let Ok(mut memo) = aset.decisions.write()
+        {
+            if memo.len() >= MAX_SLICE_CACHE {
+                memo.clear();
+            }
+            memo.insert(key, answer.clone());
+        }
+        Ok(answer)
     }
 
     /// The Cedar policy set for `action` and these matched rules: the action's built-ins plus
@@ -1179,6 +1242,16 @@ impl Cx<'_> {
                 });
             }
         };
+        self.line(&line, remembered, tier)
+    }
+
+    /// Decides a parsed command line: each simple command and each redirection on its own.
+    fn line(
+        &self,
+        line: &command::CommandLine,
+        remembered: &[ArgvPattern],
+        tier: u8,
+    ) -> Result<Decision, DecideError> {
         let mut per_command: Vec<(String, Verdict, Vec<Reason>)> = Vec::new();
         let steps =
             line.commands.len() + line.commands.iter().map(|c| c.writes.len()).sum::<usize>();
@@ -1377,22 +1450,191 @@ mod tests {
             condition: Some((false, tier_at_least(2))),
             reason: builtin("x", Verdict::Ask),
         };
-        let p = Policy::from_json(None, spec.to_json()).unwrap();
+        let p = Policy::from_json(None, spec.to_json()).expect("the test input is valid");
         let text = Policy::parse(
             None,
             r#"@ask("rule") permit(principal in Role::"builder", action in [Action::"read", Action::"write"], resource in Rule::"builder/files.write/0") unless { principal.tier >= 2 };"#,
         )
-        .unwrap();
-        assert_eq!(p.to_json().unwrap(), text.to_json().unwrap());
+        .expect("the test input is valid");
+        assert_eq!(
+            p.to_json().expect("the test input is valid"),
+            text.to_json().expect("the test input is valid")
+        );
+    }
+
+    const LINE_ROLE: &str = "\
+role: t
+tier: T1
+files:
+  write: ['*.log']
+commands:
+  allow: ['cargo build *', 'cargo test *', 'tee *']
+  ask: ['git push *']
+  deny: ['rm -r *']
+";
+
+    fn sc(words: &[&str], writes: &[&str]) -> SimpleCommand {
+        SimpleCommand {
+            program: words[0].into(),
+            args: words[1..].iter().map(|w| (*w).to_owned()).collect(),
+            env: vec![],
+            wrappers: vec![],
+            writes: writes.iter().map(|w| (*w).to_owned()).collect(),
+            dynamic: false,
+        }
+    }
+
+    fn decide_line(cl: command::CommandLine, remembered: &[ArgvPattern]) -> Decision {
+        let m = manifest::parse_manifest(LINE_ROLE, "t.yaml").expect("the test input is valid");
+        let set = PolicySet::from_manifests(vec![m]).expect("the test input is valid");
+        let agent = Agent {
+            id: "a".into(),
+            role: "t".into(),
+            tier: 1,
+            budget_exhausted: false,
+        };
+        let cx = Cx {
+            set: &set,
+            role: &set.roles["t"],
+            agent: &agent,
+            principal: std::cell::OnceCell::new(),
+        };
+        cx.line(&cl, remembered, 1)
+            .expect("the test input is valid")
+    }
+
+    fn line(commands: Vec<SimpleCommand>, opaque: &[&str]) -> command::CommandLine {
+        command::CommandLine {
+            commands,
+            opaque: opaque.iter().map(|o| (*o).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_line_is_allowed_only_when_every_part_is() {
+        let ok = line(
+            vec![
+                sc(&["cargo", "build"], &[]),
+                sc(&["cargo", "test"], &["out.log"]),
+                sc(&["tee", "log"], &[]),
+            ],
+            &[],
+        );
+        let d = decide_line(ok, &[]);
+        assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
+        assert_eq!(d.per_command.len(), 4);
+        assert_eq!(d.per_command[2].0, "> out.log");
+
+        // A redirection outside the worktree denies the whole line.
+        let bad_write = line(vec![sc(&["cargo", "test"], &["/etc/passwd"])], &[]);
+        let d = decide_line(bad_write, &[]);
+        assert_eq!(d.verdict, Verdict::Deny, "{d:?}");
+        assert_eq!(d.reasons[0].rule, "no writes outside the worktree");
+
+        // One asked part asks; one denied part denies, whatever the order.
+        let asks = line(
+            vec![
+                sc(&["cargo", "test"], &[]),
+                sc(&["git", "push", "origin"], &[]),
+            ],
+            &[],
+        );
+        assert_eq!(decide_line(asks, &[]).verdict, Verdict::Ask);
+        let denies = line(
+            vec![
+                sc(&["git", "push", "origin"], &[]),
+                sc(&["rm", "-rf", "x"], &[]),
+                sc(&["cargo", "test"], &[]),
+            ],
+            &[],
+        );
+        let d = decide_line(denies, &[]);
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert_eq!(d.reasons.len(), 1);
+        assert_eq!(
+            (d.reasons[0].source.as_str(), d.reasons[0].line),
+            ("t.yaml", 8)
+        );
+    }
+
+    #[test]
+    fn opaque_or_empty_lines_ask_and_remembered_answers_only_turn_asks() {
+        let d = decide_line(line(vec![sc(&["cargo", "test"], &[])], &["eval"]), &[]);
+        assert_eq!(d.verdict, Verdict::Ask);
+        assert_eq!(d.reasons[0].source, "parser");
+        assert_eq!(decide_line(line(vec![], &[]), &[]).verdict, Verdict::Ask);
+
+        let remembered = [
+            ArgvPattern::parse("git push *").expect("the test input is valid"),
+            ArgvPattern::parse("rm -r *").expect("the test input is valid"),
+        ];
+        let push = line(vec![sc(&["git", "push", "origin"], &[])], &[]);
+        let d = decide_line(push, &remembered);
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert_eq!(d.reasons[0].source, "remembered");
+        let rm = line(vec![sc(&["rm", "-rf", "x"], &[])], &[]);
+        assert_eq!(decide_line(rm, &remembered).verdict, Verdict::Deny);
+        // An opaque part is not a simple command: no remembered answer covers it.
+        let opaque = line(vec![sc(&["git", "push", "origin"], &[])], &["source x.sh"]);
+        assert_eq!(decide_line(opaque, &remembered).verdict, Verdict::Ask);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let many: Vec<SimpleCommand> = (0..=MAX_COMMANDS_PER_LINE)
+            .map(|_| sc(&["cargo", "test"], &[]))
+            .collect();
+        let d = decide_line(line(many, &[]), &[]);
+        assert_eq!(
+            d.verdict,
+            Verdict::Ask,
+            "too many parts are not decided one by one"
+        );
+        assert!(d.reasons[0].rule.contains("more than"));
+
+        let set = PolicySet::from_manifests(vec![
+            manifest::parse_manifest(LINE_ROLE, "t.yaml").expect("the test input is valid"),
+        ])
+        .expect("the test input is valid");
+        let agent = Agent {
+            id: "a".into(),
+            role: "t".into(),
+            tier: 1,
+            budget_exhausted: false,
+        };
+        let long = "x".repeat(MAX_REQUEST_BYTES + 1);
+        for r in [
+            Request::Exec(CommandSpec::Shell(long.clone())),
+            Request::Net(long.clone()),
+            Request::Model(long.clone()),
+            Request::Operation(long),
+        ] {
+            assert!(matches!(
+                set.decide(&agent, &r),
+                Err(DecideError::TooLong { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn privileged_wrappers_are_denied() {
+        let mut cmd = sc(&["cargo", "test"], &[]);
+        cmd.wrappers = vec!["/usr/bin/sudo".into()];
+        let d = decide_line(line(vec![cmd], &[]), &[]);
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert!(d.reasons[0].rule.contains("sudo"));
     }
 
     #[test]
     fn hosts_normalise() {
         assert_eq!(
-            normalize_host("https://u@Api.GitHub.com:443/x?y").unwrap(),
+            normalize_host("https://u@Api.GitHub.com:443/x?y").expect("the test input is valid"),
             "api.github.com"
         );
-        assert_eq!(normalize_host("github.com.").unwrap(), "github.com");
+        assert_eq!(
+            normalize_host("github.com.").expect("the test input is valid"),
+            "github.com"
+        );
         assert!(normalize_host("").is_err());
         assert!(normalize_host("a b").is_err());
     }

@@ -582,7 +582,7 @@ fn parse_model_pattern(text: &str) -> Result<ModelPattern, String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '@'))
     };
     match text.strip_suffix('*') {
-        Some(prefix) if prefix.is_empty() => Err("matches every model".into()),
+        Some("") => Err("matches every model".into()),
         Some(prefix) if valid(prefix) => Ok(ModelPattern::Prefix(prefix.to_owned())),
         None if !text.is_empty() && valid(text) => Ok(ModelPattern::Exact(text.to_owned())),
         _ => Err("a model is letters, digits and `-_.:/@`, optionally ending in `*`".into()),
@@ -682,10 +682,12 @@ fn parse_for_role(text: &str, source: &str, role: &str) -> Result<Manifest, Mani
 /// The manifest of one role in `scope`: the repository's file, else the user's, else the
 /// embedded default. Unknown role (no file anywhere, no default) → an error.
 pub fn load_role(scope: &Scope, role: &str) -> Result<Manifest, ManifestError> {
-    validate_role_name(role).map_err(|why| ManifestError::UnknownRole {
-        role: role.to_owned(),
-        searched: why,
-    })?;
+    if validate_role_name(role).is_err() {
+        return Err(ManifestError::UnknownRole {
+            role: role.to_owned(),
+            searched: searched(scope),
+        });
+    }
     let file_name = format!("{role}.yaml");
     for dir in [scope.repo_agents(), scope.user_agents()]
         .into_iter()
@@ -851,7 +853,7 @@ approvals: [git_push]
 
     #[test]
     fn parses_a_manifest_and_keeps_lines() {
-        let m = parse_manifest(GOOD, "x.yaml").unwrap();
+        let m = parse_manifest(GOOD, "x.yaml").expect("the test input is valid");
         assert_eq!(m.role, "builder");
         assert_eq!(m.tier, 1);
         assert_eq!(m.files.write[1].text, "tests/**");
@@ -863,7 +865,7 @@ approvals: [git_push]
     }
 
     fn err(text: &str) -> ManifestError {
-        parse_manifest(text, "bad.yaml").unwrap_err()
+        parse_manifest(text, "bad.yaml").expect_err("the input is invalid")
     }
 
     #[test]
@@ -904,8 +906,25 @@ approvals: [git_push]
     }
 
     #[test]
+    fn limits_are_enforced() {
+        let big = format!(
+            "role: builder\ntier: T1\n#{}\n",
+            "x".repeat(MAX_MANIFEST_BYTES)
+        );
+        let e = err(&big);
+        assert_eq!(e.key(), Some("(file)"), "{e}");
+        let items: String = (0..=MAX_RULES_PER_LIST)
+            .map(|i| format!("    - f{i}\n"))
+            .collect();
+        let e = err(&format!(
+            "role: builder\ntier: T1\nfiles:\n  read:\n{items}"
+        ));
+        assert_eq!((e.line(), e.key()), (5, Some("files.read")), "{e}");
+    }
+
+    #[test]
     fn hosts_and_models() {
-        let h = parse_host_pattern("*.github.com").unwrap();
+        let h = parse_host_pattern("*.github.com").expect("the test input is valid");
         assert!(h.matches("api.github.com"));
         assert!(!h.matches("github.com"));
         assert!(!h.matches("evilgithub.com"));
@@ -914,7 +933,7 @@ approvals: [git_push]
         assert!(parse_model_pattern("*").is_err());
         assert!(
             parse_model_pattern("claude-*")
-                .unwrap()
+                .expect("the test input is valid")
                 .matches("claude-opus")
         );
     }
@@ -931,7 +950,7 @@ approvals: [git_push]
     #[test]
     fn every_default_loads() {
         for role in ROLES {
-            let text = default_manifest_text(role).unwrap();
+            let text = default_manifest_text(role).expect("the test input is valid");
             let m = parse_for_role(text, &format!("default:{role}"), role)
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(m.role, role);

@@ -76,12 +76,13 @@ impl Worktree {
     /// Normalises `raw` (relative to the root, or absolute) with links resolved on disk.
     pub fn normalize(&self, raw: &str) -> Result<NormalPath, PathError> {
         check(raw)?;
-        let start = if Path::new(raw).is_absolute() {
-            PathBuf::from(raw)
+        // The root is canonical already: a relative path starts there, without asking the
+        // disk about the root's own components again.
+        let resolved = if Path::new(raw).is_absolute() {
+            resolve(Path::new("/"), Path::new(raw), raw)?
         } else {
-            self.root.join(raw)
+            resolve(&self.root, Path::new(raw), raw)?
         };
-        let resolved = resolve(&start, raw)?;
         match resolved.strip_prefix(&self.root) {
             Ok(rel) => Ok(NormalPath::Inside(to_slash(rel, raw)?)),
             Err(_) => Ok(NormalPath::Outside(to_str(&resolved, raw)?.to_owned())),
@@ -147,11 +148,12 @@ fn lexical(p: &Path) -> PathBuf {
     out
 }
 
-/// Resolves an absolute path component by component, following links that exist.
-fn resolve(start: &Path, raw: &str) -> Result<PathBuf, PathError> {
+/// Resolves `path` from `base` (a canonical directory), component by component, following
+/// links that exist.
+fn resolve(base: &Path, path: &Path, raw: &str) -> Result<PathBuf, PathError> {
     let mut todo: VecDeque<OsString> = VecDeque::new();
-    let mut out = PathBuf::from("/");
-    for c in start.components() {
+    let mut out = base.to_path_buf();
+    for c in path.components() {
         match c {
             Component::RootDir | Component::Prefix(_) => {}
             Component::CurDir => {}
@@ -250,10 +252,10 @@ mod tests {
 
     #[test]
     fn worktree_paths_and_links() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("the test input is valid");
         let root = dir.path().join("wt");
-        std::fs::create_dir_all(root.join("src/sub")).unwrap();
-        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::fs::create_dir_all(root.join("src/sub")).expect("the test input is valid");
+        std::fs::create_dir_all(dir.path().join("outside")).expect("the test input is valid");
         let wt = Worktree::new(&root);
         assert_eq!(wt.normalize("src/x.rs"), Ok(inside("src/x.rs")));
         assert_eq!(
@@ -261,7 +263,10 @@ mod tests {
             Ok(inside("src/new/y.rs"))
         );
         let abs = wt.root().join("src/x.rs");
-        assert_eq!(wt.normalize(abs.to_str().unwrap()), Ok(inside("src/x.rs")));
+        assert_eq!(
+            wt.normalize(abs.to_str().expect("the test input is valid")),
+            Ok(inside("src/x.rs"))
+        );
         assert!(matches!(
             wt.normalize("../outside/z"),
             Ok(NormalPath::Outside(_))
@@ -270,21 +275,27 @@ mod tests {
         #[cfg(unix)]
         {
             // A link inside the tree that points out of it.
-            std::os::unix::fs::symlink("../../outside", root.join("src/link")).unwrap();
-            let n = wt.normalize("src/link/secret").unwrap();
+            std::os::unix::fs::symlink("../../outside", root.join("src/link"))
+                .expect("the test input is valid");
+            let n = wt
+                .normalize("src/link/secret")
+                .expect("the test input is valid");
             assert!(
                 matches!(&n, NormalPath::Outside(p) if p.ends_with("/outside/secret")),
                 "{n:?}"
             );
             // `..` after a link is taken from the link's target, as the kernel does.
-            let n = wt.normalize("src/link/../wt/src/x.rs").unwrap();
+            let n = wt
+                .normalize("src/link/../wt/src/x.rs")
+                .expect("the test input is valid");
             assert_eq!(n, inside("src/x.rs"));
             // A link to a file inside stays inside, under its real name.
-            std::fs::write(root.join("src/real.rs"), "").unwrap();
-            std::os::unix::fs::symlink("real.rs", root.join("src/alias.rs")).unwrap();
+            std::fs::write(root.join("src/real.rs"), "").expect("the test input is valid");
+            std::os::unix::fs::symlink("real.rs", root.join("src/alias.rs"))
+                .expect("the test input is valid");
             assert_eq!(wt.normalize("src/alias.rs"), Ok(inside("src/real.rs")));
             // A loop is an error, not a hang.
-            std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+            std::os::unix::fs::symlink("loop", root.join("loop")).expect("the test input is valid");
             assert!(matches!(
                 wt.normalize("loop/x"),
                 Err(PathError::TooManyLinks(_))

@@ -58,12 +58,17 @@
 //!   loopback (events/s, CPU per event on each side) vs the same events POSTed back-to-back
 //!   as prebuilt batches; see `sync.rs`. Not part of `all` (`--quick` for 10k events).
 //!
+//! - `policy`: one policy decision (`horde-policy`) with 200 rules over a mix of paths,
+//!   commands with chains, hosts and models, p50/p99 against bare Cedar; see `policy.rs`. Not
+//!   part of `all` (`--quick` for a few seconds).
+//!
 //! The CLI benchmarks use the `horde` binary from `$HORDE_BIN`, else the one next to this
 //! executable, with `$HORDE_CONFIG_DIR` set to a temporary directory so the user's device key
 //! is never touched.
 
 mod append;
 mod ledger;
+mod policy;
 mod restore;
 mod run_overhead;
 mod step;
@@ -99,7 +104,9 @@ enum Command {
     Restore(restore::Args),
     /// Draining 100k queued events to a local cloud with `horde sync` vs the cloud's own ingest.
     Sync(sync::Args),
-    /// All of them except `restore` and `sync`, in order.
+    /// Policy decision latency with 200 rules vs bare Cedar.
+    Policy(policy::Args),
+    /// All of them except `restore`, `sync` and `policy`, in order.
     All {
         #[command(flatten)]
         append: append::Args,
@@ -124,6 +131,7 @@ fn main() -> Result<()> {
         Command::Manifest(a) => ledger::run_manifest(&a),
         Command::Restore(a) => restore::run(&a),
         Command::Sync(a) => sync::run(&a),
+        Command::Policy(a) => policy::run(&a),
         Command::All {
             append,
             step,
