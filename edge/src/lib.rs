@@ -9,6 +9,7 @@ pub mod merge;
 pub mod output;
 pub mod pty;
 pub mod record;
+pub mod redact;
 pub mod run;
 pub mod scan;
 pub mod session;

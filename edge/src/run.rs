@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub argv: Vec<OsString>,
     pub agent: Option<String>,
     pub output: Output,
+    /// Keys the fingerprints of redacted secrets (`crate::config::fingerprint_key`).
+    pub secret_key: horde_policy::secrets::FingerprintKey,
 }
 
 /// How the command's output reaches the user and the ledger.
@@ -171,17 +173,9 @@ fn strip_ansi(s: &str) -> String {
 }
 
 /// The last lines of a spool file, for the observation's summary.
-fn summary_of(path: &Path, len: usize) -> String {
-    let Ok(mut f) = File::open(path) else {
-        return String::new();
-    };
-    let start = len.saturating_sub(SUMMARY_BYTES * 4);
-    if f.seek(SeekFrom::Start(start as u64)).is_err() {
-        return String::new();
-    }
-    let mut buf = Vec::new();
-    let _ = f.take((len - start) as u64).read_to_end(&mut buf);
-    let text = strip_ansi(&String::from_utf8_lossy(&buf));
+fn summary_of(data: &[u8]) -> String {
+    let buf = &data[data.len().saturating_sub(SUMMARY_BYTES * 4)..];
+    let text = strip_ansi(&String::from_utf8_lossy(buf));
     let lines: Vec<&str> = text
         .lines()
         .map(|l| l.trim_end_matches('\r'))
@@ -204,11 +198,11 @@ fn observation(
     cap: Capture,
     timeline: horde_core::TimelineId,
     agent: &str,
-) -> Result<(Draft, (horde_core::BlobHash, u64))> {
+    key: &horde_policy::secrets::FingerprintKey,
+) -> Result<(Draft, (horde_core::BlobHash, u64), Vec<Draft>)> {
     let _ = cap.done.recv_timeout(PIPE_GRACE);
     let len = cap.bytes.load(Ordering::Acquire);
     let total = cap.total.load(Ordering::Relaxed).max(len);
-    let summary = summary_of(&cap.path, len);
     // Hash exactly the bytes counted so far, even if a daemon still writes to the pipe.
     let data = {
         let mut f =
@@ -220,6 +214,10 @@ fn observation(
             .map_err(|e| StoreError::io("cannot read the output spool", e))?;
         v
     };
+    // The secret never reaches the blob store: redacted before it is hashed and written.
+    let (data, found) = crate::redact::redact_bytes(&data, key);
+    let summary = summary_of(&data);
+    let secrets = crate::redact::finding_events(&found, kind, timeline, agent);
     let hash = blobs.put_bytes(&data)?;
     let _ = std::fs::remove_file(&cap.path);
     let draft = Draft::new(
@@ -233,7 +231,7 @@ fn observation(
             truncated: total > len,
         }),
     );
-    Ok((draft, (hash, len as u64)))
+    Ok((draft, (hash, data.len() as u64), secrets))
 }
 
 fn bounded_args(argv: &[OsString]) -> Vec<String> {
@@ -257,6 +255,31 @@ fn bounded_args(argv: &[OsString]) -> Vec<String> {
         out.push(format!("…({} more arguments)", argv.len() - MAX_ARGS));
     }
     out
+}
+
+/// `args` with every secret redacted, and what was found (lines count arguments).
+fn redact_args(
+    args: &[String],
+    key: &horde_policy::secrets::FingerprintKey,
+) -> (Vec<String>, Vec<crate::redact::Found>) {
+    // Scanned as one text, one argument a line, so `-H 'Authorization: Bearer x'` and
+    // `--token x` keep the context their rules need.
+    if args.iter().any(|a| a.contains('\n')) {
+        let mut out = Vec::with_capacity(args.len());
+        let mut found = Vec::new();
+        for a in args {
+            let (t, f) = crate::redact::redact_str(a, key);
+            out.push(t);
+            found.extend(f);
+        }
+        return (out, found);
+    }
+    let joined = args.join("\n");
+    let (text, found) = crate::redact::redact_str(&joined, key);
+    if found.is_empty() {
+        return (args.to_vec(), found);
+    }
+    (text.split('\n').map(str::to_owned).collect(), found)
 }
 
 /// The command line as one string, for titles.
@@ -302,7 +325,11 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
 
     // 2. The session starts.
     let task_id = TaskId::new();
-    let title = display_command(&opts.argv);
+    // Arguments can carry secrets too (`curl -H "Authorization: Bearer …"`): what is stored
+    // of them is redacted.
+    let (args, arg_found) = redact_args(&bounded_args(&opts.argv), &opts.secret_key);
+    let arg_secrets = crate::redact::finding_events(&arg_found, "args", timeline, &agent);
+    let title = crate::redact::redact_str(&display_command(&opts.argv), &opts.secret_key).0;
     let start = Draft::new(
         timeline,
         &agent,
@@ -498,11 +525,19 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
     let mut closing = Vec::new();
     let mut extra_blobs = Vec::new();
     for (kind, cap) in captures {
-        let (mut d, blob) = observation(&store.ledger.blobs, kind, cap, timeline, &agent)?;
+        let (mut d, blob, secrets) =
+            observation(&store.ledger.blobs, kind, cap, timeline, &agent, &opts.secret_key)?;
         d.causation = Some(start_id);
         closing.push(d);
         extra_blobs.push(blob);
+        closing.extend(secrets.into_iter().map(|s| s.caused_by(start_id)));
     }
+    closing.extend(
+        arg_secrets
+            .iter()
+            .cloned()
+            .map(|s| s.caused_by(start_id)),
+    );
     let (exit_code, signal) = match &status {
         Some(st) => {
             use std::os::unix::process::ExitStatusExt;
@@ -533,7 +568,7 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
             &agent,
             Payload::ToolCall(ToolCall {
                 tool: "exec".into(),
-                args: bounded_args(&opts.argv),
+                args,
                 cwd,
                 result_summary: summary.clone(),
                 exit_code,

@@ -299,3 +299,53 @@ fn secrets_scan_finds_and_never_prints_secrets() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no/such/file"));
 }
+
+/// What `horde run` captures is redacted before it is stored: the secret's bytes are nowhere
+/// in `.horde/` (database, blobs), and each finding is an observation with a fingerprint.
+#[test]
+fn run_output_is_redacted_before_it_is_stored() {
+    let r = Repo::init();
+    let key = format!("AKIA{}", "Q7ZP3XK2M6TB4WLC");
+    let token = format!("ghp_{}", "x7Rk2Lq9Zt4Wm8Pn3Vb6Hc1Jd5Fs0Ga2YeUo");
+    let script = format!("echo \"aws_access_key_id = {key}\"; echo using {token} >&2; echo done");
+    let out = r.run(&["run", "--", "sh", "-c", &script, "--", &token]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The command's own output reaches the user unchanged.
+    assert!(stdout(&out).contains(&key));
+    let needles = [key.as_bytes(), token.as_bytes()];
+    let mut files = vec![r.db()];
+    let mut stack = vec![r.path(".horde")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    for f in &files {
+        let bytes = std::fs::read(f).expect("read");
+        for n in needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n),
+                "{} holds a secret",
+                f.display()
+            );
+        }
+    }
+    let secrets: Vec<Value> = r
+        .json(&["log", "--type", "observation"])
+        .as_array()
+        .expect("a")
+        .iter()
+        .filter(|e| e["payload"]["kind"] == "secret")
+        .cloned()
+        .collect();
+    let text = serde_json::to_string(&secrets).expect("json");
+    assert!(text.contains("redacted from stdout") && text.contains("redacted from stderr") && text.contains("redacted from args"), "{text}");
+    // The stored output says where the secret was.
+    let show = r.ok(&["log", "--type", "observation", "-n", "20"]);
+    assert!(show.contains("fingerprint"), "{show}");
+}

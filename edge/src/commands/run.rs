@@ -54,6 +54,7 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             argv: args.command,
             agent: args.agent,
             output,
+            secret_key: crate::config::fingerprint_key()?,
         },
     )?;
     print_problems(&out.skipped, &out.warnings);

@@ -30,10 +30,13 @@ fn run(what: &str, mut cmd: Command) -> Result<(), String> {
 fn test() -> Result<(), String> {
     let s3s_fs = ensure_s3s_fs()?;
     let schemathesis = ensure_schemathesis()?;
+    let detect_secrets = ensure_detect_secrets()?;
+    ensure_venv(SPIKEE)?;
     let mut c = cargo();
     c.args(["test", "--workspace", "--locked"])
         .env("HORDE_S3S_FS", s3s_fs)
-        .env("HORDE_SCHEMATHESIS", schemathesis);
+        .env("HORDE_SCHEMATHESIS", schemathesis)
+        .env("HORDE_DETECT_SECRETS", detect_secrets);
     run("cargo test --workspace", c)?;
     fdb_compiles()
 }
@@ -68,23 +71,40 @@ fn ensure_s3s_fs() -> Result<std::path::PathBuf, String> {
 
 /// Schemathesis (PyPI) in a virtualenv, to fuzz the cloud API from its OpenAPI document.
 fn ensure_schemathesis() -> Result<std::path::PathBuf, String> {
-    let venv = tools_dir()?.join(format!("venv-{}", SCHEMATHESIS.replace("==", "-")));
-    let st = venv.join("bin/st");
-    if !st.exists() {
+    Ok(ensure_venv(SCHEMATHESIS)?.join("bin/st"))
+}
+
+/// detect-secrets (PyPI), the anchor of the secret scanner's benchmark.
+fn ensure_detect_secrets() -> Result<std::path::PathBuf, String> {
+    Ok(ensure_venv(DETECT_SECRETS)?.join("bin/detect-secrets"))
+}
+
+/// A PyPI package (`name==version`) in its own virtualenv under the tools directory, named
+/// after the pin (`venv-NAME-VERSION`), so a new pin installs afresh. Returns the venv.
+fn ensure_venv(pin: &str) -> Result<std::path::PathBuf, String> {
+    let venv = tools_dir()?.join(format!("venv-{}", pin.replace("==", "-")));
+    let done = venv.join(".installed");
+    if !done.exists() {
         // A half-made virtualenv (an interrupted install) is made again.
         let _ = std::fs::remove_dir_all(&venv);
         let mut c = Command::new("python3");
         c.args(["-m", "venv"]).arg(&venv);
         run("python3 -m venv", c)?;
         let mut c = Command::new(venv.join("bin/python"));
-        c.args(["-m", "pip", "install", "-q", SCHEMATHESIS]);
-        run(&format!("pip install {SCHEMATHESIS}"), c)?;
+        c.args(["-m", "pip", "install", "-q", pin]);
+        run(&format!("pip install {pin}"), c)?;
+        std::fs::write(&done, pin).map_err(|e| format!("{}: {e}", done.display()))?;
     }
-    Ok(st)
+    Ok(venv)
 }
 
 /// The version pinned here names the virtualenv, so a new pin installs afresh.
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+/// The secret scanner people run in pre-commit: the anchor of `horde-bench secrets`.
+const DETECT_SECRETS: &str = "detect-secrets==1.5.0";
+/// The prompt-injection data set (its attack seeds and false-positive set), read by
+/// horde-policy's `tests/injection_spikee.rs` from this venv.
+const SPIKEE: &str = "spikee==0.9.2";
 
 /// The FoundationDB backend cannot link here (no libfdb_c), but it must always compile:
 /// check it and lint it with the feature on. Its bindings need libclang.
