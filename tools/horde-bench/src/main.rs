@@ -58,6 +58,10 @@
 //!   loopback (events/s, CPU per event on each side) vs the same events POSTed back-to-back
 //!   as prebuilt batches; see `sync.rs`. Not part of `all` (`--quick` for 10k events).
 //!
+//! - `secrets`: secret-scanner throughput on ~50 MB of captured output vs detect-secrets
+//!   1.5.0 on the same files, with both scanners' recall and false positives; see
+//!   `secrets.rs`. Not part of `all` (`--quick` for ~2 MB).
+//!
 //! The CLI benchmarks use the `horde` binary from `$HORDE_BIN`, else the one next to this
 //! executable, with `$HORDE_CONFIG_DIR` set to a temporary directory so the user's device key
 //! is never touched.
@@ -66,6 +70,7 @@ mod append;
 mod ledger;
 mod restore;
 mod run_overhead;
+mod secrets;
 mod step;
 mod sync;
 mod util;
@@ -99,6 +104,8 @@ enum Command {
     Restore(restore::Args),
     /// Draining 100k queued events to a local cloud with `horde sync` vs the cloud's own ingest.
     Sync(sync::Args),
+    /// Secret scanning of captured output vs detect-secrets 1.5.0 (`$HORDE_DETECT_SECRETS`).
+    Secrets(secrets::Args),
     /// All of them except `restore` and `sync`, in order.
     All {
         #[command(flatten)]
@@ -124,6 +131,7 @@ fn main() -> Result<()> {
         Command::Manifest(a) => ledger::run_manifest(&a),
         Command::Restore(a) => restore::run(&a),
         Command::Sync(a) => sync::run(&a),
+        Command::Secrets(a) => secrets::run(&a),
         Command::All {
             append,
             step,

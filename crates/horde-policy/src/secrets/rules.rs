@@ -293,7 +293,10 @@ pub(crate) const RULES: &[RuleSpec] = &[
         keywords: &[
             "sk_test_", "sk_live_", "sk_prod_", "rk_test_", "rk_live_", "rk_prod_",
         ],
-        regex: concat!(r"\b((?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99})", end!()),
+        regex: concat!(
+            r"\b((?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99})",
+            end!()
+        ),
         secret_group: 1,
         min_entropy: 2.0,
         region: Region::Line,
