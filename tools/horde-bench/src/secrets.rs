@@ -41,6 +41,9 @@ pub struct Args {
     pub keep: bool,
 }
 
+/// A corpus file: its name in the corpus directory and its bytes.
+type CaptureFile = (String, Vec<u8>);
+
 /// One inserted secret: where, and of which kind.
 struct Inserted {
     file: String,
@@ -198,7 +201,7 @@ fn build_corpus(
     dir: &Path,
     total: usize,
     file_size: usize,
-) -> Result<(Vec<(String, Vec<u8>)>, Vec<Inserted>)> {
+) -> Result<(Vec<CaptureFile>, Vec<Inserted>)> {
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
@@ -227,7 +230,7 @@ fn build_corpus(
     let mut since_secret = 0;
     let mut written = 0;
     let mut kind_index = 0;
-    let flush = |current: &mut String, line_no: &mut usize, files: &mut Vec<(String, Vec<u8>)>| {
+    let flush = |current: &mut String, line_no: &mut usize, files: &mut Vec<CaptureFile>| {
         let name = format!("capture-{:04}.txt", files.len());
         files.push((name, std::mem::take(current).into_bytes()));
         *line_no = 1;
