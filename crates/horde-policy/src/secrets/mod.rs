@@ -1008,6 +1008,17 @@ mod tests {
     }
 
     #[test]
+    fn back_to_back_private_keys_are_each_found_and_an_unclosed_one_is_not() {
+        let body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n";
+        let key = format!("-----BEGIN EC PRIVATE KEY-----\n{body}-----END EC PRIVATE KEY-----\n");
+        let text = format!("{key}{key}-----BEGIN PRIVATE KEY-----\n{body}(truncated)\n");
+        let f = scanner().scan(&text);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!((f[0].line, f[1].line), (1, 4));
+        assert_eq!(&text[f[1].start..f[1].end], key.trim_end());
+    }
+
+    #[test]
     fn specific_rule_beats_generic_on_the_same_bytes() {
         let text = "GITHUB_TOKEN=\"ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8\"";
         let f = scanner().scan(text);
