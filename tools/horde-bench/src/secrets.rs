@@ -415,9 +415,9 @@ pub fn run(args: &Args) -> Result<()> {
     let n = inserted.len();
     let pct = |x: usize| 100.0 * x as f64 / n.max(1) as f64;
     println!();
-    println!("{:<34} {:>14} {:>18}", "", "horde", "detect-secrets");
     match &theirs {
         Some((startup, secs, q)) => {
+            println!("{:<34} {:>14} {:>18}", "", "horde", "detect-secrets");
             let scan_secs = (secs - startup).max(1e-9);
             let their_mbs = mb / scan_secs;
             println!(
@@ -474,6 +474,7 @@ pub fn run(args: &Args) -> Result<()> {
             );
         }
         None => {
+            println!("{:<34} {:>14}", "", "horde");
             println!(
                 "{:<34} {:>14.1}",
                 "throughput, MB/s (single thread)", our_mbs
