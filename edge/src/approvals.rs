@@ -359,7 +359,11 @@ pub fn answer(store: &Store, prefix: &str, ans: &Answer) -> Result<Request> {
         }
         (Some((kind, scope)), true) => {
             let pattern = pattern_for(&req, *kind)?;
-            (kind_str(*kind).to_owned(), scope.as_str().to_owned(), pattern)
+            (
+                kind_str(*kind).to_owned(),
+                scope.as_str().to_owned(),
+                pattern,
+            )
         }
         (None, _) => (String::new(), String::new(), String::new()),
     };
@@ -416,11 +420,12 @@ fn pattern_for(req: &Request, kind: RememberKind) -> Result<String> {
         }
         return Ok(req.subject.clone());
     }
-    let line = command::parse(&req.subject).map_err(|e| {
-        ApprovalError::TooBroad(format!("the command line cannot be parsed ({e})"))
-    })?;
+    let line = command::parse(&req.subject)
+        .map_err(|e| ApprovalError::TooBroad(format!("the command line cannot be parsed ({e})")))?;
     if line.commands.is_empty() {
-        return Err(ApprovalError::TooBroad("the command line runs nothing".into()));
+        return Err(ApprovalError::TooBroad(
+            "the command line runs nothing".into(),
+        ));
     }
     let mut out = Vec::with_capacity(line.commands.len());
     for c in &line.commands {

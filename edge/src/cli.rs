@@ -14,10 +14,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::commands::ledger::{self, LogArgs};
-use crate::commands::run::{self, RunArgs};
-use crate::commands::travel::{self, RestoreArgs};
 use crate::commands::policy::{self, ApprovalsArgs, ApproveArgs, PolicyCommand, RejectArgs};
+use crate::commands::run::{self, RunArgs};
 use crate::commands::secrets::{self, SecretsCommand};
+use crate::commands::travel::{self, RestoreArgs};
 use crate::commands::{demo, remote};
 
 pub use crate::session::EXIT_INCOMPLETE;

@@ -102,9 +102,7 @@ impl Config {
         if cfg.approval_ttl_secs == 0 || cfg.approval_ttl_secs > MAX_APPROVAL_TTL_SECS {
             return Err(ConfigError::Parse(
                 path.to_owned(),
-                format!(
-                    "approval_ttl_secs must be between 1 and {MAX_APPROVAL_TTL_SECS} (a week)"
-                ),
+                format!("approval_ttl_secs must be between 1 and {MAX_APPROVAL_TTL_SECS} (a week)"),
             ));
         }
         if cfg.checkpoint_interval == 0 {
@@ -185,18 +183,22 @@ pub fn fingerprint_key() -> anyhow::Result<horde_policy::secrets::FingerprintKey
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = user_config_dir().join("fingerprint.key");
-    let read = |p: &std::path::Path| -> anyhow::Result<Option<horde_policy::secrets::FingerprintKey>> {
-        match std::fs::read(p) {
-            Ok(b) => {
-                let a: [u8; 32] = b.as_slice().try_into().map_err(|_| {
-                    anyhow::anyhow!("{} is not a fingerprint key (32 bytes); remove it", p.display())
-                })?;
-                Ok(Some(horde_policy::secrets::FingerprintKey::new(a)))
+    let read =
+        |p: &std::path::Path| -> anyhow::Result<Option<horde_policy::secrets::FingerprintKey>> {
+            match std::fs::read(p) {
+                Ok(b) => {
+                    let a: [u8; 32] = b.as_slice().try_into().map_err(|_| {
+                        anyhow::anyhow!(
+                            "{} is not a fingerprint key (32 bytes); remove it",
+                            p.display()
+                        )
+                    })?;
+                    Ok(Some(horde_policy::secrets::FingerprintKey::new(a)))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
-        }
-    };
+        };
     if let Some(k) = read(&path)? {
         return Ok(k);
     }

@@ -148,7 +148,12 @@ fn summary_text(ev: &proto::EventBody) -> String {
         Payload::Signal(s) => format!("signal {} {}", enum_str(&j["kind"]), s.subject),
         Payload::Approval(a) => {
             let id: String = hex::encode(&a.request_id).chars().take(8).collect();
-            let mut s = format!("approval {} {id} {} (by {})", enum_str(&j["kind"]), a.what, a.who);
+            let mut s = format!(
+                "approval {} {id} {} (by {})",
+                enum_str(&j["kind"]),
+                a.what,
+                a.who
+            );
             if !a.pattern.is_empty() {
                 s.push_str(&format!(
                     "; remembered ({} for the {}): {}",

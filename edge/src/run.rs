@@ -525,19 +525,20 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
     let mut closing = Vec::new();
     let mut extra_blobs = Vec::new();
     for (kind, cap) in captures {
-        let (mut d, blob, secrets) =
-            observation(&store.ledger.blobs, kind, cap, timeline, &agent, &opts.secret_key)?;
+        let (mut d, blob, secrets) = observation(
+            &store.ledger.blobs,
+            kind,
+            cap,
+            timeline,
+            &agent,
+            &opts.secret_key,
+        )?;
         d.causation = Some(start_id);
         closing.push(d);
         extra_blobs.push(blob);
         closing.extend(secrets.into_iter().map(|s| s.caused_by(start_id)));
     }
-    closing.extend(
-        arg_secrets
-            .iter()
-            .cloned()
-            .map(|s| s.caused_by(start_id)),
-    );
+    closing.extend(arg_secrets.iter().cloned().map(|s| s.caused_by(start_id)));
     let (exit_code, signal) = match &status {
         Some(st) => {
             use std::os::unix::process::ExitStatusExt;

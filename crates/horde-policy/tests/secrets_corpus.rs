@@ -144,9 +144,8 @@ fn generic_value(rng: &mut Rng) -> String {
 /// the test: every shipped rule must be measured).
 fn synth(rule: &str, rng: &mut Rng) -> Option<Sample> {
     let an = alnum();
-    let tok = |rng: &mut Rng, prefix: &str, set: &str, n: usize| {
-        format!("{prefix}{}", rng.chars(set, n))
-    };
+    let tok =
+        |rng: &mut Rng, prefix: &str, set: &str, n: usize| format!("{prefix}{}", rng.chars(set, n));
     let s = match rule {
         "aws-access-key-id" => {
             let p = rng.pick(&["AKIA", "ASIA"]);
@@ -158,15 +157,28 @@ fn synth(rule: &str, rng: &mut Rng) -> Option<Sample> {
             let v = rng.chars(&b64(), 40);
             assignment_line(rng, name, &v)
         }
-        "github-pat" => { let t = tok(rng, "ghp_", &an, 36); token_line(rng, &t) },
-        "github-oauth" => { let t = tok(rng, "gho_", &an, 36); token_line(rng, &t) },
+        "github-pat" => {
+            let t = tok(rng, "ghp_", &an, 36);
+            token_line(rng, &t)
+        }
+        "github-oauth" => {
+            let t = tok(rng, "gho_", &an, 36);
+            token_line(rng, &t)
+        }
         "github-app-token" => {
             let p = rng.pick(&["ghu_", "ghs_"]);
-            { let t = tok(rng, p, &an, 36); token_line(rng, &t) }
+            {
+                let t = tok(rng, p, &an, 36);
+                token_line(rng, &t)
+            }
         }
-        "github-refresh-token" => { let t = tok(rng, "ghr_", &an, 36); token_line(rng, &t) },
+        "github-refresh-token" => {
+            let t = tok(rng, "ghr_", &an, 36);
+            token_line(rng, &t)
+        }
         "github-fine-grained-pat" => {
-            { let t = tok(rng, "github_pat_", &format!("{an}_"), 82); token_line(rng, &t) }
+            let t = tok(rng, "github_pat_", &format!("{an}_"), 82);
+            token_line(rng, &t)
         }
         "gitlab-pat-routable" => {
             let n = rng.range(27, 60);
@@ -178,11 +190,26 @@ fn synth(rule: &str, rng: &mut Rng) -> Option<Sample> {
             );
             token_line(rng, &t)
         }
-        "gitlab-pat" => { let t = tok(rng, "glpat-", &urlsafe(), 20); token_line(rng, &t) },
-        "gitlab-ptt" => { let t = tok(rng, "glptt-", HEX, 40); token_line(rng, &t) },
-        "gitlab-rrt" => { let t = tok(rng, "GR1348941", &urlsafe(), 20); token_line(rng, &t) },
-        "gitlab-deploy-token" => { let t = tok(rng, "gldt-", &urlsafe(), 20); token_line(rng, &t) },
-        "gitlab-runner-token" => { let t = tok(rng, "glrt-", &urlsafe(), 20); token_line(rng, &t) },
+        "gitlab-pat" => {
+            let t = tok(rng, "glpat-", &urlsafe(), 20);
+            token_line(rng, &t)
+        }
+        "gitlab-ptt" => {
+            let t = tok(rng, "glptt-", HEX, 40);
+            token_line(rng, &t)
+        }
+        "gitlab-rrt" => {
+            let t = tok(rng, "GR1348941", &urlsafe(), 20);
+            token_line(rng, &t)
+        }
+        "gitlab-deploy-token" => {
+            let t = tok(rng, "gldt-", &urlsafe(), 20);
+            token_line(rng, &t)
+        }
+        "gitlab-runner-token" => {
+            let t = tok(rng, "glrt-", &urlsafe(), 20);
+            token_line(rng, &t)
+        }
         "slack-bot-token" => {
             let (a, b) = (rng.range(10, 13), rng.range(10, 13));
             let t = format!(
@@ -225,10 +252,19 @@ fn synth(rule: &str, rng: &mut Rng) -> Option<Sample> {
         "stripe-access-token" => {
             let p = rng.pick(&["sk_live_", "sk_test_", "rk_live_", "rk_prod_"]);
             let n = rng.range(24, 99);
-            { let t = tok(rng, p, &an, n); token_line(rng, &t) }
+            {
+                let t = tok(rng, p, &an, n);
+                token_line(rng, &t)
+            }
         }
-        "gcp-api-key" => { let t = tok(rng, "AIza", &urlsafe(), 35); token_line(rng, &t) },
-        "google-oauth-client-secret" => { let t = tok(rng, "GOCSPX-", &urlsafe(), 28); token_line(rng, &t) },
+        "gcp-api-key" => {
+            let t = tok(rng, "AIza", &urlsafe(), 35);
+            token_line(rng, &t)
+        }
+        "google-oauth-client-secret" => {
+            let t = tok(rng, "GOCSPX-", &urlsafe(), 28);
+            token_line(rng, &t)
+        }
         "openai-api-key" => {
             let t = if rng.below(2) == 0 {
                 format!(
@@ -249,8 +285,14 @@ fn synth(rule: &str, rng: &mut Rng) -> Option<Sample> {
             let t = format!("sk-ant-admin01-{}AA", rng.chars(&urlsafe(), 93));
             token_line(rng, &t)
         }
-        "huggingface-access-token" => { let t = tok(rng, "hf_", &letters(), 34); token_line(rng, &t) },
-        "huggingface-org-token" => { let t = tok(rng, "api_org_", &letters(), 34); token_line(rng, &t) },
+        "huggingface-access-token" => {
+            let t = tok(rng, "hf_", &letters(), 34);
+            token_line(rng, &t)
+        }
+        "huggingface-org-token" => {
+            let t = tok(rng, "api_org_", &letters(), 34);
+            token_line(rng, &t)
+        }
         "private-key" => {
             let kind = rng.pick(&["RSA ", "EC ", "OPENSSH ", "", "ENCRYPTED ", "DSA "]);
             let mut body = String::new();
@@ -258,9 +300,8 @@ fn synth(rule: &str, rng: &mut Rng) -> Option<Sample> {
                 body.push_str(&rng.chars(&b64(), 64));
                 body.push('\n');
             }
-            let block = format!(
-                "-----BEGIN {kind}PRIVATE KEY-----\n{body}-----END {kind}PRIVATE KEY-----"
-            );
+            let block =
+                format!("-----BEGIN {kind}PRIVATE KEY-----\n{body}-----END {kind}PRIVATE KEY-----");
             let t = rng.pick(&["{}", "key: |\n{}", "$ cat ~/.ssh/id_rsa\n{}"]);
             return Some(place(t, &block));
         }
@@ -373,19 +414,19 @@ fn pct(n: usize, d: usize) -> f64 {
 /// (file, 1-based line) of each secret in detect-secrets' fixtures, labelled by reading them:
 /// what a person would want redacted from captured output.
 const FIXTURE_SECRETS: &[(&str, usize)] = &[
-    ("each_secret.py", 4),      // base64_secret = '…'
-    ("each_secret.py", 5),      // hex_secret = '…'
-    ("each_secret.py", 6),      // http://username:…@example.com
-    ("config.env", 1),          // mimi=<40 chars base64> (no keyword)
-    ("config.ini", 2),          // password = 123456789a1234
-    ("config.ini", 10),         // aws_secret_key = 23456789a1
-    ("config.ini", 32),         // real_secret_which_isnt_an_i_d = …
-    ("config.yaml", 13),        // low_entropy_binary_secret: !!binary …
-    ("config2.yaml", 2),        // high_entropy_hex_binary_secret: !!binary …
-    ("config.md", 10),          // key="<32 random chars>"
-    ("files/file_with_secrets.py", 3), // SUPER_SEECRET_VALUE = '<base64>' (misspelt keyword)
+    ("each_secret.py", 4),                 // base64_secret = '…'
+    ("each_secret.py", 5),                 // hex_secret = '…'
+    ("each_secret.py", 6),                 // http://username:…@example.com
+    ("config.env", 1),                     // mimi=<40 chars base64> (no keyword)
+    ("config.ini", 2),                     // password = 123456789a1234
+    ("config.ini", 10),                    // aws_secret_key = 23456789a1
+    ("config.ini", 32),                    // real_secret_which_isnt_an_i_d = …
+    ("config.yaml", 13),                   // low_entropy_binary_secret: !!binary …
+    ("config2.yaml", 2),                   // high_entropy_hex_binary_secret: !!binary …
+    ("config.md", 10),                     // key="<32 random chars>"
+    ("files/file_with_secrets.py", 3),     // SUPER_SEECRET_VALUE = '<base64>' (misspelt keyword)
     ("files/tmp/file_with_secrets.py", 3), // SUPER_SECRET_VALUES = '<hex>', '<hex>'
-    ("files/private_key", 1),   // -----BEGIN OPENSSH PRIVATE KEY-----
+    ("files/private_key", 1),              // -----BEGIN OPENSSH PRIVATE KEY-----
 ];
 
 /// Lines counted neither way: AWS's documented example keys (`…EXAMPLE`, allowed by design),
@@ -433,7 +474,9 @@ fn registry_src() -> Option<PathBuf> {
 #[test]
 fn recall_and_false_positives_per_family() {
     let Some(corpora) = corpora_dir() else {
-        println!("skipped: no secrets corpus (set HORDE_CORPORA or put shared/corpora beside the repository)");
+        println!(
+            "skipped: no secrets corpus (set HORDE_CORPORA or put shared/corpora beside the repository)"
+        );
         return;
     };
     let Some(registry) = registry_src() else {
@@ -459,7 +502,11 @@ fn recall_and_false_positives_per_family() {
             let base = text.len();
             text.push_str(&sample.text);
             text.push('\n');
-            expected.push((base + sample.secret.start..base + sample.secret.end, family, rule));
+            expected.push((
+                base + sample.secret.start..base + sample.secret.end,
+                family,
+                rule,
+            ));
         }
     }
     let findings = scanner.scan(&text);
@@ -486,7 +533,11 @@ fn recall_and_false_positives_per_family() {
     }
     let synth_fp = findings
         .iter()
-        .filter(|f| !expected.iter().any(|(r, _, _)| f.start < r.end && r.start < f.end))
+        .filter(|f| {
+            !expected
+                .iter()
+                .any(|(r, _, _)| f.start < r.end && r.start < f.end)
+        })
         .count();
     println!(
         "(a) synthetic: {synth_found}/{} found ({:.1}%), {misattributed} by another rule than the one generated for, {synth_fp} findings outside the inserted secrets",
@@ -513,7 +564,11 @@ fn recall_and_false_positives_per_family() {
             continue;
         };
         fx_lines += bytes.split(|&b| b == b'\n').count();
-        let mut lines: Vec<usize> = scanner.scan_path(&rel, &bytes).iter().map(|f| f.line).collect();
+        let mut lines: Vec<usize> = scanner
+            .scan_path(&rel, &bytes)
+            .iter()
+            .map(|f| f.line)
+            .collect();
         lines.dedup();
         for line in lines {
             let key = (rel.as_str(), line);
@@ -561,7 +616,10 @@ fn recall_and_false_positives_per_family() {
         files_scanned += 1;
         bytes_scanned += bytes.len();
         code_lines += bytes.split(|&b| b == b'\n').count();
-        let rel = path.strip_prefix(&registry).unwrap_or(path).to_string_lossy();
+        let rel = path
+            .strip_prefix(&registry)
+            .unwrap_or(path)
+            .to_string_lossy();
         let found = scanner.scan_path(&rel, &bytes);
         if found.is_empty() {
             continue;
@@ -588,7 +646,10 @@ fn recall_and_false_positives_per_family() {
     );
 
     println!();
-    println!("{:<14} {:>9} {:>9} {:>8} {:>12}", "family", "inserted", "found", "recall", "FP files");
+    println!(
+        "{:<14} {:>9} {:>9} {:>8} {:>12}",
+        "family", "inserted", "found", "recall", "FP files"
+    );
     for family in Family::ALL {
         let t = recall.get(&family).copied().unwrap_or_default();
         let fp = per_family_files.get(&family).copied().unwrap_or(0);

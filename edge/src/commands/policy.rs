@@ -115,12 +115,17 @@ impl Target {
 
     fn request(&self) -> Result<(Request, String)> {
         Ok(match self {
-            Target::Exec { line: Some(l), .. } => (Request::Exec(CommandSpec::Shell(l.clone())), l.clone()),
+            Target::Exec { line: Some(l), .. } => {
+                (Request::Exec(CommandSpec::Shell(l.clone())), l.clone())
+            }
             Target::Exec { line: None, argv } => {
                 if argv.is_empty() {
                     bail!("exec needs a command: `exec -- PROGRAM ARGS…` or `exec -c 'LINE'`");
                 }
-                (Request::Exec(CommandSpec::Argv(argv.clone())), shell_join(argv))
+                (
+                    Request::Exec(CommandSpec::Argv(argv.clone())),
+                    shell_join(argv),
+                )
             }
             Target::Read { path } => (Request::Read(path.clone()), path.clone()),
             Target::Write { path } => (Request::Write(path.clone()), path.clone()),
@@ -136,9 +141,8 @@ fn shell_join(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             let plain = !a.is_empty()
-                && a.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b)
-                });
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b));
             if plain {
                 a.clone()
             } else {
@@ -214,7 +218,10 @@ fn lint(json_out: bool) -> Result<ExitCode> {
             })
             .collect();
         let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &json!({ "ok": errors.is_empty(), "errors": list }))?;
+        serde_json::to_writer_pretty(
+            &mut out,
+            &json!({ "ok": errors.is_empty(), "errors": list }),
+        )?;
         writeln!(out)?;
     } else if errors.is_empty() {
         println!("All manifests in scope are valid ({}).", describe(&scope));
@@ -244,7 +251,10 @@ fn describe(scope: &Scope) -> String {
 fn show(role: &str, cedar: bool) -> Result<ExitCode> {
     let set = PolicySet::load(&scope()?)?;
     let Some(m) = set.manifest(role) else {
-        bail!("unknown role {role:?}: roles in scope are {}", set.roles().join(", "));
+        bail!(
+            "unknown role {role:?}: roles in scope are {}",
+            set.roles().join(", ")
+        );
     };
     if cedar {
         print!("{}", set.cedar_text(role).unwrap_or_default());
@@ -253,7 +263,10 @@ fn show(role: &str, cedar: bool) -> Result<ExitCode> {
     println!("# {}", m.source);
     match std::fs::read_to_string(&m.source) {
         Ok(text) => print!("{text}"),
-        Err(_) => print!("{}", manifest::default_manifest_text(role).unwrap_or_default()),
+        Err(_) => print!(
+            "{}",
+            manifest::default_manifest_text(role).unwrap_or_default()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -304,11 +317,7 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         }
     }
     if a.what.action() == "exec" {
-        for (_, reasons) in decision
-            .per_command
-            .iter()
-            .map(|(c, _, rs)| (c, rs))
-        {
+        for (_, reasons) in decision.per_command.iter().map(|(c, _, rs)| (c, rs)) {
             for r in reasons.iter().filter(|r| r.source == "remembered") {
                 if let Some((_, rem)) = patterns.iter().find(|(p, _)| r.rule.contains(p.as_str())) {
                     used.push(rem);
@@ -318,7 +327,8 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     }
     let mut pending = None;
     if a.request && decision.verdict == Verdict::Ask {
-        let store = open_store().context("--request records the request in the repository's ledger")?;
+        let store =
+            open_store().context("--request records the request in the repository's ledger")?;
         let ttl = store.config.approval_ttl();
         let req = approvals::request(
             &store,
@@ -351,7 +361,15 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         Some(_) => Verdict::Deny,
         None => decision.verdict,
     };
-    print_check(&a, &subject, &decision, verdict, &used, pending.as_ref(), answered.as_ref())?;
+    print_check(
+        &a,
+        &subject,
+        &decision,
+        verdict,
+        &used,
+        pending.as_ref(),
+        answered.as_ref(),
+    )?;
     Ok(match verdict {
         Verdict::Allow => ExitCode::SUCCESS,
         Verdict::Deny => ExitCode::from(EXIT_DENIED),
@@ -540,7 +558,11 @@ pub fn cmd_approvals(a: ApprovalsArgs) -> Result<ExitCode> {
         match r.state {
             "pending" => detail.push_str(&format!("; expires {}", local_time(r.expires_at))),
             "granted" | "denied" => {
-                detail.push_str(&format!("; {} by {}", r.state, r.decided_by.as_deref().unwrap_or("?")));
+                detail.push_str(&format!(
+                    "; {} by {}",
+                    r.state,
+                    r.decided_by.as_deref().unwrap_or("?")
+                ));
                 if let Some(m) = &r.remembered {
                     detail.push_str(&format!(
                         "; remembered ({} for the {}): {}",
@@ -594,7 +616,8 @@ fn who() -> String {
 pub fn cmd_approve(a: ApproveArgs) -> Result<ExitCode> {
     let remember = match &a.remember {
         Some(k) => Some((
-            k.parse::<RememberKind>().map_err(|e| anyhow::anyhow!("--remember: {e}"))?,
+            k.parse::<RememberKind>()
+                .map_err(|e| anyhow::anyhow!("--remember: {e}"))?,
             approvals::Scope::parse(&a.scope)?,
         )),
         None => None,

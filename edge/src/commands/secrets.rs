@@ -43,7 +43,9 @@ pub fn cmd_secrets(cmd: SecretsCommand) -> Result<ExitCode> {
 
 fn scan(a: ScanArgs) -> Result<ExitCode> {
     let here = cwd()?;
-    let base = Layout::discover(&here).map(|l| l.root).unwrap_or_else(|_| here.clone());
+    let base = Layout::discover(&here)
+        .map(|l| l.root)
+        .unwrap_or_else(|_| here.clone());
     let roots = if a.paths.is_empty() {
         vec![base.clone()]
     } else {

@@ -61,6 +61,9 @@
 //! - `policy`: one policy decision (`horde-policy`) with 200 rules over a mix of paths,
 //!   commands with chains, hosts and models, p50/p99 against bare Cedar; see `policy.rs`. Not
 //!   part of `all` (`--quick` for a few seconds).
+//! - `secrets`: secret-scanner throughput on ~50 MB of captured output vs detect-secrets
+//!   1.5.0 on the same files, with both scanners' recall and false positives; see
+//!   `secrets.rs`. Not part of `all` (`--quick` for ~2 MB).
 //!
 //! The CLI benchmarks use the `horde` binary from `$HORDE_BIN`, else the one next to this
 //! executable, with `$HORDE_CONFIG_DIR` set to a temporary directory so the user's device key
@@ -71,6 +74,7 @@ mod ledger;
 mod policy;
 mod restore;
 mod run_overhead;
+mod secrets;
 mod step;
 mod sync;
 mod util;
@@ -106,7 +110,10 @@ enum Command {
     Sync(sync::Args),
     /// Policy decision latency with 200 rules vs bare Cedar.
     Policy(policy::Args),
-    /// All of them except `restore`, `sync` and `policy`, in order.
+
+    /// Secret scanning of captured output vs detect-secrets 1.5.0 (`$HORDE_DETECT_SECRETS`).
+    Secrets(secrets::Args),
+    /// All of them except `restore`, `sync`, `policy` and `secrets`, in order.
     All {
         #[command(flatten)]
         append: append::Args,
@@ -132,6 +139,7 @@ fn main() -> Result<()> {
         Command::Restore(a) => restore::run(&a),
         Command::Sync(a) => sync::run(&a),
         Command::Policy(a) => policy::run(&a),
+        Command::Secrets(a) => secrets::run(&a),
         Command::All {
             append,
             step,

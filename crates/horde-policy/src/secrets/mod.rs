@@ -339,7 +339,10 @@ impl Scanner {
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
         for f in &findings {
-            debug_assert!(f.start >= at && f.end <= text.len(), "findings are sorted and disjoint");
+            debug_assert!(
+                f.start >= at && f.end <= text.len(),
+                "findings are sorted and disjoint"
+            );
             out.push_str(&text[at..f.start]);
             let fp = key.fingerprint(&text.as_bytes()[f.start..f.end]);
             out.push_str("[REDACTED:");
@@ -506,7 +509,8 @@ fn check_entries(what: &'static str, entries: &[String]) -> Result<(), SecretsEr
 /// The byte range a rule's regex runs on for a keyword hit at `hit_start..hit_end`.
 fn region(bytes: &[u8], hit_start: usize, hit_end: usize, kind: Region) -> (usize, usize) {
     let floor = hit_start.saturating_sub(MAX_LINE_REGION);
-    let mut from = memchr::memrchr(b'\n', &bytes[floor..hit_start]).map_or(floor, |p| floor + p + 1);
+    let mut from =
+        memchr::memrchr(b'\n', &bytes[floor..hit_start]).map_or(floor, |p| floor + p + 1);
     while !is_boundary(bytes, from) {
         from += 1;
     }
@@ -559,7 +563,12 @@ pub fn shannon_entropy(bytes: &[u8]) -> f64 {
 /// Keeps, of candidates that overlap, the one whose rule is listed first (then the earliest,
 /// then the longest); returns them sorted by start.
 fn resolve_overlaps(mut found: Vec<Finding>) -> Vec<Finding> {
-    let priority = |rule: &str| RULES.iter().position(|r| r.id == rule).unwrap_or(usize::MAX);
+    let priority = |rule: &str| {
+        RULES
+            .iter()
+            .position(|r| r.id == rule)
+            .unwrap_or(usize::MAX)
+    };
     found.sort_by_key(|f| (priority(f.rule), f.start, std::cmp::Reverse(f.end)));
     // start -> index into `found` of the kept candidate
     let mut kept: BTreeMap<usize, usize> = BTreeMap::new();
@@ -597,15 +606,90 @@ fn set_lines(bytes: &[u8], findings: &mut [Finding]) {
 
 /// Words that, in the name a value is assigned to, say the value is not itself a secret.
 const NON_SECRET_NAME_WORDS: &[&str] = &[
-    "hash", "hashed", "digest", "checksum", "sha", "sha1", "sha256", "md5", "id", "ids", "name",
-    "names", "type", "types", "kind", "count", "len", "length", "size", "path", "file",
-    "filename", "dir", "url", "uri", "endpoint", "prefix", "suffix", "format", "version",
-    "header", "field", "regex", "pattern", "env", "var", "ttl", "expiry", "expires",
-    "expiration", "timeout", "max", "min", "limit", "index", "idx", "num", "mode", "policy",
-    "bits", "cache", "public", "pub", "csrf", "label", "description", "desc", "hint", "method",
-    "scheme", "algorithm", "alg", "encoding", "placeholder", "example", "sample", "dummy",
-    "fake", "mock", "template", "ref", "location", "manager", "provider", "store", "storage",
-    "kms", "arn", "policy", "rotation", "param", "parameter", "parameters", "key_id",
+    "hash",
+    "hashed",
+    "digest",
+    "checksum",
+    "sha",
+    "sha1",
+    "sha256",
+    "md5",
+    "id",
+    "ids",
+    "name",
+    "names",
+    "type",
+    "types",
+    "kind",
+    "count",
+    "len",
+    "length",
+    "size",
+    "path",
+    "file",
+    "filename",
+    "dir",
+    "url",
+    "uri",
+    "endpoint",
+    "prefix",
+    "suffix",
+    "format",
+    "version",
+    "header",
+    "field",
+    "regex",
+    "pattern",
+    "env",
+    "var",
+    "ttl",
+    "expiry",
+    "expires",
+    "expiration",
+    "timeout",
+    "max",
+    "min",
+    "limit",
+    "index",
+    "idx",
+    "num",
+    "mode",
+    "policy",
+    "bits",
+    "cache",
+    "public",
+    "pub",
+    "csrf",
+    "label",
+    "description",
+    "desc",
+    "hint",
+    "method",
+    "scheme",
+    "algorithm",
+    "alg",
+    "encoding",
+    "placeholder",
+    "example",
+    "sample",
+    "dummy",
+    "fake",
+    "mock",
+    "template",
+    "ref",
+    "location",
+    "manager",
+    "provider",
+    "store",
+    "storage",
+    "kms",
+    "arn",
+    "policy",
+    "rotation",
+    "param",
+    "parameter",
+    "parameters",
+    "key_id",
 ];
 
 /// Endings of a word in the name that make the assignment a secret's.
@@ -707,7 +791,9 @@ fn looks_like_placeholder(value: &str) -> bool {
 /// code (an identifier path, a number, a placeholder).
 fn value_is_literal_secret(value: &str) -> bool {
     let has_digit = value.bytes().any(|b| b.is_ascii_digit());
-    let all_digits = value.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
+    let all_digits = value
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
     has_digit
         && !all_digits
         && !looks_like_placeholder(value)
@@ -735,15 +821,17 @@ fn is_word_chain(value: &str) -> bool {
 fn is_identifier_path(value: &str) -> bool {
     value.contains('.')
         && value.split('.').all(|part| {
-            part.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
 }
 
 /// Passwords in URLs that are placeholders or spelled-out defaults, not secrets.
 const PLACEHOLDER_PASSWORDS: &[&str] = &[
-    "password", "pass", "passwd", "pwd", "pw", "secret", "changeme", "xxx", "foo", "bar",
-    "baz", "test", "user", "admin", "root",
+    "password", "pass", "passwd", "pwd", "pw", "secret", "changeme", "xxx", "foo", "bar", "baz",
+    "test", "user", "admin", "root",
 ];
 
 fn url_password_is_real(user: &str, password: &str) -> bool {
@@ -798,7 +886,10 @@ mod tests {
             let secret = &text[f.start..f.end];
             assert!(!r.text.contains(secret), "{} left in {}", secret, r.text);
             let fp = f.fingerprint(&text, &key).expect("range in text");
-            assert!(r.text.contains(&format!("[REDACTED:{}:{}]", f.rule, &fp[..8])));
+            assert!(
+                r.text
+                    .contains(&format!("[REDACTED:{}:{}]", f.rule, &fp[..8]))
+            );
         }
         assert!(!r.text.contains("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcw"));
         assert!(r.text.contains("postgres://app:[REDACTED:database-url:"));
@@ -848,7 +939,10 @@ mod tests {
                 patterns: vec![],
             })
             .expect_err("matches everything");
-            assert!(matches!(err, SecretsError::PathGlobMatchesEverything { .. }));
+            assert!(matches!(
+                err,
+                SecretsError::PathGlobMatchesEverything { .. }
+            ));
         }
         let err = Scanner::new(AllowList {
             paths: vec![],
@@ -911,6 +1005,17 @@ mod tests {
         let f = s.scan_path("notes.txt", &latin1);
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].start, f[0].line, f[0].column), (at, 2, 1));
+    }
+
+    #[test]
+    fn back_to_back_private_keys_are_each_found_and_an_unclosed_one_is_not() {
+        let body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n";
+        let key = format!("-----BEGIN EC PRIVATE KEY-----\n{body}-----END EC PRIVATE KEY-----\n");
+        let text = format!("{key}{key}-----BEGIN PRIVATE KEY-----\n{body}(truncated)\n");
+        let f = scanner().scan(&text);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!((f[0].line, f[1].line), (1, 4));
+        assert_eq!(&text[f[1].start..f[1].end], key.trim_end());
     }
 
     #[test]

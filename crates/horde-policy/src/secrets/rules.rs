@@ -2,6 +2,9 @@
 //! it (the prefilter), the regex that finds it, the capture group that is the secret itself, a
 //! minimum Shannon entropy, and the extra check that rejects placeholders.
 //!
+//! Regexes use ASCII classes and ASCII word boundaries (`(?-u:\b)`) where the format is ASCII:
+//! Unicode `\b` and `\w` make the regex engine slower to build and to run.
+//!
 //! Invariants: every rule has at least one keyword, every keyword is lowercase ASCII (the
 //! prefilter matches ASCII-case-insensitively), every regex compiles and has the capture group
 //! the rule names. Specific rules come before the generic ones: when two findings overlap, the
@@ -98,9 +101,9 @@ macro_rules! end {
 macro_rules! assign {
     ($kw:expr) => {
         concat!(
-            r#"(?i)([\w.-]{0,40}?"#,
+            r#"(?i)([0-9A-Za-z_.-]{0,40}?"#,
             $kw,
-            r#"[\w.-]{0,30})["'\]]{0,2}(?:\s{0,3}:\s{0,3}&(?:'static\s{1,3})?str|\s{0,3}:\s{0,3}String)?\s{0,3}(?:=|:=|:|=>|\?=|\|\|=)\s{0,3}(?:!!binary\s{1,3})?(?:[bru]?[`'"])?([A-Za-z0-9_.+/=~@#%^*!$&?-]{8,150})"#,
+            r#"[0-9A-Za-z_.-]{0,30})["'\]]{0,2}(?:[ \t]{0,3}:[ \t]{0,3}&(?:'static[ \t]{1,3})?str|[ \t]{0,3}:[ \t]{0,3}String)?[ \t]{0,3}(?:=|:=|:|=>|\?=|\|\|=)[ \t]{0,3}(?:!!binary[ \t]{1,3})?(?:[bru]?[`'"])?([A-Za-z0-9_.+/=~@#%^*!$&?-]{8,150})"#,
             end!()
         )
     };
@@ -111,7 +114,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "aws-access-key-id",
         family: Family::Aws,
         keywords: &["akia", "asia", "abia", "acca", "a3t"],
-        regex: r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b",
+        regex: r"(?-u:\b)((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})(?-u:\b)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -129,7 +132,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
             "awssecret",
         ],
         regex: concat!(
-            r#"(?i)(?:secret[_-]?access[_-]?key|aws[_-]?secret[_-]?(?:access[_-]?)?key)["'\]]{0,2}\s{0,3}(?:=|:=|:|=>)\s{0,3}[`'"]?([A-Za-z0-9/+]{40})"#,
+            r#"(?i)(?:secret[_-]?access[_-]?key|aws[_-]?secret[_-]?(?:access[_-]?)?key)["'\]]{0,2}[ \t]{0,3}(?:=|:=|:|=>)[ \t]{0,3}[`'"]?([A-Za-z0-9/+]{40})"#,
             r#"(?:[^A-Za-z0-9/+=]|$)"#
         ),
         secret_group: 1,
@@ -141,7 +144,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "github-pat",
         family: Family::GitHub,
         keywords: &["ghp_"],
-        regex: r"\b(ghp_[0-9a-zA-Z]{36})\b",
+        regex: r"(?-u:\b)(ghp_[0-9a-zA-Z]{36})(?-u:\b)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -151,7 +154,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "github-oauth",
         family: Family::GitHub,
         keywords: &["gho_"],
-        regex: r"\b(gho_[0-9a-zA-Z]{36})\b",
+        regex: r"(?-u:\b)(gho_[0-9a-zA-Z]{36})(?-u:\b)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -161,7 +164,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "github-app-token",
         family: Family::GitHub,
         keywords: &["ghu_", "ghs_"],
-        regex: r"\b((?:ghu|ghs)_[0-9a-zA-Z]{36})\b",
+        regex: r"(?-u:\b)((?:ghu|ghs)_[0-9a-zA-Z]{36})(?-u:\b)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -171,7 +174,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "github-refresh-token",
         family: Family::GitHub,
         keywords: &["ghr_"],
-        regex: r"\b(ghr_[0-9a-zA-Z]{36})\b",
+        regex: r"(?-u:\b)(ghr_[0-9a-zA-Z]{36})(?-u:\b)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -181,7 +184,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "github-fine-grained-pat",
         family: Family::GitHub,
         keywords: &["github_pat_"],
-        regex: r"\b(github_pat_\w{82})\b",
+        regex: r"(?-u:\b)(github_pat_[0-9A-Za-z_]{82})(?-u:\b)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -191,7 +194,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "gitlab-pat-routable",
         family: Family::GitLab,
         keywords: &["glpat-"],
-        regex: r"\b(glpat-[0-9a-zA-Z_-]{27,300}\.[0-9a-z]{2}[0-9a-z]{7})\b",
+        regex: r"(?-u:\b)(glpat-[0-9a-zA-Z_-]{27,300}\.[0-9a-z]{2}[0-9a-z]{7})(?-u:\b)",
         secret_group: 1,
         min_entropy: 4.0,
         region: Region::Line,
@@ -201,7 +204,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "gitlab-pat",
         family: Family::GitLab,
         keywords: &["glpat-"],
-        regex: r"\b(glpat-[\w-]{20})(?:[^\w-]|$)",
+        regex: r"(?-u:\b)(glpat-[0-9A-Za-z_-]{20})(?:[^\w-]|$)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -211,7 +214,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "gitlab-ptt",
         family: Family::GitLab,
         keywords: &["glptt-"],
-        regex: r"\b(glptt-[0-9a-f]{40})\b",
+        regex: r"(?-u:\b)(glptt-[0-9a-f]{40})(?-u:\b)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -221,7 +224,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "gitlab-rrt",
         family: Family::GitLab,
         keywords: &["gr1348941"],
-        regex: r"\b(GR1348941[\w-]{20})(?:[^\w-]|$)",
+        regex: r"(?-u:\b)(GR1348941[0-9A-Za-z_-]{20})(?:[^\w-]|$)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -231,7 +234,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "gitlab-deploy-token",
         family: Family::GitLab,
         keywords: &["gldt-"],
-        regex: r"\b(gldt-[0-9a-zA-Z_-]{20})(?:[^\w-]|$)",
+        regex: r"(?-u:\b)(gldt-[0-9a-zA-Z_-]{20})(?:[^\w-]|$)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -241,7 +244,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "gitlab-runner-token",
         family: Family::GitLab,
         keywords: &["glrt-"],
-        regex: r"\b(glrt-[0-9a-zA-Z_-]{20})(?:[^\w-]|$)",
+        regex: r"(?-u:\b)(glrt-[0-9a-zA-Z_-]{20})(?:[^\w-]|$)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -251,7 +254,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "slack-bot-token",
         family: Family::Slack,
         keywords: &["xoxb-"],
-        regex: r"\b(xoxb-[0-9]{10,13}-[0-9]{10,13}[a-zA-Z0-9-]*)",
+        regex: r"(?-u:\b)(xoxb-[0-9]{10,13}-[0-9]{10,13}[a-zA-Z0-9-]*)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -261,7 +264,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "slack-user-token",
         family: Family::Slack,
         keywords: &["xoxp-", "xoxe-"],
-        regex: r"\b(xox[pe](?:-[0-9]{10,13}){3}-[a-zA-Z0-9-]{28,34})",
+        regex: r"(?-u:\b)(xox[pe](?:-[0-9]{10,13}){3}-[a-zA-Z0-9-]{28,34})",
         secret_group: 1,
         min_entropy: 2.0,
         region: Region::Line,
@@ -271,7 +274,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "slack-app-token",
         family: Family::Slack,
         keywords: &["xapp-"],
-        regex: r"(?i)\b(xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)",
+        regex: r"(?i)(?-u:\b)(xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)",
         secret_group: 1,
         min_entropy: 2.0,
         region: Region::Line,
@@ -293,7 +296,10 @@ pub(crate) const RULES: &[RuleSpec] = &[
         keywords: &[
             "sk_test_", "sk_live_", "sk_prod_", "rk_test_", "rk_live_", "rk_prod_",
         ],
-        regex: concat!(r"\b((?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99})", end!()),
+        regex: concat!(
+            r"(?-u:\b)((?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99})",
+            end!()
+        ),
         secret_group: 1,
         min_entropy: 2.0,
         region: Region::Line,
@@ -303,7 +309,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "gcp-api-key",
         family: Family::Google,
         keywords: &["aiza"],
-        regex: concat!(r"\b(AIza[\w-]{35})", end!()),
+        regex: concat!(r"(?-u:\b)(AIza[0-9A-Za-z_-]{35})", end!()),
         secret_group: 1,
         min_entropy: 4.0,
         region: Region::Line,
@@ -313,7 +319,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "google-oauth-client-secret",
         family: Family::Google,
         keywords: &["gocspx-"],
-        regex: r"\b(GOCSPX-[A-Za-z0-9_-]{28})(?:[^\w-]|$)",
+        regex: r"(?-u:\b)(GOCSPX-[A-Za-z0-9_-]{28})(?:[^\w-]|$)",
         secret_group: 1,
         min_entropy: 3.0,
         region: Region::Line,
@@ -324,7 +330,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         family: Family::OpenAi,
         keywords: &["t3blbkfj"],
         regex: concat!(
-            r"\b(sk-(?:proj|svcacct|admin)-(?:[A-Za-z0-9_-]{74}|[A-Za-z0-9_-]{58})T3BlbkFJ(?:[A-Za-z0-9_-]{74}|[A-Za-z0-9_-]{58})|sk-[a-zA-Z0-9]{20}T3BlbkFJ[a-zA-Z0-9]{20})",
+            r"(?-u:\b)(sk-(?:proj|svcacct|admin)-(?:[A-Za-z0-9_-]{74}|[A-Za-z0-9_-]{58})T3BlbkFJ(?:[A-Za-z0-9_-]{74}|[A-Za-z0-9_-]{58})|sk-[a-zA-Z0-9]{20}T3BlbkFJ[a-zA-Z0-9]{20})",
             end!()
         ),
         secret_group: 1,
@@ -336,7 +342,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "anthropic-api-key",
         family: Family::Anthropic,
         keywords: &["sk-ant-api03-"],
-        regex: concat!(r"\b(sk-ant-api03-[a-zA-Z0-9_-]{93}AA)", end!()),
+        regex: concat!(r"(?-u:\b)(sk-ant-api03-[a-zA-Z0-9_-]{93}AA)", end!()),
         secret_group: 1,
         min_entropy: 0.0,
         region: Region::Line,
@@ -346,7 +352,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "anthropic-admin-api-key",
         family: Family::Anthropic,
         keywords: &["sk-ant-admin01-"],
-        regex: concat!(r"\b(sk-ant-admin01-[a-zA-Z0-9_-]{93}AA)", end!()),
+        regex: concat!(r"(?-u:\b)(sk-ant-admin01-[a-zA-Z0-9_-]{93}AA)", end!()),
         secret_group: 1,
         min_entropy: 0.0,
         region: Region::Line,
@@ -356,7 +362,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "huggingface-access-token",
         family: Family::HuggingFace,
         keywords: &["hf_"],
-        regex: concat!(r"\b(hf_(?i:[a-z]{34}))", end!()),
+        regex: concat!(r"(?-u:\b)(hf_(?i:[a-z]{34}))", end!()),
         secret_group: 1,
         min_entropy: 2.0,
         region: Region::Line,
@@ -366,7 +372,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "huggingface-org-token",
         family: Family::HuggingFace,
         keywords: &["api_org_"],
-        regex: concat!(r"\b(api_org_(?i:[a-z]{34}))", end!()),
+        regex: concat!(r"(?-u:\b)(api_org_(?i:[a-z]{34}))", end!()),
         secret_group: 1,
         min_entropy: 2.0,
         region: Region::Line,
@@ -387,7 +393,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         family: Family::Jwt,
         keywords: &["eyj"],
         regex: concat!(
-            r"\b(eyJ[A-Za-z0-9_-]{15,}={0,2}\.eyJ[A-Za-z0-9_-]{15,}={0,2}\.(?:[A-Za-z0-9_-]{10,}={0,2})?)",
+            r"(?-u:\b)(eyJ[A-Za-z0-9_-]{15,}={0,2}\.eyJ[A-Za-z0-9_-]{15,}={0,2}\.(?:[A-Za-z0-9_-]{10,}={0,2})?)",
             end!()
         ),
         secret_group: 1,
@@ -413,7 +419,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
             "neo4j",
             "oracle",
         ],
-        regex: r#"(?i)\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver|clickhouse|cockroachdb|couchdb|neo4j|oracle)(?:\+[a-z0-9]+)?://([^\s:/@'"`]{0,128}):([^\s@/'"`]{1,256})@[^\s/'"`@]"#,
+        regex: r#"(?i)(?-u:\b)(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver|clickhouse|cockroachdb|couchdb|neo4j|oracle)(?:\+[a-z0-9]+)?://([^\s:/@'"`]{0,128}):([^\s@/'"`]{1,256})@[^\s/'"`@]"#,
         secret_group: 2,
         min_entropy: 0.0,
         region: Region::Line,
@@ -423,7 +429,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         id: "url-password",
         family: Family::Generic,
         keywords: &["://"],
-        regex: r#"(?i)\b[a-z][a-z0-9+.-]{1,20}://([^\s:/@'"`<>]{1,128}):([^\s@/'"`<>]{3,256})@[a-z0-9\[]"#,
+        regex: r#"(?i)(?-u:\b)[a-z][a-z0-9+.-]{1,20}://([^\s:/@'"`<>]{1,128}):([^\s@/'"`<>]{3,256})@[a-z0-9\[]"#,
         secret_group: 2,
         min_entropy: 0.0,
         region: Region::Line,
