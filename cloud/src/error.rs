@@ -12,8 +12,10 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// More fields of the `error` object (e.g. `expected_seq`).
-    pub extra: Option<Value>,
+    /// More fields of the `error` object (e.g. `expected_seq`). Boxed: a `Value` is large
+    /// (an ordered map: cedar-policy turns on serde_json's `preserve_order`) and errors travel
+    /// in every `Result` of a handler.
+    pub extra: Option<Box<Value>>,
     pub retry_after: Option<u64>,
 }
 
@@ -58,7 +60,7 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
     pub fn with(mut self, extra: Value) -> Self {
-        self.extra = Some(extra);
+        self.extra = Some(Box::new(extra));
         self
     }
 }
@@ -71,7 +73,7 @@ impl IntoResponse for ApiError {
             tracing::debug!(status = %self.status, code = self.code, "{}", self.message);
         }
         let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(Value::Object(extra)) = self.extra {
+        if let Some(Value::Object(extra)) = self.extra.map(|b| *b) {
             for (k, v) in extra {
                 error[k] = v;
             }

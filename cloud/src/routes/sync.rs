@@ -187,7 +187,7 @@ pub async fn sync<K: OrderedKv>(
                 .map(|(seq, _)| seq)
                 .ok();
             let mut err = ApiError::from(e);
-            let mut extra = err.extra.take().unwrap_or_else(|| json!({}));
+            let mut extra = err.extra.take().map(|b| *b).unwrap_or_else(|| json!({}));
             if let Some(seq) = acked {
                 extra["acked_seq"] = json!(seq);
             }

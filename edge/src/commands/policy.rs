@@ -306,15 +306,15 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     let mut decision = set.decide_with(&agent, &request, &argv_patterns)?;
     // Exact remembered answers for paths, hosts, models and operations.
     let mut used: Vec<&Remembered> = Vec::new();
-    if decision.verdict == Verdict::Ask && a.what.action() != "exec" {
-        if let Some(r) = remembered
+    if decision.verdict == Verdict::Ask
+        && a.what.action() != "exec"
+        && let Some(r) = remembered
             .iter()
             .find(|r| r.action == a.what.action() && r.pattern == subject)
-        {
-            decision.verdict = Verdict::Allow;
-            decision.reasons = vec![remembered_reason(r)];
-            used.push(r);
-        }
+    {
+        decision.verdict = Verdict::Allow;
+        decision.reasons = vec![remembered_reason(r)];
+        used.push(r);
     }
     if a.what.action() == "exec" {
         for (_, reasons) in decision.per_command.iter().map(|(c, _, rs)| (c, rs)) {

@@ -71,7 +71,9 @@ pub enum SyncError {
         code: String,
         message: String,
         retry_after: Option<Duration>,
-        body: Value,
+        /// The whole answer; boxed, as a `Value` is large (an ordered map: cedar-policy turns
+        /// on serde_json's `preserve_order`) and this error travels in every `Result`.
+        body: Box<Value>,
     },
     #[error("unexpected answer from the cloud: {0}")]
     Protocol(String),
@@ -175,7 +177,7 @@ impl<T: Transport> Client<T> {
                         .collect()
                 }),
             retry_after: resp.retry_after,
-            body,
+            body: Box::new(body),
         })
     }
 
