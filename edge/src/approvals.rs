@@ -208,6 +208,34 @@ pub fn request(store: &Store, spec: &RequestSpec) -> Result<Request> {
     find(&store.ledger.conn, &id_str(&id))
 }
 
+/// Records that the policy itself denied `spec` (no person is asked): an `Approval` event of
+/// kind `DENIED` by `policy`, so denials show in `horde log --type approval`.
+pub fn record_denial(store: &Store, spec: &RequestSpec) -> Result<()> {
+    check_len("the subject", &spec.subject, MAX_SUBJECT)?;
+    let payload = horde_core::proto::Approval {
+        request_id: new_request_id()?.to_vec(),
+        kind: Kind::Denied as i32,
+        who: "policy".into(),
+        what: format!("{} {}", spec.action, spec.subject),
+        reason: spec.reason.clone(),
+        action: spec.action.clone(),
+        subject: spec.subject.clone(),
+        session: spec.session.clone(),
+        ..Default::default()
+    };
+    let mut draft = Draft::new(
+        store.ledger.meta.timeline,
+        spec.agent.clone(),
+        Payload::Approval(payload),
+    );
+    draft.role = spec.role.clone();
+    store.writer.append(AppendRequest {
+        drafts: vec![draft],
+        ..Default::default()
+    })?;
+    Ok(())
+}
+
 /// Every request of the project (all devices), oldest first.
 pub fn all(conn: &Connection) -> Result<Vec<Request>> {
     let rows = read::log(

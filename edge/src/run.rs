@@ -52,6 +52,9 @@ pub struct RunOptions {
     pub output: Output,
     /// Keys the fingerprints of redacted secrets (`crate::config::fingerprint_key`).
     pub secret_key: horde_policy::secrets::FingerprintKey,
+    /// What the policy said before it ran (`horde run --role`), for the ToolCall; empty when
+    /// no policy was asked.
+    pub policy_verdict: String,
 }
 
 /// How the command's output reaches the user and the ledger.
@@ -575,7 +578,7 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
                 exit_code,
                 signal,
                 duration_ms: duration.as_millis() as u64,
-                policy_verdict: String::new(),
+                policy_verdict: opts.policy_verdict.clone(),
             }),
         )
         .caused_by(start_id),

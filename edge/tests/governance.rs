@@ -556,3 +556,72 @@ fn run_output_is_redacted_before_it_is_stored() {
     let show = r.ok(&["log", "--type", "observation", "-n", "20"]);
     assert!(show.contains("fingerprint"), "{show}");
 }
+
+/// `horde run --role`: the command is decided before it runs; a denial is an Approval event,
+/// an ask is a request a person answers, and the verdict is on the ToolCall.
+#[test]
+fn run_with_a_role_is_decided_first() {
+    let r = Repo::init();
+    let out = r.run(&["run", "--role", "builder", "--", "rm", "-rf", "src"]);
+    assert_eq!(out.status.code(), Some(DENY), "{}", stderr(&out));
+    assert!(
+        r.path("src/main.rs").exists(),
+        "a denied command does not run"
+    );
+    assert!(
+        stderr(&out).contains("commands.deny: rm -r *"),
+        "{}",
+        stderr(&out)
+    );
+    let denials = r.ok(&["log", "--type", "approval"]);
+    assert!(
+        denials.contains("approval denied") && denials.contains("(by policy)"),
+        "{denials}"
+    );
+
+    r.ok(&["run", "--role", "builder", "--", "ls"]);
+    let calls = r.json(&["log", "--type", "tool_call", "-n", "1"]);
+    let verdict = calls[0]["payload"]["policy_verdict"]
+        .as_str()
+        .expect("verdict");
+    assert!(
+        verdict.starts_with("allow: ") && verdict.contains("ls *"),
+        "{verdict}"
+    );
+
+    // `mv` asks: not run, a request waits; approved and remembered, it runs.
+    let out = r.run(&[
+        "run",
+        "--role",
+        "builder",
+        "--session",
+        "s1",
+        "--",
+        "mv",
+        "notes.txt",
+        "n.txt",
+    ]);
+    assert_eq!(out.status.code(), Some(ASK), "{}", stderr(&out));
+    assert!(r.path("notes.txt").exists());
+    let id = pending(&r)[0]["id"].as_str().expect("id").to_owned();
+    r.ok(&["approve", &id, "--remember", "exact", "--for", "session"]);
+    r.ok(&[
+        "run",
+        "--role",
+        "builder",
+        "--session",
+        "s1",
+        "--",
+        "mv",
+        "notes.txt",
+        "n.txt",
+    ]);
+    assert!(r.path("n.txt").exists());
+    let calls = r.json(&["log", "--type", "tool_call", "-n", "1"]);
+    assert!(
+        calls[0]["payload"]["policy_verdict"]
+            .as_str()
+            .is_some_and(|v| v.contains("remembered")),
+        "{calls}"
+    );
+}

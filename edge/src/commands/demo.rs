@@ -76,6 +76,9 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
         no_capture: false,
         capture: true,
         quiet: false,
+        role: None,
+        session: String::new(),
+        wait: None,
         command: vec!["sh".into(), "-c".into(), SCRIPT.into()],
     })?;
 

@@ -271,24 +271,137 @@ fn show(role: &str, cedar: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(a: CheckArgs) -> Result<ExitCode> {
+/// The policies in scope, paths resolved against the repository if there is one, and the
+/// tier `role` decides at (`tier`, else its manifest's).
+fn load_role(role: &str, tier: Option<&str>) -> Result<(Scope, PolicySet, u8)> {
     let scope = scope()?;
     let set = PolicySet::load(&scope)?;
     let set = match &scope.repo_root {
         Some(root) => set.with_worktree(root),
         None => set,
     };
-    let Some(m) = set.manifest(&a.role) else {
+    let Some(m) = set.manifest(role) else {
         bail!(
-            "unknown role {:?}: roles in scope are {}",
-            a.role,
+            "unknown role {role:?}: roles in scope are {}",
             set.roles().join(", ")
         );
     };
-    let tier = match &a.tier {
+    let tier = match tier {
         Some(t) => manifest::parse_tier(t).map_err(|e| anyhow::anyhow!("--tier: {e}"))?,
         None => m.tier,
     };
+    Ok((scope, set, tier))
+}
+
+/// What `horde run --role` may do with a command.
+pub struct Gate {
+    pub verdict: Verdict,
+    /// One line for the ToolCall and the user: the verdict and what decided it.
+    pub summary: String,
+}
+
+/// Decides `argv` for `role` before `horde run` runs it. A deny is recorded (an `Approval`
+/// by `policy`); an ask records a request and, with `wait`, waits for a person's answer.
+pub fn gate_command(
+    store: &crate::store::Store,
+    role: &str,
+    session: &str,
+    agent: &str,
+    argv: &[String],
+    wait: Option<u64>,
+) -> Result<Gate> {
+    let (_, set, tier) = load_role(role, None)?;
+    let who = Agent {
+        id: agent.to_owned(),
+        role: role.to_owned(),
+        tier,
+        budget_exhausted: false,
+    };
+    let remembered = approvals::remembered(&store.ledger.conn, role, session)?;
+    let patterns: Vec<_> = approvals::exec_patterns(&remembered)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    let decision = set.decide_with(
+        &who,
+        &Request::Exec(CommandSpec::Argv(argv.to_vec())),
+        &patterns,
+    )?;
+    let subject = shell_join(argv);
+    let deciding = |d: &Decision| {
+        d.reasons
+            .iter()
+            .chain(d.per_command.iter().flat_map(|(_, _, rs)| rs.iter()))
+            .filter(|r| r.effect == d.verdict)
+            .map(reason_line)
+            .next()
+            .unwrap_or_default()
+    };
+    let spec = |reason: String| RequestSpec {
+        agent: agent.to_owned(),
+        role: role.to_owned(),
+        session: session.to_owned(),
+        action: "exec".into(),
+        subject: subject.clone(),
+        reason,
+        ttl: store.config.approval_ttl(),
+    };
+    match decision.verdict {
+        Verdict::Allow => Ok(Gate {
+            verdict: Verdict::Allow,
+            summary: format!("allow: {}", deciding(&decision)),
+        }),
+        Verdict::Deny => {
+            let why = deciding(&decision);
+            approvals::record_denial(store, &spec(why.clone()))?;
+            Ok(Gate {
+                verdict: Verdict::Deny,
+                summary: format!("the policy of {role} denies {subject}: {why}"),
+            })
+        }
+        Verdict::Ask => {
+            let req = approvals::request(store, &spec(first_ask_rule(&decision)))?;
+            let short = &req.id[..8];
+            let Some(secs) = wait else {
+                return Ok(Gate {
+                    verdict: Verdict::Ask,
+                    summary: format!(
+                        "a person must approve {subject}: request {short} (`horde approve {short}`)"
+                    ),
+                });
+            };
+            eprintln!("horde: waiting up to {secs} s for a person to answer request {short}");
+            match approvals::wait(&store.ledger.conn, &req.id, Duration::from_secs(secs))? {
+                Some(r) if r.state == "granted" => Ok(Gate {
+                    verdict: Verdict::Allow,
+                    summary: format!(
+                        "allow: approved by {} (request {short})",
+                        r.decided_by.as_deref().unwrap_or("?")
+                    ),
+                }),
+                Some(r) => Ok(Gate {
+                    verdict: Verdict::Deny,
+                    summary: format!(
+                        "request {short} was {} by {}{}",
+                        r.state,
+                        r.decided_by.as_deref().unwrap_or("nobody"),
+                        r.decision_reason
+                            .as_deref()
+                            .map(|s| format!(": {s}"))
+                            .unwrap_or_default()
+                    ),
+                }),
+                None => Ok(Gate {
+                    verdict: Verdict::Ask,
+                    summary: format!("no answer to request {short} within {secs} s"),
+                }),
+            }
+        }
+    }
+}
+
+fn check(a: CheckArgs) -> Result<ExitCode> {
+    let (scope, set, tier) = load_role(&a.role, a.tier.as_deref())?;
     let agent = Agent {
         id: a.agent.clone(),
         role: a.role.clone(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use crate::session::{EXIT_INCOMPLETE, open_store, print_problems};
+use crate::session::{EXIT_ASK, EXIT_DENIED, EXIT_INCOMPLETE, open_store, print_problems};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -24,6 +24,17 @@ pub struct RunArgs {
     /// Print nothing of horde's own (the command's output still shows).
     #[arg(short, long)]
     pub quiet: bool,
+    /// Decide the command with this role's manifest before running it: deny refuses it (exit
+    /// 4), ask records an approval request (exit 5, or with --wait, waits for a person). The
+    /// verdict is recorded on the command's ToolCall, a denial as an Approval event.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// With --role: the agent session (answers remembered `--for session` apply within it).
+    #[arg(long, default_value = "", requires = "role")]
+    pub session: String,
+    /// With --role: when the policy asks, wait up to SECS for a person's answer.
+    #[arg(long, value_name = "SECS", requires = "role")]
+    pub wait: Option<u64>,
     /// The command and its arguments, after `--`.
     #[arg(required = true, value_name = "CMD", allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -48,6 +59,38 @@ fn output_mode(args: &RunArgs) -> crate::run::Output {
 pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let output = output_mode(&args);
+    let mut policy_verdict = String::new();
+    if let Some(role) = &args.role {
+        let argv: Vec<String> = args
+            .command
+            .iter()
+            .map(|a| {
+                a.to_str().map(str::to_owned).ok_or_else(|| {
+                    anyhow::anyhow!("--role: cannot judge a command with a non-UTF-8 argument")
+                })
+            })
+            .collect::<Result<_>>()?;
+        let agent = args.agent.clone().unwrap_or_else(|| role.clone());
+        let gate = crate::commands::policy::gate_command(
+            &store,
+            role,
+            &args.session,
+            &agent,
+            &argv,
+            args.wait,
+        )?;
+        match gate.verdict {
+            horde_policy::decide::Verdict::Allow => policy_verdict = gate.summary,
+            horde_policy::decide::Verdict::Deny => {
+                eprintln!("horde: not run: {}", gate.summary);
+                return Ok(ExitCode::from(EXIT_DENIED));
+            }
+            horde_policy::decide::Verdict::Ask => {
+                eprintln!("horde: not run: {}", gate.summary);
+                return Ok(ExitCode::from(EXIT_ASK));
+            }
+        }
+    }
     let out = crate::run::run(
         &store,
         crate::run::RunOptions {
@@ -55,6 +98,7 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             agent: args.agent,
             output,
             secret_key: crate::config::fingerprint_key()?,
+            policy_verdict,
         },
     )?;
     print_problems(&out.skipped, &out.warnings);

@@ -182,6 +182,15 @@ fn ensure_debian_package(name: &str) -> Result<(), String> {
 
 /// Builds `packages` in release mode, then runs `tool` (one of them) with `args`.
 fn release_run(packages: &[&str], tool: &str, args: &[String]) -> Result<(), String> {
+    release_run_with(packages, tool, args, &[])
+}
+
+fn release_run_with(
+    packages: &[&str],
+    tool: &str,
+    args: &[String],
+    envs: &[(&str, std::path::PathBuf)],
+) -> Result<(), String> {
     let mut b = cargo();
     b.args(["build", "--release", "--locked"]);
     for p in packages {
@@ -191,6 +200,9 @@ fn release_run(packages: &[&str], tool: &str, args: &[String]) -> Result<(), Str
     let mut c = cargo();
     c.args(["run", "--release", "--locked", "-q", "-p", tool, "--"])
         .args(args);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
     run(tool, c)
 }
 
@@ -203,7 +215,13 @@ fn bench(args: &[String]) -> Result<(), String> {
     } else {
         &["horde", "horde-bench"]
     };
-    release_run(packages, "horde-bench", args)
+    // `secrets` runs detect-secrets beside our scanner.
+    let envs = if args[0] == "secrets" {
+        vec![("HORDE_DETECT_SECRETS", ensure_detect_secrets()?)]
+    } else {
+        Vec::new()
+    };
+    release_run_with(packages, "horde-bench", args, &envs)
 }
 
 /// The cloud's ingest load: horde-cloud vs PostgreSQL COPY (`tools/horde-load`).
