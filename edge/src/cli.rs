@@ -5,7 +5,8 @@
 //! `horde run` passes the command's exit code through (128+N when killed by signal N, 127 when
 //! it could not be started), except that when the command succeeded but some paths could not
 //! be recorded it exits 3. `horde policy check` exits 4 for deny and 5 for ask;
-//! `horde secrets scan` exits 6 when it finds secrets.
+//! `horde secrets scan` exits 6 when it finds secrets; `horde screen` exits 7 when it
+//! quarantines the content.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::commands::ledger::{self, LogArgs};
 use crate::commands::policy::{self, ApprovalsArgs, ApproveArgs, PolicyCommand, RejectArgs};
 use crate::commands::run::{self, RunArgs};
+use crate::commands::screen::{self, ScreenArgs};
 use crate::commands::secrets::{self, SecretsCommand};
 use crate::commands::travel::{self, RestoreArgs};
 use crate::commands::{demo, remote};
@@ -193,6 +195,9 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Screen untrusted content (a page, issue text, tool output) for prompt injection;
+    /// records the verdict; exit 7 when quarantined.
+    Screen(ScreenArgs),
     /// A self-contained tour in a temporary directory: init, record a command, log, verify.
     Demo {
         /// Keep the demo repository in DIR instead of a temporary directory.
@@ -368,6 +373,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         Command::Approve(a) => policy::cmd_approve(a),
         Command::Reject(a) => policy::cmd_reject(a),
         Command::Secrets { command } => secrets::cmd_secrets(command),
+        Command::Screen(a) => screen::cmd_screen(a),
         Command::Demo { keep } => demo::run(keep),
     }
 }

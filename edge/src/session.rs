@@ -17,6 +17,8 @@ pub const EXIT_DENIED: u8 = 4;
 pub const EXIT_ASK: u8 = 5;
 /// Exit code of `horde secrets scan` when it found secrets.
 pub const EXIT_FOUND: u8 = 6;
+/// Exit code of `horde screen` when the content is quarantined (prompt injection likely).
+pub const EXIT_QUARANTINED: u8 = 7;
 
 pub fn cwd() -> Result<PathBuf> {
     std::env::current_dir().context("cannot read the current directory")

@@ -7,5 +7,6 @@ pub mod ledger;
 pub mod policy;
 pub mod remote;
 pub mod run;
+pub mod screen;
 pub mod secrets;
 pub mod travel;
