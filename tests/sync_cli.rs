@@ -126,10 +126,11 @@ fn sync_clone_status_and_conflicts() {
         let id = dev.json(&["status", "--json"])["device"]
             .as_str()
             .expect("device")
-            .replace('-', "");
-        id[..8].to_owned()
+            .to_owned();
+        id[id.len() - 8..].to_owned()
     };
     let log = b.ok(&["log"]);
+    assert_ne!(short(&a), short(&b), "the two devices are told apart");
     for d in [short(&a), short(&b)] {
         assert!(log.contains(&format!("{d}#")), "{d} in:\n{log}");
     }

@@ -56,3 +56,9 @@ pub fn print_problems(skipped: &[String], warnings: &[String]) {
         eprintln!("horde: error: {s}");
     }
 }
+
+/// The distinctive end of a device id, as people see it (v7 ids made in the same minute share
+/// their start).
+pub fn short_device(id: &str) -> &str {
+    &id[id.len().saturating_sub(8)..]
+}

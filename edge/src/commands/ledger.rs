@@ -193,7 +193,11 @@ pub fn cmd_log(a: LogArgs) -> Result<ExitCode> {
             Err(e) => paint.red(&format!("<corrupt event: {e}>")),
         };
         let seq = if several {
-            format!("{}#{:<5}", short_device(r.device), r.seq)
+            format!(
+                "{}#{:<5}",
+                crate::session::short_device(&r.device.to_string()),
+                r.seq
+            )
         } else {
             format!("#{:<5}", r.seq)
         };
@@ -458,11 +462,4 @@ pub fn print_verify(report: &crate::verify::Report, paint: &Paint) {
     } else {
         println!("{}", paint.red("verification FAILED"));
     }
-}
-
-/// A device as `horde log` shows it: the first 8 hex digits of its id.
-fn short_device(d: horde_core::DeviceId) -> String {
-    let mut s = d.to_string().replace('-', "");
-    s.truncate(8);
-    s
 }

@@ -45,11 +45,6 @@ pub fn remotes(conn: &Connection) -> Result<Vec<Remote>> {
     Ok(rows)
 }
 
-/// The distinctive end of a device id (v7 ids made the same minute share their start).
-fn short(id: &str) -> &str {
-    &id[id.len().saturating_sub(8)..]
-}
-
 fn check_url(url: &str) -> Result<String> {
     let u = url.trim().trim_end_matches('/');
     let rest = u
@@ -419,13 +414,16 @@ fn print_round(remote: &Remote, r: &Report, m: Option<&MergeReport>, json_out: b
         for c in &m.conflicts {
             let what = match c.head.as_str() {
                 "merged" => "both edits merged (three-way)".to_owned(),
-                "theirs" => format!("kept theirs (device {}, later)", short(&c.theirs.device)),
+                "theirs" => format!(
+                    "kept theirs (device {}, later)",
+                    crate::session::short_device(&c.theirs.device)
+                ),
                 _ => "kept ours (later)".to_owned(),
             };
             println!(
                 "CONFLICT {}: changed here and on device {}; {what}",
                 c.path,
-                short(&c.theirs.device)
+                crate::session::short_device(&c.theirs.device)
             );
         }
         if !m.conflicts.is_empty() {
@@ -693,7 +691,7 @@ pub fn cmd_conflicts(all: bool, json_out: bool) -> Result<ExitCode> {
         for (label, s) in [("ours  ", &c.ours), ("theirs", &c.theirs)] {
             println!(
                 "    {label} device {} #{} by {} at {}: {}",
-                short(&s.device),
+                crate::session::short_device(&s.device),
                 s.seq,
                 s.agent,
                 local_time(s.occurred_at),
