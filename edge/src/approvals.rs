@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use horde_core::proto::approval::Kind;
 use horde_core::proto::event_body::Payload;
-use horde_core::{Draft, EventHash, decode_event};
+use horde_core::{Draft, decode_event};
 use horde_policy::command::{self, ArgvPattern};
 use horde_policy::remember::{RememberKind, remembered_pattern};
 use rusqlite::Connection;
@@ -168,6 +168,22 @@ fn check_len(what: &str, s: &str, max: usize) -> Result<()> {
 
 const ACTIONS: [&str; 6] = ["read", "write", "exec", "net", "model", "operation"];
 
+/// Appends one `Approval` event by `who` for `role`.
+fn append(
+    store: &Store,
+    who: &str,
+    role: &str,
+    payload: horde_core::proto::Approval,
+) -> Result<()> {
+    let mut draft = Draft::new(store.ledger.meta.timeline, who, Payload::Approval(payload));
+    draft.role = role.to_owned();
+    store.writer.append(AppendRequest {
+        drafts: vec![draft],
+        ..Default::default()
+    })?;
+    Ok(())
+}
+
 /// Records a request; returns it as now stored.
 pub fn request(store: &Store, spec: &RequestSpec) -> Result<Request> {
     if !ACTIONS.contains(&spec.action.as_str()) {
@@ -194,17 +210,7 @@ pub fn request(store: &Store, spec: &RequestSpec) -> Result<Request> {
         session: spec.session.clone(),
         ..Default::default()
     };
-    let mut draft = Draft::new(
-        store.ledger.meta.timeline,
-        spec.agent.clone(),
-        Payload::Approval(payload),
-    );
-    draft.role = spec.role.clone();
-    draft.occurred_at = requested_at;
-    store.writer.append(AppendRequest {
-        drafts: vec![draft],
-        ..Default::default()
-    })?;
+    append(store, &spec.agent, &spec.role, payload)?;
     find(&store.ledger.conn, &id_str(&id))
 }
 
@@ -223,17 +229,7 @@ pub fn record_denial(store: &Store, spec: &RequestSpec) -> Result<()> {
         session: spec.session.clone(),
         ..Default::default()
     };
-    let mut draft = Draft::new(
-        store.ledger.meta.timeline,
-        spec.agent.clone(),
-        Payload::Approval(payload),
-    );
-    draft.role = spec.role.clone();
-    store.writer.append(AppendRequest {
-        drafts: vec![draft],
-        ..Default::default()
-    })?;
-    Ok(())
+    append(store, &spec.agent, &spec.role, payload)
 }
 
 /// Every request of the project (all devices), oldest first.
@@ -264,7 +260,6 @@ pub fn all(conn: &Connection) -> Result<Vec<Request>> {
                     continue;
                 }
                 order.push(a.request_id.clone());
-                let event = EventHash::from_slice(&r.hash).map(|_| r.id.to_string());
                 by_id.insert(
                     a.request_id.clone(),
                     Request {
@@ -281,7 +276,7 @@ pub fn all(conn: &Connection) -> Result<Vec<Request>> {
                         decided_by: None,
                         decision_reason: None,
                         remembered: None,
-                        event: event.unwrap_or_default(),
+                        event: r.id.to_string(),
                     },
                 );
             }
@@ -387,11 +382,7 @@ pub fn answer(store: &Store, prefix: &str, ans: &Answer) -> Result<Request> {
         }
         (Some((kind, scope)), true) => {
             let pattern = pattern_for(&req, *kind)?;
-            (
-                kind_str(*kind).to_owned(),
-                scope.as_str().to_owned(),
-                pattern,
-            )
+            (kind.as_str().to_owned(), scope.as_str().to_owned(), pattern)
         }
         (None, _) => (String::new(), String::new(), String::new()),
     };
@@ -414,25 +405,8 @@ pub fn answer(store: &Store, prefix: &str, ans: &Answer) -> Result<Request> {
         pattern,
         ..Default::default()
     };
-    let mut draft = Draft::new(
-        store.ledger.meta.timeline,
-        ans.who.clone(),
-        Payload::Approval(payload),
-    );
-    draft.role = req.role.clone();
-    store.writer.append(AppendRequest {
-        drafts: vec![draft],
-        ..Default::default()
-    })?;
+    append(store, &ans.who, &req.role, payload)?;
     find(&store.ledger.conn, &req.id)
-}
-
-fn kind_str(k: RememberKind) -> &'static str {
-    match k {
-        RememberKind::Exact => "exact",
-        RememberKind::Prefix => "prefix",
-        RememberKind::Program => "program",
-    }
 }
 
 /// The pattern a remembered grant stores: for a command, one argv pattern per simple
@@ -442,7 +416,7 @@ fn pattern_for(req: &Request, kind: RememberKind) -> Result<String> {
         if kind != RememberKind::Exact {
             return Err(ApprovalError::TooBroad(format!(
                 "only commands can be remembered by {}; a {} request is remembered exactly",
-                kind_str(kind),
+                kind.as_str(),
                 req.action
             )));
         }

@@ -328,15 +328,6 @@ pub fn gate_command(
         &patterns,
     )?;
     let subject = shell_join(argv);
-    let deciding = |d: &Decision| {
-        d.reasons
-            .iter()
-            .chain(d.per_command.iter().flat_map(|(_, _, rs)| rs.iter()))
-            .filter(|r| r.effect == d.verdict)
-            .map(reason_line)
-            .next()
-            .unwrap_or_default()
-    };
     let spec = |reason: String| RequestSpec {
         agent: agent.to_owned(),
         role: role.to_owned(),
@@ -349,10 +340,10 @@ pub fn gate_command(
     match decision.verdict {
         Verdict::Allow => Ok(Gate {
             verdict: Verdict::Allow,
-            summary: format!("allow: {}", deciding(&decision)),
+            summary: format!("allow: {}", deciding_rule(&decision)),
         }),
         Verdict::Deny => {
-            let why = deciding(&decision);
+            let why = deciding_rule(&decision);
             approvals::record_denial(store, &spec(why.clone()))?;
             Ok(Gate {
                 verdict: Verdict::Deny,
@@ -360,7 +351,7 @@ pub fn gate_command(
             })
         }
         Verdict::Ask => {
-            let req = approvals::request(store, &spec(first_ask_rule(&decision)))?;
+            let req = approvals::request(store, &spec(deciding_rule(&decision)))?;
             let short = &req.id[..8];
             let Some(secs) = wait else {
                 return Ok(Gate {
@@ -451,7 +442,7 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
                 session: a.session.clone(),
                 action: a.what.action().into(),
                 subject: subject.clone(),
-                reason: first_ask_rule(&decision),
+                reason: deciding_rule(&decision),
                 ttl,
             },
         )?;
@@ -505,17 +496,14 @@ fn remembered_reason(r: &Remembered) -> Reason {
     }
 }
 
-fn first_ask_rule(d: &Decision) -> String {
-    let all = d
-        .reasons
+/// The first rule that gave the decision its verdict, as one line.
+fn deciding_rule(d: &Decision) -> String {
+    d.reasons
         .iter()
-        .chain(d.per_command.iter().flat_map(|(_, _, rs)| rs.iter()));
-    for r in all {
-        if r.effect == Verdict::Ask {
-            return format!("{}:{}: {}", r.source, r.line, r.rule);
-        }
-    }
-    "the policy asks".into()
+        .chain(d.per_command.iter().flat_map(|(_, _, rs)| rs.iter()))
+        .find(|r| r.effect == d.verdict)
+        .map(reason_line)
+        .unwrap_or_else(|| format!("the policy says {}", d.verdict))
 }
 
 fn reason_line(r: &Reason) -> String {
