@@ -104,6 +104,11 @@ values = ["src/main.rs"]
 [[operations]]
 include-operation-id = "tail"
 request-timeout = 0.5
+
+# Nor does the live decision stream.
+[[operations]]
+include-operation-id = "approval_decisions_live"
+request-timeout = 0.5
 "#,
         device = dev.key.device_id(),
     );

@@ -59,6 +59,11 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
+    /// The same error under a more specific code (`too_broad` rather than `bad_request`).
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
     pub fn with(mut self, extra: Value) -> Self {
         self.extra = Some(Box::new(extra));
         self
@@ -134,6 +139,11 @@ impl From<LedgerError> for ApiError {
             }
             L::BadHead(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_head", msg),
             L::VersionInFuture { .. } => ApiError::bad_request(msg),
+            L::ApprovalNotFound(_) => ApiError::not_found(msg),
+            L::ApprovalDecided { .. } => ApiError::conflict("already_decided", msg),
+            L::ApprovalExpired { expires_at, .. } => {
+                ApiError::conflict("expired", msg).with(json!({ "expires_at": expires_at }))
+            }
             L::Corrupt(_) => ApiError::internal(msg),
             L::Kv(kv) if kv.is_retryable() || kv.is_maybe_committed() => {
                 let mut e = ApiError::new(

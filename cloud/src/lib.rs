@@ -45,6 +45,8 @@ pub struct App<K: OrderedKv> {
     /// Bumped after every append, so live tails wake up at once (other API processes of a
     /// FoundationDB deployment are seen by the tails' periodic poll).
     pub appended: tokio::sync::watch::Sender<u64>,
+    /// Bumped after every approval decision, so live decision streams wake up at once.
+    pub decided: tokio::sync::watch::Sender<u64>,
     /// Open live tails per tenant (each holds a store reader while it polls).
     pub tails: Slots,
     /// Running restore streams (each holds a blocking thread).
@@ -68,6 +70,7 @@ impl<K: OrderedKv> App<K> {
                 Quota::per_minute(nz(config.signup_rate)).allow_burst(nz(config.signup_rate)),
             ),
             appended: tokio::sync::watch::channel(0).0,
+            decided: tokio::sync::watch::channel(0).0,
             tails: Slots::new(
                 MAX_TAILS_PER_TENANT,
                 usize::MAX,

@@ -14,8 +14,8 @@ use std::time::Duration;
 use horde_core::proto::approval::Kind;
 use horde_core::proto::event_body::Payload;
 use horde_core::{Draft, decode_event};
-use horde_policy::command::{self, ArgvPattern};
-use horde_policy::remember::{RememberKind, remembered_pattern};
+use horde_policy::command::ArgvPattern;
+use horde_policy::remember::{RememberKind, remembered_rule};
 use rusqlite::Connection;
 use serde::Serialize;
 
@@ -46,7 +46,7 @@ pub enum ApprovalError {
     },
     #[error("request {0} expired at {1}; the agent has to ask again")]
     Expired(String, String),
-    #[error("cannot remember this answer: {0}")]
+    #[error("{0}")]
     TooBroad(String),
     #[error("{0}")]
     Invalid(String),
@@ -122,6 +122,8 @@ pub struct Request {
     pub remembered: Option<Remembered>,
     /// The request's event id (for `horde show`).
     pub event: String,
+    /// The device that asked.
+    pub device: String,
 }
 
 /// A grant that applies to later requests too.
@@ -277,6 +279,9 @@ pub fn all(conn: &Connection) -> Result<Vec<Request>> {
                         decision_reason: None,
                         remembered: None,
                         event: r.id.to_string(),
+                        device: horde_core::DeviceId::from_slice(&ev.device_id)
+                            .map(|d| d.to_string())
+                            .unwrap_or_default(),
                     },
                 );
             }
@@ -381,7 +386,8 @@ pub fn answer(store: &Store, prefix: &str, ans: &Answer) -> Result<Request> {
             ));
         }
         (Some((kind, scope)), true) => {
-            let pattern = pattern_for(&req, *kind)?;
+            let pattern = remembered_rule(&req.action, &req.subject, *kind)
+                .map_err(|e| ApprovalError::TooBroad(e.to_string()))?;
             (kind.as_str().to_owned(), scope.as_str().to_owned(), pattern)
         }
         (None, _) => (String::new(), String::new(), String::new()),
@@ -409,35 +415,6 @@ pub fn answer(store: &Store, prefix: &str, ans: &Answer) -> Result<Request> {
     find(&store.ledger.conn, &req.id)
 }
 
-/// The pattern a remembered grant stores: for a command, one argv pattern per simple
-/// command (joined by newlines); for anything else, the exact subject.
-fn pattern_for(req: &Request, kind: RememberKind) -> Result<String> {
-    if req.action != "exec" {
-        if kind != RememberKind::Exact {
-            return Err(ApprovalError::TooBroad(format!(
-                "only commands can be remembered by {}; a {} request is remembered exactly",
-                kind.as_str(),
-                req.action
-            )));
-        }
-        return Ok(req.subject.clone());
-    }
-    let line = command::parse(&req.subject)
-        .map_err(|e| ApprovalError::TooBroad(format!("the command line cannot be parsed ({e})")))?;
-    if line.commands.is_empty() {
-        return Err(ApprovalError::TooBroad(
-            "the command line runs nothing".into(),
-        ));
-    }
-    let mut out = Vec::with_capacity(line.commands.len());
-    for c in &line.commands {
-        let p = remembered_pattern(&line, c, kind)
-            .map_err(|e| ApprovalError::TooBroad(e.to_string()))?;
-        out.push(p.as_str().to_owned());
-    }
-    Ok(out.join("\n"))
-}
-
 /// The remembered grants that apply to `role` in `session`.
 pub fn remembered(conn: &Connection, role: &str, session: &str) -> Result<Vec<Remembered>> {
     Ok(all(conn)?
@@ -463,6 +440,66 @@ pub fn exec_patterns(rules: &[Remembered]) -> Vec<(ArgvPattern, &Remembered)> {
         }
     }
     out
+}
+
+/// What became of a decision taken in the cloud.
+#[derive(Debug)]
+pub enum Applied {
+    /// Recorded as this device's answer.
+    Recorded(Box<Request>),
+    /// Another device asked: that device records it.
+    NotOurs,
+    /// Refused here (already answered on this device, expired, too broad): why.
+    Refused(String),
+}
+
+/// Records a decision a person took through the cloud on one of this device's requests, as
+/// this device's own answer (by `EMAIL (cloud)`), unless the request was answered here first
+/// or has expired. The remembered rule is derived here again, from the request as recorded.
+pub fn apply_remote(
+    store: &Store,
+    device: &str,
+    d: &crate::sync::client::RemoteDecision,
+) -> Result<Applied> {
+    let req = match find(&store.ledger.conn, &d.request_id) {
+        Ok(r) => r,
+        // Not (yet) in this ledger: another device's request, not pulled.
+        Err(ApprovalError::NotFound(_)) => return Ok(Applied::NotOurs),
+        Err(e) => return Err(e),
+    };
+    if req.device != device {
+        return Ok(Applied::NotOurs);
+    }
+    let remember = if d.remember.is_empty() {
+        None
+    } else {
+        let kind = d
+            .remember
+            .parse::<RememberKind>()
+            .map_err(|e| ApprovalError::Invalid(e.to_string()))?;
+        let scope = Scope::parse(if d.scope.is_empty() {
+            "session"
+        } else {
+            &d.scope
+        })?;
+        Some((kind, scope))
+    };
+    let ans = Answer {
+        grant: d.grant,
+        who: format!("{} (cloud)", d.by),
+        reason: d.reason.clone(),
+        remember,
+    };
+    match answer(store, &req.id, &ans) {
+        Ok(r) => Ok(Applied::Recorded(Box::new(r))),
+        Err(
+            e @ (ApprovalError::AlreadyDecided { .. }
+            | ApprovalError::Expired(..)
+            | ApprovalError::TooBroad(_)
+            | ApprovalError::Invalid(_)),
+        ) => Ok(Applied::Refused(e.to_string())),
+        Err(e) => Err(e),
+    }
 }
 
 /// Waits until request `id` is answered or expires; `None` when `timeout` passes first.

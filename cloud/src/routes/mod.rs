@@ -2,6 +2,7 @@
 //! OpenAPI document (`crate::openapi`).
 
 pub mod admin;
+pub mod approvals;
 pub mod blobs;
 pub mod health;
 pub mod query;
@@ -66,6 +67,19 @@ pub fn router<K: OrderedKv>() -> Router<Arc<App<K>>> {
         .route("/v1/projects/{id}/history", get(query::history::<K>))
         .route("/v1/projects/{id}/manifest", get(query::manifest::<K>))
         .route("/v1/projects/{id}/restore", get(travel::restore::<K>))
+        .route("/v1/projects/{id}/approvals", get(approvals::list::<K>))
+        .route(
+            "/v1/projects/{id}/approvals/decisions",
+            get(approvals::decisions::<K>),
+        )
+        .route(
+            "/v1/projects/{id}/approvals/decisions/live",
+            get(approvals::live::<K>),
+        )
+        .route(
+            "/v1/projects/{id}/approvals/{request_id}",
+            post(approvals::decide::<K>),
+        )
         .route(
             "/v1/blobs/{hash}",
             put(blobs::put_blob::<K>)

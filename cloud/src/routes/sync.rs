@@ -253,7 +253,7 @@ pub struct PullQuery {
     pub limit: Option<usize>,
 }
 
-fn parse_versionstamp(what: &str, s: &str) -> ApiResult<Versionstamp> {
+pub(crate) fn parse_versionstamp(what: &str, s: &str) -> ApiResult<Versionstamp> {
     let bytes: [u8; 12] = hex::decode(s)
         .ok()
         .and_then(|b| b.try_into().ok())

@@ -54,6 +54,18 @@ pub enum LedgerError {
     BadHead(String),
     #[error("version {asked} is past the last committed version {last}")]
     VersionInFuture { asked: u64, last: u64 },
+    #[error("no approval request {0} in this project")]
+    ApprovalNotFound(String),
+    #[error("approval request {id} was already {} by {by}; it cannot be decided again", state_word(*state))]
+    ApprovalDecided {
+        id: String,
+        state: crate::ApprovalState,
+        by: String,
+    },
+    #[error(
+        "approval request {id} expired (at {expires_at} µs since the epoch); the agent has to ask again"
+    )]
+    ApprovalExpired { id: String, expires_at: i64 },
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -66,6 +78,15 @@ impl TxError for LedgerError {
             LedgerError::Kv(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+fn state_word(s: crate::ApprovalState) -> &'static str {
+    match s {
+        crate::ApprovalState::Pending => "pending",
+        crate::ApprovalState::Granted => "granted",
+        crate::ApprovalState::Denied => "denied",
+        crate::ApprovalState::Expired => "expired",
     }
 }
 

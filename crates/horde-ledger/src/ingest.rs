@@ -69,6 +69,8 @@ struct Checked {
     paths: Vec<(String, bool, Vec<u8>, u32, u64, i32)>,
     /// A `Checkpoint` event's manifest blob hash.
     checkpoint: Option<Vec<u8>>,
+    /// An `Approval` event's request id (indexed for the approvals API).
+    approval: Option<Vec<u8>>,
 }
 
 fn check_batch(batch: &AppendBatch) -> Result<Vec<Checked>, LedgerError> {
@@ -131,6 +133,7 @@ fn check_batch(batch: &AppendBatch) -> Result<Vec<Checked>, LedgerError> {
             _ => None,
         };
         out.push(Checked {
+            approval: crate::approvals::indexed_request_id(&body),
             checkpoint,
             seq: body.seq,
             event_id: EventId::from_slice(&body.event_id).expect("decode_event checked the id"),
@@ -460,6 +463,9 @@ async fn append_chunk<T: Transaction>(
                 &p.checkpoint(batch.device, ev.timeline, ev.seq),
                 &pack_with_versionstamp(&(Versionstamp::incomplete(i), manifest.as_slice())),
             );
+        }
+        if let Some(request) = &ev.approval {
+            tx.set_versionstamped_key(&p.approval_new(request, i), &ev.stored);
         }
         written_seqs.push(ev.seq);
     }

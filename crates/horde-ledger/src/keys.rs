@@ -18,6 +18,9 @@
 //! | `("t", T, "p", P, "dev", D)` | cursor: `(last_seq, last_hash)` |
 //! | `("t", T, "p", P, "head", D)` | the device's last signed `ChainHead` (protobuf) |
 //! | `("t", T, "p", P, "tl", timeline)` | [`crate::Timeline`] (JSON) |
+//! | `("t", T, "p", P, "appr", request_id, VS)` | `SignedEvent` (protobuf): each `Approval` event |
+//! | `("t", T, "p", P, "apdec", request_id)` | [`crate::CloudDecision`] (JSON): decided through the API |
+//! | `("t", T, "p", P, "apdecv", VS)` | request id: cloud decisions in decision order |
 //! | `("feed", VS)` | `(tenant_id, T, project_id, events)`: one per append transaction |
 //! | `("idx", indexer)` | the indexer's cursor: the last feed versionstamp it consumed |
 
@@ -176,6 +179,33 @@ impl ProjectKeys {
     }
     pub fn timelines(&self) -> Subspace {
         self.space.subspace(&("tl",))
+    }
+    /// Every `Approval` event, by request id then log order.
+    pub fn approvals(&self) -> Subspace {
+        self.space.subspace(&("appr",))
+    }
+    /// The `Approval` events of one request.
+    pub fn approval(&self, request_id: &[u8]) -> Subspace {
+        self.space.subspace(&("appr", request_id))
+    }
+    pub fn approval_new(&self, request_id: &[u8], i: u16) -> Vec<u8> {
+        self.space
+            .pack_with_versionstamp(&("appr", request_id, Versionstamp::incomplete(i)))
+    }
+    /// A decision taken through the API on one request.
+    pub fn decision(&self, request_id: &[u8]) -> Vec<u8> {
+        self.space.pack(&("apdec", request_id))
+    }
+    pub fn decisions(&self) -> Subspace {
+        self.space.subspace(&("apdec",))
+    }
+    /// Cloud decisions in the order they were taken.
+    pub fn decisions_by_version(&self) -> Subspace {
+        self.space.subspace(&("apdecv",))
+    }
+    pub fn decision_new(&self) -> Vec<u8> {
+        self.space
+            .pack_with_versionstamp(&("apdecv", Versionstamp::incomplete(0)))
     }
 }
 

@@ -16,6 +16,7 @@
 //! Key layout ([`keys`]) is ARCHITECTURE.md's, tuple-encoded.
 
 mod admin;
+mod approvals;
 mod error;
 mod ingest;
 pub mod keys;
@@ -26,6 +27,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub use admin::NewApiKey;
+pub use approvals::{
+    ApprovalFilter, ApprovalRecord, ApprovalState, CloudDecision, DecidedIn, DecisionEntry,
+    MAX_APPROVALS, MAX_DECISIONS, REQUEST_ID_LEN, parse_request_id,
+};
 pub use error::LedgerError;
 use horde_core::TenantId;
 pub use horde_kv::tuple::Versionstamp;

@@ -173,7 +173,7 @@ impl<K: OrderedKv> Ledger<K> {
         Ok(tx.read_version().await?)
     }
 
-    async fn project_keys(
+    pub(crate) async fn project_keys(
         &self,
         tenant: TenantId,
         project: ProjectId,

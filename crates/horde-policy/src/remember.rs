@@ -86,6 +86,12 @@ pub enum TooBroad {
     DynamicPrefix { program: String },
     #[error("cannot remember this command: {0}")]
     Pattern(#[from] PatternError),
+    #[error("cannot remember this command line: it does not parse ({0})")]
+    Unparsed(String),
+    #[error("cannot remember this command line: it runs nothing")]
+    Empty,
+    #[error("only commands can be remembered by {kind}; a {action} request is remembered exactly")]
+    NotACommand { kind: &'static str, action: String },
 }
 
 /// Wrappers (and programs) that run a command as another user.
@@ -174,6 +180,34 @@ pub fn remembered_pattern(
     }
 }
 
+/// The rule a remembered grant of a request (`action` on `subject`) stores: for `exec`, one
+/// argv pattern per simple command of the line, joined by newlines (each must be remembered
+/// on its own); for anything else the exact subject, and only `Exact`.
+pub fn remembered_rule(
+    action: &str,
+    subject: &str,
+    kind: RememberKind,
+) -> Result<String, TooBroad> {
+    if action != "exec" {
+        if kind != RememberKind::Exact {
+            return Err(TooBroad::NotACommand {
+                kind: kind.as_str(),
+                action: action.to_owned(),
+            });
+        }
+        return Ok(subject.to_owned());
+    }
+    let line = crate::command::parse(subject).map_err(|e| TooBroad::Unparsed(e.to_string()))?;
+    if line.commands.is_empty() {
+        return Err(TooBroad::Empty);
+    }
+    let mut out = Vec::with_capacity(line.commands.len());
+    for c in &line.commands {
+        out.push(remembered_pattern(&line, c, kind)?.as_str().to_owned());
+    }
+    Ok(out.join("\n"))
+}
+
 fn quote_program(p: &str) -> String {
     let safe = !p.is_empty()
         && p.chars()
@@ -194,6 +228,29 @@ mod tests {
         let parsed = parse(line).expect("parses");
         let cmd = parsed.commands.last().expect("a command").clone();
         remembered_pattern(&parsed, &cmd, kind)
+    }
+
+    #[test]
+    fn a_rule_covers_every_command_of_the_line() {
+        let r = remembered_rule("exec", "cargo fmt && cargo test -p x", RememberKind::Prefix)
+            .expect("remembers");
+        assert_eq!(r.lines().count(), 2, "{r}");
+        assert!(matches!(
+            remembered_rule("exec", "ls && python3 x.py", RememberKind::Program),
+            Err(TooBroad::Interpreter { .. })
+        ));
+        assert!(matches!(
+            remembered_rule("write", "src/x.rs", RememberKind::Prefix),
+            Err(TooBroad::NotACommand { .. })
+        ));
+        assert_eq!(
+            remembered_rule("net", "github.com", RememberKind::Exact).as_deref(),
+            Ok("github.com")
+        );
+        assert!(matches!(
+            remembered_rule("exec", "  ", RememberKind::Exact),
+            Err(TooBroad::Unparsed(_) | TooBroad::Empty)
+        ));
     }
 
     #[test]

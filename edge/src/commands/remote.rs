@@ -13,9 +13,11 @@ use horde_core::{DeviceKey, ProjectId, TimelineId};
 use rusqlite::{Connection, params};
 use serde_json::json;
 
+use crate::approvals::Applied;
 use crate::merge::{self, MergeReport};
 use crate::output::local_time;
 use crate::store::Store;
+use crate::sync::client::RemoteDecision;
 use crate::sync::{Client, HttpTransport, Progress, Report, SyncError, Syncer, backoff};
 
 /// Attempts of a one-shot sync before it gives up on a transient error.
@@ -280,6 +282,16 @@ pub fn cmd_sync(
         let report = one_shot(&rt, &mut s, json_out)?;
         let merged = finish_round(&store, &remote, &rt, &mut s, no_merge)?;
         print_round(&remote, &report, merged.as_ref(), json_out)?;
+        match rt.block_on(s.client.decisions(None)) {
+            Ok(list) => {
+                let recorded = record_decisions(&store, &list, json_out)?;
+                if recorded > 0 {
+                    let mut r = Report::default();
+                    rt.block_on(s.push(&mut r, &crate::sync::NoProgress))?;
+                }
+            }
+            Err(e) => eprintln!("warning: cannot read approval decisions from the cloud: {e}"),
+        }
         let open = merged.as_ref().map_or(0, |m| m.conflicts.len());
         return Ok(if open > 0 {
             ExitCode::from(crate::session::EXIT_INCOMPLETE)
@@ -297,10 +309,16 @@ pub fn cmd_sync(
             .context("cannot install a signal handler")?;
     }
     let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
+    let decisions = follow_decisions(&remote, store.ledger.meta.project)?;
     let mut last_seen = data_version(&s.conn)?;
     let mut last_round = Instant::now() - Duration::from_secs(interval);
     let mut failures = 0u32;
     while !stopped() {
+        let live: Vec<RemoteDecision> = decisions.try_iter().collect();
+        if !live.is_empty() {
+            // Recorded here, then sent by this round like any other event.
+            record_decisions(&store, &live, json_out)?;
+        }
         let changed = data_version(&s.conn)? != last_seen;
         if changed || last_round.elapsed() >= Duration::from_secs(interval) {
             last_seen = data_version(&s.conn)?;
@@ -334,6 +352,82 @@ pub fn cmd_sync(
         sleep_unless(&stopped, Duration::from_millis(250));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Follows the cloud's live decision stream on a thread of its own (reconnecting from the last
+/// cursor with backoff), handing each decision to the watch loop.
+fn follow_decisions(
+    remote: &Remote,
+    project: horde_core::ProjectId,
+) -> Result<std::sync::mpsc::Receiver<RemoteDecision>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let transport = HttpTransport::new(&remote.url, &api_key(remote)?)?;
+    let rt = runtime()?;
+    std::thread::Builder::new()
+        .name("horde-decisions".into())
+        .spawn(move || {
+            let mut cursor: Option<String> = None;
+            let mut failures = 0u32;
+            loop {
+                let from = cursor.clone();
+                let result =
+                    rt.block_on(transport.follow_decisions(project, from.as_deref(), |d| {
+                        cursor = Some(d.cursor.clone());
+                        // The watch loop has ended: so does this thread, at its next decision.
+                        let _ = tx.send(d);
+                    }));
+                match result {
+                    Ok(()) => failures = 0,
+                    Err(e) if e.is_transient() => failures += 1,
+                    Err(e) => {
+                        // A cloud without the endpoint, a revoked key: approvals from other
+                        // devices wait for the next one-shot `horde sync`.
+                        eprintln!("horde: not following approval decisions from the cloud: {e}");
+                        return;
+                    }
+                }
+                std::thread::sleep(backoff(
+                    failures,
+                    Duration::from_millis(500),
+                    WATCH_MAX_BACKOFF,
+                ));
+            }
+        })
+        .context("cannot start the decision-following thread")?;
+    Ok(rx)
+}
+
+/// Records decisions taken in the cloud on this device's requests; returns how many.
+fn record_decisions(store: &Store, list: &[RemoteDecision], json_out: bool) -> Result<usize> {
+    let device = store.device.to_string();
+    let mut recorded = 0;
+    for d in list {
+        match crate::approvals::apply_remote(store, &device, d)? {
+            Applied::Recorded(r) => {
+                recorded += 1;
+                if json_out {
+                    println!("{}", json!({"approval": r}));
+                } else {
+                    println!(
+                        "Approval {} {} by {} in the cloud: {} {}",
+                        &r.id[..8],
+                        r.state,
+                        d.by,
+                        r.action,
+                        r.subject
+                    );
+                }
+            }
+            Applied::NotOurs => {}
+            Applied::Refused(why) => {
+                eprintln!(
+                    "horde: the cloud's decision on {} by {} is not recorded: {why}",
+                    d.request_id, d.by
+                );
+            }
+        }
+    }
+    Ok(recorded)
 }
 
 fn sleep_unless(stopped: &dyn Fn() -> bool, d: Duration) {

@@ -412,6 +412,42 @@ impl<T: Transport> Client<T> {
     }
 }
 
+/// A decision a person took through the cloud's API on one of this project's requests.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RemoteDecision {
+    /// Where the decision feed goes on after this one.
+    pub cursor: String,
+    pub request_id: String,
+    pub grant: bool,
+    /// The deciding user's email.
+    pub by: String,
+    #[serde(default)]
+    pub reason: String,
+    /// "", exact, prefix or program.
+    #[serde(default)]
+    pub remember: String,
+    /// "", session or repo.
+    #[serde(default)]
+    pub scope: String,
+}
+
+impl<T: Transport> Client<T> {
+    /// Decisions taken in the cloud that this project's edges have not recorded yet.
+    pub async fn decisions(&self, after: Option<&str>) -> Result<Vec<RemoteDecision>, SyncError> {
+        let mut path = format!("/v1/projects/{}/approvals/decisions", self.project);
+        if let Some(a) = after {
+            path.push_str("?after=");
+            path.push_str(a);
+        }
+        let v = Self::parse_json(&self.call(Self::get(path)).await?)?;
+        serde_json::from_value(v["decisions"].clone())
+            .map_err(|e| SyncError::Protocol(format!("a decision list did not parse: {e}")))
+    }
+}
+
+/// Longest server-sent event accepted from a live decision stream.
+const MAX_SSE_EVENT: usize = 64 << 10;
+
 /// The real network: HTTP(S) with reqwest, the API key as a bearer token.
 pub struct HttpTransport {
     base: String,
@@ -494,6 +530,113 @@ impl Transport for HttpTransport {
             retry_after,
             body,
         })
+    }
+}
+
+impl HttpTransport {
+    /// Follows the cloud's live decision stream (`…/approvals/decisions/live`, server-sent
+    /// events) after `after`, calling `each` with every decision as it is taken. Returns when
+    /// the stream ends (server shutdown, a cut connection, a revoked key): the caller
+    /// reconnects from the last cursor.
+    pub async fn follow_decisions(
+        &self,
+        project: ProjectId,
+        after: Option<&str>,
+        mut each: impl FnMut(RemoteDecision),
+    ) -> Result<(), SyncError> {
+        use futures::StreamExt;
+        let url = format!(
+            "{}/v1/projects/{project}/approvals/decisions/live",
+            self.base
+        );
+        let unreachable = |e: &dyn std::fmt::Display| SyncError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        };
+        // No overall timeout: the stream is meant to stay open (keep-alives every 15 s).
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("horde/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| unreachable(&e))?;
+        let mut req = http
+            .get(&url)
+            .bearer_auth(&self.key)
+            .header(http::header::ACCEPT, "text/event-stream");
+        if let Some(a) = after {
+            req = req.header("last-event-id", a);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| unreachable(&error_chain(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            return Err(SyncError::Server {
+                status,
+                code: v["error"]["code"].as_str().unwrap_or("").to_owned(),
+                message: v["error"]["message"].as_str().unwrap_or("").to_owned(),
+                retry_after: None,
+                body: Box::new(v),
+            });
+        }
+        let mut stream = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| unreachable(&error_chain(&e)))?;
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = find_event_end(&buf) {
+                let event: Vec<u8> = buf.drain(..end).collect();
+                if let Some(d) = parse_decision_event(&event)? {
+                    each(d);
+                }
+            }
+            if buf.len() > MAX_SSE_EVENT {
+                return Err(SyncError::Protocol(format!(
+                    "a live decision event is over {MAX_SSE_EVENT} bytes"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the first server-sent event in `buf` ends (after its blank line), if it is whole.
+fn find_event_end(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A `decision` event's data; other events (keep-alive comments) are `None`.
+fn parse_decision_event(event: &[u8]) -> Result<Option<RemoteDecision>, SyncError> {
+    let text = String::from_utf8_lossy(event);
+    let mut kind = "message";
+    let mut data = String::new();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            kind = v.trim();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    match kind {
+        "decision" => serde_json::from_str(&data)
+            .map(Some)
+            .map_err(|e| SyncError::Protocol(format!("a live decision did not parse: {e}"))),
+        "error" => Err(SyncError::Protocol(format!(
+            "the live decision stream failed: {data}"
+        ))),
+        _ => Ok(None),
     }
 }
 
