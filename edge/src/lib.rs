@@ -17,4 +17,5 @@ pub mod store;
 pub mod sync;
 pub(crate) mod sys;
 pub mod timetravel;
+pub mod trust;
 pub mod verify;

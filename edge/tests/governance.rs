@@ -659,3 +659,128 @@ fn screen_quarantines_injection_and_records_the_verdict() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--source"), "{}", stderr(&out));
 }
+
+/// Trust tiers and error budgets from the CLI: compliant tasks promote the agent, a command
+/// the policy denies demotes it, and repeating one failing step exhausts its error budget —
+/// a breach, a revocation and a handoff are recorded, and the agent runs nothing more in that
+/// session. The recorded tier is the one decisions use: demoted to T0, the agent may no longer
+/// run even allow-listed commands.
+#[test]
+fn agents_are_promoted_demoted_and_revoked() {
+    let r = Repo::init();
+    builder_manifest(&r, "  allow: ['true *', 'false *']\n  deny: ['rm *']\n");
+    let run_as = |agent: &str, session: &str, cmd: &[&str]| {
+        let mut a = vec![
+            "run",
+            "--quiet",
+            "--role",
+            "builder",
+            "--agent",
+            agent,
+            "--session",
+            session,
+            "--",
+        ];
+        a.extend_from_slice(cmd);
+        r.run(&a)
+    };
+    let run = |session: &str, cmd: &[&str]| run_as("bob", session, cmd);
+    let trust_signals = || -> Vec<Value> {
+        r.json(&["log", "--type", "signal"])
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|e| e["payload"]["kind"] == "trust")
+            .cloned()
+            .collect()
+    };
+    // Five compliant tasks (the default streak) earn one tier: T1 → T2.
+    for i in 0..5 {
+        let out = run("s1", &["true"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out).contains("T1 → T2"),
+            i == 4,
+            "task {i}: {}",
+            stderr(&out)
+        );
+    }
+    let signals = trust_signals();
+    assert_eq!(signals.len(), 5, "one standing per task");
+    let last: Value = serde_json::from_str(
+        signals
+            .iter()
+            .map(|s| s["payload"]["detail"].as_str().expect("detail"))
+            .find(|d| d.contains("\"change\":{"))
+            .expect("a standing with a tier change"),
+    )
+    .expect("standing JSON");
+    assert_eq!(last["change"]["from"], "T1", "{last}");
+    assert_eq!(last["change"]["to"], "T2", "{last}");
+
+    // A command the policy denies is a violation: not run, and a tier down.
+    let out = run("s1", &["rm", "-rf", "src"]);
+    assert_eq!(out.status.code(), Some(DENY), "{}", stderr(&out));
+    assert!(stderr(&out).contains("T2 → T1"), "{}", stderr(&out));
+    let out = run("s1", &["rm", "x"]);
+    assert!(stderr(&out).contains("T1 → T0"), "{}", stderr(&out));
+    // At T0 (read-only) the allow-listed `true` is denied by the tier — a third violation,
+    // past the session's budget of two.
+    let out = run("s1", &["true"]);
+    assert_eq!(out.status.code(), Some(DENY), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tier T1"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is revoked"), "{}", stderr(&out));
+
+    // The same failing step, over and over: the fourth repeat breaks the budget (3 allowed).
+    for i in 0..4 {
+        let out = run_as("carol", "s2", &["false"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out).contains("is revoked"),
+            i == 3,
+            "attempt {i}: {}",
+            stderr(&out)
+        );
+    }
+    let before = event_count(&r);
+    let out = run_as("carol", "s2", &["true"]);
+    assert_eq!(out.status.code(), Some(DENY), "revoked: {}", stderr(&out));
+    assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
+    assert_eq!(event_count(&r), before, "a refused run records nothing");
+    // Another session is not revoked.
+    assert_eq!(run_as("carol", "s3", &["true"]).status.code(), Some(0));
+
+    let log = r.json(&["log", "--type", "signal"]);
+    let kinds: Vec<&str> = log
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["payload"]["kind"].as_str())
+        .collect();
+    for k in ["budget_breach", "revocation", "handoff"] {
+        assert_eq!(
+            kinds.iter().filter(|x| **x == k).count(),
+            2,
+            "{k}: {kinds:?}"
+        );
+    }
+    // The log is newest first: the last handoff is session s2's.
+    let handoff = log
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|e| e["payload"]["kind"] == "handoff")
+        .expect("handoff");
+    let hash = handoff["payload"]["blob"].as_str().expect("a handoff blob");
+    let json =
+        std::fs::read_to_string(r.path(&format!(".horde/blobs/{}/{}", &hash[..2], &hash[2..])))
+            .expect("the handoff blob");
+    let h: Value = serde_json::from_str(&json).expect("handoff JSON");
+    assert_eq!(h["role"], "builder", "{h}");
+    assert_eq!(h["breach"]["budget"], "repeats", "{h}");
+    assert!(h["tried"].to_string().contains("false"), "{h}");
+    assert!(
+        !h["next_actions"].as_array().expect("next").is_empty(),
+        "{h}"
+    );
+}

@@ -201,6 +201,7 @@ mod tests {
                     kind: 1,
                     subject: format!("{i}"),
                     detail: String::new(),
+                    blob: Vec::new(),
                 }),
             );
             let ev = build_event(p, d, &tip, draft).expect("fits");

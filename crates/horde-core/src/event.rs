@@ -200,6 +200,7 @@ fn validate(ev: &proto::EventBody) -> Result<(), DecodeError> {
             blob("response_blob", &d.response_blob)?;
         }
         Some(Payload::Message(m)) => blob("body_blob", &m.body_blob)?,
+        Some(Payload::Signal(s)) => blob("blob", &s.blob)?,
         Some(_) => {}
     }
     Ok(())
@@ -252,6 +253,7 @@ pub fn referenced_blobs(p: &Payload) -> Vec<BlobHash> {
             push(&d.response_blob);
         }
         Payload::Message(m) => push(&m.body_blob),
+        Payload::Signal(s) => push(&s.blob),
         _ => {}
     }
     out
@@ -305,6 +307,7 @@ mod tests {
                 kind: 1,
                 subject: "s".into(),
                 detail: String::new(),
+                blob: Vec::new(),
             }),
         )
     }

@@ -107,7 +107,7 @@ pub fn payload_json(p: &Payload) -> Value {
         }),
         Payload::Signal(s) => json!({
             "kind": enum_name(signal::Kind::try_from(s.kind).ok().map(|k| k.as_str_name()), "KIND_"),
-            "subject": s.subject, "detail": s.detail,
+            "subject": s.subject, "detail": s.detail, "blob": hex_or_null(&s.blob),
         }),
         Payload::Checkpoint(c) => json!({
             "manifest_blob": hex_or_null(&c.manifest_blob), "files": c.files,

@@ -137,7 +137,7 @@ impl Target {
 }
 
 /// Quotes argv as a shell line that parses back to the same words.
-fn shell_join(argv: &[String]) -> String {
+pub(crate) fn shell_join(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             let plain = !a.is_empty()
@@ -293,11 +293,22 @@ fn load_role(role: &str, tier: Option<&str>) -> Result<(Scope, PolicySet, u8)> {
     Ok((scope, set, tier))
 }
 
+/// The tier `role`'s manifest starts its agents at.
+pub fn role_tier(role: &str) -> Result<horde_policy::tiers::Tier> {
+    let (_, _, tier) = load_role(role, None)?;
+    Ok(horde_policy::tiers::Tier::ALL
+        .get(usize::from(tier))
+        .copied()
+        .unwrap_or(horde_policy::tiers::Tier::T0))
+}
+
 /// What `horde run --role` may do with a command.
 pub struct Gate {
     pub verdict: Verdict,
     /// One line for the ToolCall and the user: the verdict and what decided it.
     pub summary: String,
+    /// The policy itself denied (a violation), not a person.
+    pub by_policy: bool,
 }
 
 /// Decides `argv` for `role` before `horde run` runs it. A deny is recorded (an `Approval`
@@ -309,13 +320,15 @@ pub fn gate_command(
     agent: &str,
     argv: &[String],
     wait: Option<u64>,
+    standing: Option<&crate::trust::Current>,
 ) -> Result<Gate> {
     let (_, set, tier) = load_role(role, None)?;
     let who = Agent {
         id: agent.to_owned(),
         role: role.to_owned(),
-        tier,
-        budget_exhausted: false,
+        // The agent's recorded tier (promoted or demoted since) rather than the manifest's.
+        tier: standing.map_or(tier, |s| s.trust.tier.level()),
+        budget_exhausted: standing.is_some_and(|s| s.revoked().is_some()),
     };
     let remembered = approvals::remembered(&store.ledger.conn, role, session)?;
     let patterns: Vec<_> = approvals::exec_patterns(&remembered)
@@ -341,6 +354,7 @@ pub fn gate_command(
         Verdict::Allow => Ok(Gate {
             verdict: Verdict::Allow,
             summary: format!("allow: {}", deciding_rule(&decision)),
+            by_policy: false,
         }),
         Verdict::Deny => {
             let why = deciding_rule(&decision);
@@ -348,6 +362,7 @@ pub fn gate_command(
             Ok(Gate {
                 verdict: Verdict::Deny,
                 summary: format!("the policy of {role} denies {subject}: {why}"),
+                by_policy: true,
             })
         }
         Verdict::Ask => {
@@ -359,6 +374,7 @@ pub fn gate_command(
                     summary: format!(
                         "a person must approve {subject}: request {short} (`horde approve {short}`)"
                     ),
+                    by_policy: false,
                 });
             };
             eprintln!("horde: waiting up to {secs} s for a person to answer request {short}");
@@ -369,6 +385,7 @@ pub fn gate_command(
                         "allow: approved by {} (request {short})",
                         r.decided_by.as_deref().unwrap_or("?")
                     ),
+                    by_policy: false,
                 }),
                 Some(r) => Ok(Gate {
                     verdict: Verdict::Deny,
@@ -381,10 +398,12 @@ pub fn gate_command(
                             .map(|s| format!(": {s}"))
                             .unwrap_or_default()
                     ),
+                    by_policy: false,
                 }),
                 None => Ok(Gate {
                     verdict: Verdict::Ask,
                     summary: format!("no answer to request {short} within {secs} s"),
+                    by_policy: false,
                 }),
             }
         }

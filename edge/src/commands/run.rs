@@ -11,6 +11,9 @@ use crate::session::{EXIT_ASK, EXIT_DENIED, EXIT_INCOMPLETE, open_store, print_p
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Name of the agent doing the work (default: config `agent`, else the command's name).
+    /// With --role, a named agent has a standing: its tier (promoted after 5 compliant tasks,
+    /// demoted on a denied command) decides, and its error budget per --session (20 errors,
+    /// 3 repeats of one error, 2 violations) revokes it in that session when exhausted.
     #[arg(long, env = "HORDE_AGENT")]
     pub agent: Option<String>,
     /// Do not record output: the command gets horde's own stdin, stdout and stderr.
@@ -60,6 +63,7 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let output = output_mode(&args);
     let mut policy_verdict = String::new();
+    let mut trust_after = None;
     if let Some(role) = &args.role {
         let argv: Vec<String> = args
             .command
@@ -71,6 +75,23 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?;
         let agent = args.agent.clone().unwrap_or_else(|| role.clone());
+        // A named agent has a standing (tier, error budget) that the decision uses and this
+        // task moves; a person running a command under a role has none.
+        let standing = match &args.agent {
+            Some(a) => {
+                let start = crate::commands::policy::role_tier(role)?;
+                let cur = crate::trust::current(&store.ledger.conn, a, &args.session, start)?;
+                if let Some(b) = cur.revoked() {
+                    eprintln!(
+                        "horde: not run: {a} is revoked in session {:?} ({b}); its handoff is in `horde log --type signal`",
+                        args.session
+                    );
+                    return Ok(ExitCode::from(EXIT_DENIED));
+                }
+                Some(cur)
+            }
+            None => None,
+        };
         let gate = crate::commands::policy::gate_command(
             &store,
             role,
@@ -78,24 +99,48 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             &agent,
             &argv,
             args.wait,
+            standing.as_ref(),
         )?;
+        let line = crate::commands::policy::shell_join(&argv);
+        let settle = |outcome: crate::trust::Outcome| -> Result<()> {
+            if let (Some(a), Some(cur)) = (&args.agent, &standing) {
+                let r = crate::trust::record(
+                    &store,
+                    a,
+                    role,
+                    &args.session,
+                    &line,
+                    cur.clone(),
+                    outcome,
+                )?;
+                report_standing(a, &args.session, &r);
+            }
+            Ok(())
+        };
         match gate.verdict {
             horde_policy::decide::Verdict::Allow => policy_verdict = gate.summary,
             horde_policy::decide::Verdict::Deny => {
                 eprintln!("horde: not run: {}", gate.summary);
+                settle(if gate.by_policy {
+                    crate::trust::Outcome::Denied { rule: gate.summary }
+                } else {
+                    crate::trust::Outcome::NotRun
+                })?;
                 return Ok(ExitCode::from(EXIT_DENIED));
             }
             horde_policy::decide::Verdict::Ask => {
                 eprintln!("horde: not run: {}", gate.summary);
+                settle(crate::trust::Outcome::NotRun)?;
                 return Ok(ExitCode::from(EXIT_ASK));
             }
         }
+        trust_after = Some((standing, line));
     }
     let out = crate::run::run(
         &store,
         crate::run::RunOptions {
             argv: args.command,
-            agent: args.agent,
+            agent: args.agent.clone(),
             output,
             secret_key: crate::config::fingerprint_key()?,
             policy_verdict,
@@ -119,10 +164,35 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             out.events, out.changes
         );
     }
+    if let (Some((Some(cur), line)), Some(agent), Some(role)) =
+        (trust_after, &args.agent, &args.role)
+    {
+        let outcome = if out.exit_code == 0 && out.spawn_error.is_none() {
+            crate::trust::Outcome::Succeeded
+        } else {
+            crate::trust::Outcome::Failed {
+                message: crate::trust::failure_message(&line, out.exit_code),
+            }
+        };
+        let r = crate::trust::record(&store, agent, role, &args.session, &line, cur, outcome)?;
+        report_standing(agent, &args.session, &r);
+    }
     let code = if out.exit_code == 0 && !out.skipped.is_empty() {
         EXIT_INCOMPLETE
     } else {
         u8::try_from(out.exit_code.clamp(0, 255)).unwrap_or(1)
     };
     Ok(ExitCode::from(code))
+}
+
+/// Tells the user what a task did to the agent's standing.
+fn report_standing(agent: &str, session: &str, r: &crate::trust::Recorded) {
+    if let Some(c) = &r.change {
+        eprintln!("horde: {agent}: {} → {} ({})", c.from, c.to, c.reason);
+    }
+    if let Some(b) = &r.breach {
+        eprintln!(
+            "horde: {agent} is revoked in session {session:?}: {b}; a handoff for its successor is recorded"
+        );
+    }
 }
