@@ -232,6 +232,7 @@ fn observation(
             blob: hash.to_vec(),
             size: total as u64,
             truncated: total > len,
+            ..Default::default()
         }),
     );
     Ok((draft, (hash, data.len() as u64), secrets))

@@ -26,8 +26,12 @@ use crate::store::read::{self, LogFilter};
 use crate::store::writer::AppendRequest;
 use crate::store::{Store, StoreError};
 
-/// Most of an agent's newest signals read to find its standing.
+/// Most of an agent's newest signals (or observations) read to find its standing.
 const MAX_SIGNALS_SCANNED: usize = 10_000;
+/// The observation kind of an injection screening (`horde screen`).
+pub const INJECTION: &str = "injection";
+/// How the summary of a screening that quarantined its content starts.
+pub const QUARANTINED: &str = "quarantined";
 
 /// An agent's standing after a task, as a `TRUST` signal holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +131,30 @@ pub fn current(
         budget,
         tried,
     })
+}
+
+/// Whether `agent` has read quarantined content in `session` (a screening recorded with that
+/// agent and session): then what the manifest allows asks a person first.
+pub fn quarantined(conn: &Connection, agent: &str, session: &str) -> Result<bool, StoreError> {
+    if session.is_empty() {
+        return Ok(false);
+    }
+    let rows = read::log(
+        conn,
+        &LogFilter {
+            types: vec!["observation".into()],
+            agents: vec![agent.to_owned()],
+            limit: Some(MAX_SIGNALS_SCANNED),
+            ..Default::default()
+        },
+    )?;
+    Ok(rows.iter().any(|r| {
+        matches!(
+            horde_core::decode_event(&r.body, &r.hash).map(|e| e.payload),
+            Ok(Some(Payload::Observation(o)))
+                if o.kind == INJECTION && o.session == session && o.summary.starts_with(QUARANTINED)
+        )
+    }))
 }
 
 /// Records how a task of `agent` ended: its new standing, and on a breach the breach, the

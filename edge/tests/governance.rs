@@ -658,6 +658,66 @@ fn screen_quarantines_injection_and_records_the_verdict() {
     let out = r.run(&["screen", "--source", "mail", "plain.md"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--source"), "{}", stderr(&out));
+
+    // Quarantined content an agent read in a session: what the manifest allows now asks a
+    // person first (an allowed command is not run, a request waits); other sessions are not
+    // affected.
+    builder_manifest(
+        &r,
+        "  allow: ['true *']
+",
+    );
+    let run = |session: &str| {
+        r.run(&[
+            "run",
+            "--quiet",
+            "--role",
+            "builder",
+            "--agent",
+            "bob",
+            "--session",
+            session,
+            "--",
+            "true",
+        ])
+    };
+    assert_eq!(run("s9").status.code(), Some(ALLOW));
+    let out = r.run(&[
+        "screen",
+        "--source",
+        "web-page",
+        "--agent",
+        "bob",
+        "--session",
+        "s9",
+        "page.html",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let out = run("s9");
+    assert_eq!(out.status.code(), Some(ASK), "{}", stderr(&out));
+    assert!(stderr(&out).contains("quarantined"), "{}", stderr(&out));
+    assert_eq!(pending(&r).len(), 1, "a request waits for a person");
+    assert_eq!(run("s10").status.code(), Some(ALLOW), "another session");
+    let (code, j) = check(
+        &r,
+        &[
+            "--role",
+            "builder",
+            "--agent",
+            "bob",
+            "--session",
+            "s9",
+            "exec",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(code, ASK, "{j}");
+    let (code, _) = check(
+        &r,
+        &["--role", "builder", "--quarantined", "read", "src/x.rs"],
+    );
+    assert_eq!(code, ALLOW, "reading stays allowed");
 }
 
 /// Trust tiers and error budgets from the CLI: compliant tasks promote the agent, a command

@@ -99,7 +99,7 @@ pub fn payload_json(p: &Payload) -> Value {
         }),
         Payload::Observation(o) => json!({
             "kind": o.kind, "summary": o.summary, "blob": hex_or_null(&o.blob),
-            "size": o.size, "truncated": o.truncated,
+            "size": o.size, "truncated": o.truncated, "session": o.session,
         }),
         Payload::Violation(c) => json!({
             "expected": c.expected, "observed": c.observed,

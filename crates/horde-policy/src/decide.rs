@@ -140,6 +140,9 @@ pub struct Agent {
     /// 0–4.
     pub tier: u8,
     pub budget_exhausted: bool,
+    /// The agent's context holds content the injection screener quarantined: whatever the
+    /// manifest would allow (but reading) asks a person, and remembered answers do not apply.
+    pub quarantined: bool,
 }
 
 /// A command to run: a shell line (`sh -c` text) or an argv run without a shell.
@@ -730,6 +733,30 @@ impl PolicySet {
             agent,
             principal: std::cell::OnceCell::new(),
         };
+        // Under quarantine a remembered "yes" is not enough: the content may be steering.
+        let remembered = if agent.quarantined {
+            &[][..]
+        } else {
+            remembered
+        };
+        let decision = self.decide_unquarantined(&cx, agent, request, remembered)?;
+        Ok(
+            if agent.quarantined && !matches!(request, Request::Read(_)) {
+                quarantine(decision)
+            } else {
+                decision
+            },
+        )
+    }
+
+    fn decide_unquarantined(
+        &self,
+        cx: &Cx<'_>,
+        agent: &Agent,
+        request: &Request,
+        remembered: &[ArgvPattern],
+    ) -> Result<Decision, DecideError> {
+        let role = cx.role;
         let single = |verdict_reasons: (Verdict, Vec<Reason>)| Decision {
             verdict: verdict_reasons.0,
             reasons: verdict_reasons.1,
@@ -794,6 +821,24 @@ impl PolicySet {
         Entity::new(uid(&self.types.agent, &agent.id), attrs, parents)
             .map_err(|e| DecideError::Cedar(e.to_string()))
     }
+}
+
+/// The rule that asks a person while an agent's context is quarantined.
+pub const QUARANTINE_RULE: &str = "the agent has read quarantined content (likely prompt injection): a person approves what it does next";
+
+/// An allow becomes an ask (per command too); a deny stays a deny.
+fn quarantine(mut d: Decision) -> Decision {
+    let ask = |v: &mut Verdict, reasons: &mut Vec<Reason>| {
+        if *v == Verdict::Allow {
+            *v = Verdict::Ask;
+            reasons.push(builtin(QUARANTINE_RULE, Verdict::Ask));
+        }
+    };
+    ask(&mut d.verdict, &mut d.reasons);
+    for (_, v, reasons) in &mut d.per_command {
+        ask(v, reasons);
+    }
+    d
 }
 
 fn check_len(what: &'static str, s: &str) -> Result<(), DecideError> {
@@ -1492,6 +1537,7 @@ commands:
             role: "t".into(),
             tier: 1,
             budget_exhausted: false,
+            quarantined: false,
         };
         let cx = Cx {
             set: &set,
@@ -1601,6 +1647,7 @@ commands:
             role: "t".into(),
             tier: 1,
             budget_exhausted: false,
+            quarantined: false,
         };
         let long = "x".repeat(MAX_REQUEST_BYTES + 1);
         for r in [

@@ -14,6 +14,7 @@ fn agent(role: &str, tier: u8) -> Agent {
         role: role.into(),
         tier,
         budget_exhausted: false,
+        quarantined: false,
     }
 }
 
@@ -693,4 +694,60 @@ fn the_cedar_policies_can_be_shown() {
     );
     assert!(text.contains("forbid"));
     assert!(set.cedar_text("nobody").is_none());
+}
+
+/// An agent whose context holds quarantined content (likely prompt injection) may still read,
+/// but everything the manifest would allow asks a person, remembered answers do not apply,
+/// and what is denied stays denied.
+#[test]
+fn quarantined_agents_ask_before_acting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_role(
+        dir.path(),
+        "builder",
+        "role: builder\ntier: T2\nfiles:\n  read: ['**']\n  write: ['src/**']\ncommands:\n  allow: ['cargo test *', 'ls *']\n  ask: ['git push *']\n  deny: ['rm *']\n",
+    );
+    let set = PolicySet::load(&repo_scope(dir.path())).expect("loads");
+    let clean = agent("builder", 2);
+    let tainted = Agent {
+        quarantined: true,
+        ..agent("builder", 2)
+    };
+    let remembered = [ArgvPattern::parse("git push *").expect("pattern")];
+    let push = shell("git push origin main");
+    let with = |a: &Agent, r: &Request| set.decide_with(a, r, &remembered).expect("decides");
+
+    assert_eq!(with(&clean, &push).verdict, Verdict::Allow, "remembered");
+    let d = with(&tainted, &push);
+    assert_eq!(
+        d.verdict,
+        Verdict::Ask,
+        "a remembered answer does not apply: {d:?}"
+    );
+    let d = decide(&set, &tainted, shell("ls && cargo test -p x"));
+    assert_eq!(d.verdict, Verdict::Ask, "{d:?}");
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r.rule == horde_policy::decide::QUARANTINE_RULE),
+        "says why: {d:?}"
+    );
+    assert!(
+        d.per_command.iter().all(|(_, v, _)| *v == Verdict::Ask),
+        "{d:?}"
+    );
+    let w = Request::Write("src/lib.rs".into());
+    assert_eq!(decide(&set, &clean, w.clone()).verdict, Verdict::Allow);
+    assert_eq!(decide(&set, &tainted, w).verdict, Verdict::Ask);
+    let r = Request::Read("src/lib.rs".into());
+    assert_eq!(
+        decide(&set, &tainted, r).verdict,
+        Verdict::Allow,
+        "reading is fine"
+    );
+    assert_eq!(
+        decide(&set, &tainted, shell("rm -rf src")).verdict,
+        Verdict::Deny,
+        "a deny stays a deny"
+    );
 }

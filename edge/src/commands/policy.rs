@@ -56,6 +56,10 @@ pub struct CheckArgs {
     /// The role whose manifest decides (builder, inspector, …).
     #[arg(long)]
     pub role: String,
+    /// Decide as for an agent that has read quarantined content (default: whether `horde
+    /// screen` quarantined something for this agent and session).
+    #[arg(long)]
+    pub quarantined: bool,
     /// The tier to decide at (T0–T4); default: the manifest's.
     #[arg(long, value_name = "TIER")]
     pub tier: Option<String>,
@@ -322,6 +326,7 @@ pub fn gate_command(
     wait: Option<u64>,
     standing: Option<&crate::trust::Current>,
 ) -> Result<Gate> {
+    let quarantined = crate::trust::quarantined(&store.ledger.conn, agent, session)?;
     let (_, set, tier) = load_role(role, None)?;
     let who = Agent {
         id: agent.to_owned(),
@@ -329,6 +334,7 @@ pub fn gate_command(
         // The agent's recorded tier (promoted or demoted since) rather than the manifest's.
         tier: standing.map_or(tier, |s| s.trust.tier.level()),
         budget_exhausted: standing.is_some_and(|s| s.revoked().is_some()),
+        quarantined,
     };
     let remembered = approvals::remembered(&store.ledger.conn, role, session)?;
     let patterns: Vec<_> = approvals::exec_patterns(&remembered)
@@ -366,13 +372,14 @@ pub fn gate_command(
             })
         }
         Verdict::Ask => {
-            let req = approvals::request(store, &spec(deciding_rule(&decision)))?;
+            let why = deciding_rule(&decision);
+            let req = approvals::request(store, &spec(why.clone()))?;
             let short = &req.id[..8];
             let Some(secs) = wait else {
                 return Ok(Gate {
                     verdict: Verdict::Ask,
                     summary: format!(
-                        "a person must approve {subject}: request {short} (`horde approve {short}`)"
+                        "a person must approve {subject} ({why}): request {short} (`horde approve {short}`)"
                     ),
                     by_policy: false,
                 });
@@ -412,11 +419,17 @@ pub fn gate_command(
 
 fn check(a: CheckArgs) -> Result<ExitCode> {
     let (scope, set, tier) = load_role(&a.role, a.tier.as_deref())?;
+    // Screenings live in the ledger: only inside a repository.
+    let screened = match &scope.repo_root {
+        Some(_) => crate::trust::quarantined(&open_ledger()?.conn, &a.agent, &a.session)?,
+        None => false,
+    };
     let agent = Agent {
         id: a.agent.clone(),
         role: a.role.clone(),
         tier,
         budget_exhausted: false,
+        quarantined: a.quarantined || screened,
     };
     let (request, subject) = a.what.request()?;
     // Remembered answers live in the ledger: only inside a repository.
@@ -429,7 +442,8 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     let mut decision = set.decide_with(&agent, &request, &argv_patterns)?;
     // Exact remembered answers for paths, hosts, models and operations.
     let mut used: Vec<&Remembered> = Vec::new();
-    if decision.verdict == Verdict::Ask
+    if !agent.quarantined
+        && decision.verdict == Verdict::Ask
         && a.what.action() != "exec"
         && let Some(r) = remembered
             .iter()

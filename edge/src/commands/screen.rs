@@ -37,6 +37,10 @@ pub struct ScreenArgs {
     /// The agent the content is for (recorded on the observation).
     #[arg(long, default_value = "human")]
     pub agent: String,
+    /// The agent session reading it: quarantined content makes every later `horde run --role
+    /// … --agent AGENT --session SESSION` ask a person first.
+    #[arg(long, default_value = "")]
+    pub session: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -82,7 +86,7 @@ pub fn cmd_screen(a: ScreenArgs) -> Result<ExitCode> {
         let summary = format!(
             "{} from {} ({what}, {} bytes): score {:.2}{}",
             if s.quarantined {
-                "quarantined"
+                crate::trust::QUARANTINED
             } else {
                 "screened"
             },
@@ -99,9 +103,10 @@ pub fn cmd_screen(a: ScreenArgs) -> Result<ExitCode> {
             store.ledger.meta.timeline,
             a.agent.clone(),
             Payload::Observation(Observation {
-                kind: "injection".into(),
+                kind: crate::trust::INJECTION.into(),
                 summary,
                 size: data.len() as u64,
+                session: a.session.clone(),
                 ..Default::default()
             }),
         );

@@ -482,6 +482,7 @@ pub fn run(a: &Args) -> Result<()> {
         role: "builder".into(),
         tier: 2,
         budget_exhausted: false,
+        quarantined: false,
     };
     let requests = mix(n_requests);
     let mut verdicts = [0usize; 3];
