@@ -1233,6 +1233,162 @@ async fn pull_pages_and_checkpoints<K: OrderedKv>(ledger: Ledger<K>) {
     }
 }
 
+fn approval(id: u8, kind: proto::approval::Kind, expires_at: i64) -> Payload {
+    Payload::Approval(proto::Approval {
+        request_id: vec![id; 16],
+        kind: kind as i32,
+        who: if kind == proto::approval::Kind::Requested {
+            "agent".into()
+        } else {
+            "alice".into()
+        },
+        action: "exec".into(),
+        subject: format!("git push {id}"),
+        expires_at,
+        ..Default::default()
+    })
+}
+
+fn decision(by: &str, grant: bool) -> horde_ledger::CloudDecision {
+    horde_ledger::CloudDecision {
+        grant,
+        by: by.into(),
+        user: horde_core::UserId::new(),
+        reason: String::new(),
+        remember: String::new(),
+        scope: String::new(),
+        pattern: String::new(),
+        decided_at: horde_core::time::now_micros(),
+    }
+}
+
+/// Approval requests as the cloud folds them from the log, and decisions taken through the
+/// API: refused when absent, answered, decided or expired; two deciders at once, one wins;
+/// the decision feed lists only what the log has not answered.
+async fn approvals<K: OrderedKv>(ledger: Ledger<K>) {
+    use horde_ledger::{ApprovalFilter, ApprovalState, DecidedIn};
+    use proto::approval::Kind;
+    let (tenant, project, tl) = tenant_with_project(&ledger).await;
+    let mut d = device(&ledger, tenant, project, tl).await;
+    let later = horde_core::time::now_micros() + 3_600_000_000;
+    let events = vec![
+        d.event_at(1_000, approval(1, Kind::Requested, later)),
+        d.event_at(1_001, approval(2, Kind::Requested, later)),
+        d.event_at(1_002, approval(3, Kind::Requested, 1)),
+        d.event_at(1_003, approval(2, Kind::Granted, 0)),
+        // A policy denial: an answer without a request.
+        d.event_at(1_004, approval(4, Kind::Denied, 0)),
+        d.event_at(1_005, approval(5, Kind::Requested, later)),
+    ];
+    ledger
+        .append(tenant, &d.batch(events))
+        .await
+        .expect("append");
+    let ids = |v: &[horde_ledger::ApprovalRecord]| -> Vec<String> {
+        v.iter().map(|r| r.id[..2].to_owned()).collect()
+    };
+    let pending = ledger
+        .approvals(tenant, project, ApprovalFilter::Pending)
+        .await
+        .expect("list");
+    assert_eq!(ids(&pending), ["01", "05"]);
+    let all = ledger
+        .approvals(tenant, project, ApprovalFilter::All)
+        .await
+        .expect("list");
+    assert_eq!(ids(&all), ["01", "02", "03", "05"]);
+    assert_eq!(all[1].state, ApprovalState::Granted);
+    assert_eq!(all[1].decided_in, Some(DecidedIn::Log));
+    assert_eq!(all[2].state, ApprovalState::Expired);
+
+    let decide = |id: u8, by: &'static str| {
+        let ledger = ledger.clone();
+        async move {
+            ledger
+                .decide_approval(tenant, project, &[id; 16], &decision(by, true))
+                .await
+        }
+    };
+    assert!(matches!(
+        decide(2, "bob").await,
+        Err(LedgerError::ApprovalDecided { .. })
+    ));
+    assert!(matches!(
+        decide(3, "bob").await,
+        Err(LedgerError::ApprovalExpired { .. })
+    ));
+    assert!(matches!(
+        decide(4, "bob").await,
+        Err(LedgerError::ApprovalNotFound(_))
+    ));
+    assert!(matches!(
+        decide(9, "bob").await,
+        Err(LedgerError::ApprovalNotFound(_))
+    ));
+    let (other, _) = ledger
+        .create_tenant(&unique("globex"), "x@example.com")
+        .await
+        .expect("tenant");
+    assert!(matches!(
+        ledger
+            .decide_approval(other.id, project, &[1; 16], &decision("eve", true))
+            .await,
+        Err(LedgerError::ProjectNotFound(_))
+    ));
+
+    // Two people at once: exactly one decision is taken.
+    let (a, b) = tokio::join!(
+        tokio::spawn(decide(1, "alice")),
+        tokio::spawn(decide(1, "bob"))
+    );
+    let results = [a.expect("task"), b.expect("task")];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(LedgerError::ApprovalDecided { .. })))
+    );
+    let winner = results
+        .iter()
+        .find_map(|r| r.as_ref().ok())
+        .expect("one won")
+        .decided_by
+        .clone();
+
+    let feed = ledger.decisions(tenant, project, None).await.expect("feed");
+    assert_eq!(feed.len(), 1);
+    assert_eq!(Some(&feed[0].decision.by), winner.as_ref());
+    decide(5, "carol").await.expect("decides");
+    let feed = ledger.decisions(tenant, project, None).await.expect("feed");
+    assert_eq!(feed.len(), 2);
+    let after = horde_kv::tuple::Versionstamp::from(
+        <[u8; 12]>::try_from(hex::decode(&feed[0].cursor).expect("hex")).expect("12 bytes"),
+    );
+    let rest = ledger
+        .decisions(tenant, project, Some(&after))
+        .await
+        .expect("feed");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].request_id, feed[1].request_id);
+    // The edge records the decision as its answer: it leaves the feed, the log decides.
+    let answer = d.event_at(2_000, approval(1, Kind::Granted, 0));
+    ledger
+        .append(tenant, &d.batch(vec![answer]))
+        .await
+        .expect("append");
+    let feed = ledger.decisions(tenant, project, None).await.expect("feed");
+    assert_eq!(feed.len(), 1, "only request 5's decision is left");
+    let one = ledger
+        .approval(tenant, project, &[1; 16])
+        .await
+        .expect("one");
+    assert_eq!(one.decided_in, Some(DecidedIn::Log));
+}
+
 fn sqlite_ledger() -> (tempfile::TempDir, Ledger<SqliteKv>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let kv = SqliteKv::open(dir.path().join("cloud.sqlite")).expect("open");
@@ -1260,8 +1416,35 @@ mod sqlite {
         isolation,
         reads_history_manifests_forks,
         pages_ids_and_listings,
-        pull_pages_and_checkpoints
+        pull_pages_and_checkpoints,
+        approvals
     );
+
+    /// A decision whose commit answered "unknown result" (but applied) is retried and answers
+    /// the decision, not "already decided" by itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retried_decision_is_not_its_own_conflict() {
+        let (_dir, ledger) = sqlite_ledger();
+        let (tenant, project, tl) = tenant_with_project(&ledger).await;
+        let mut d = device(&ledger, tenant, project, tl).await;
+        let later = horde_core::time::now_micros() + 3_600_000_000;
+        let ev = d.event_at(1_000, approval(1, proto::approval::Kind::Requested, later));
+        ledger
+            .append(tenant, &d.batch(vec![ev]))
+            .await
+            .expect("append");
+        ledger.kv().inject_unknown_results(1);
+        let r = ledger
+            .decide_approval(tenant, project, &[1; 16], &decision("alice", true))
+            .await;
+        ledger.kv().inject_unknown_results(0);
+        assert_eq!(
+            r.expect("decided").state,
+            horde_ledger::ApprovalState::Granted
+        );
+        let feed = ledger.decisions(tenant, project, None).await.expect("feed");
+        assert_eq!(feed.len(), 1, "one decision");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unknown_commit_results() {
@@ -1304,6 +1487,7 @@ async fn foundationdb() {
         reads_history_manifests_forks(open()).await;
         pages_ids_and_listings(open()).await;
         pull_pages_and_checkpoints(open()).await;
+        approvals(open()).await;
         // FoundationDB's own commit_unknown_result cannot be injected from a client; the
         // exactly-once rules are the same code as above.
         unknown_commit_results(open(), false, |_| {}).await;
