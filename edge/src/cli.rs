@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::commands::agents::{self, HandoffArgs, StandingArgs};
 use crate::commands::ledger::{self, LogArgs};
 use crate::commands::policy::{self, ApprovalsArgs, ApproveArgs, PolicyCommand, RejectArgs};
 use crate::commands::run::{self, RunArgs};
@@ -198,6 +199,12 @@ pub enum Command {
     /// Screen untrusted content (a page, issue text, tool output) for prompt injection;
     /// records the verdict; exit 7 when quarantined.
     Screen(ScreenArgs),
+    /// Agents' trust tiers, streaks and revoked sessions, as `horde run --role --agent`
+    /// recorded them.
+    Standing(StandingArgs),
+    /// The handoff recorded when an agent's error budget ran out in SESSION (Markdown for the
+    /// successor's prompt; --json for the fields).
+    Handoff(HandoffArgs),
     /// A self-contained tour in a temporary directory: init, record a command, log, verify.
     Demo {
         /// Keep the demo repository in DIR instead of a temporary directory.
@@ -291,6 +298,8 @@ impl Command {
                 }
                 | Command::Conflicts { .. }
                 | Command::Approvals(_)
+                | Command::Standing(_)
+                | Command::Handoff(_)
                 | Command::Secrets { .. }
         )
     }
@@ -374,6 +383,8 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         Command::Reject(a) => policy::cmd_reject(a),
         Command::Secrets { command } => secrets::cmd_secrets(command),
         Command::Screen(a) => screen::cmd_screen(a),
+        Command::Standing(a) => agents::cmd_standing(a),
+        Command::Handoff(a) => agents::cmd_handoff(a),
         Command::Demo { keep } => demo::run(keep),
     }
 }

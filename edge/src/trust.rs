@@ -133,6 +133,76 @@ pub fn current(
     })
 }
 
+/// Every `TRUST` signal of the ledger, newest first (at most [`MAX_SIGNALS_SCANNED`]), with
+/// its agent: what `horde standing` folds.
+pub fn standings(conn: &Connection) -> Result<Vec<(String, i64, Standing)>, StoreError> {
+    let rows = read::log(
+        conn,
+        &LogFilter {
+            types: vec!["signal".into()],
+            limit: Some(MAX_SIGNALS_SCANNED),
+            ..Default::default()
+        },
+    )?;
+    let mut out = Vec::new();
+    for r in rows {
+        let Ok(ev) = horde_core::decode_event(&r.body, &r.hash) else {
+            continue;
+        };
+        if let Some(Payload::Signal(s)) = &ev.payload
+            && s.kind == Kind::Trust as i32
+            && let Ok(st) = serde_json::from_str::<Standing>(&s.detail)
+        {
+            out.push((s.subject.clone(), r.occurred_at, st));
+        }
+    }
+    Ok(out)
+}
+
+/// The newest handoff recorded for `session` (of `agent`, if given): its event id, the agent
+/// it hands over from, and the handoff.
+pub fn handoff_for(
+    ledger: &crate::store::Ledger,
+    session: &str,
+    agent: Option<&str>,
+) -> Result<Option<(String, String, Handoff)>, StoreError> {
+    let rows = read::log(
+        &ledger.conn,
+        &LogFilter {
+            types: vec!["signal".into()],
+            agents: agent.map(|a| vec![a.to_owned()]).unwrap_or_default(),
+            limit: Some(MAX_SIGNALS_SCANNED),
+            ..Default::default()
+        },
+    )?;
+    let task = format!("session {session}");
+    for r in rows {
+        let Ok(ev) = horde_core::decode_event(&r.body, &r.hash) else {
+            continue;
+        };
+        let Some(Payload::Signal(s)) = &ev.payload else {
+            continue;
+        };
+        if s.kind != Kind::Handoff as i32 {
+            continue;
+        }
+        let Some(hash) = horde_core::BlobHash::from_slice(&s.blob) else {
+            continue;
+        };
+        // A handoff whose blob is missing or damaged here is `horde verify`'s to report.
+        let Ok(bytes) = ledger.blobs.get(&hash) else {
+            continue;
+        };
+        let Ok(h) = Handoff::from_json(&String::from_utf8_lossy(&bytes)) else {
+            continue;
+        };
+        if h.task == task {
+            return Ok(Some((r.id.to_string(), s.subject.clone(), h)));
+        }
+    }
+    Ok(None)
+}
+
 /// Whether `agent` has read quarantined content in `session` (a screening recorded with that
 /// agent and session): then what the manifest allows asks a person first.
 pub fn quarantined(conn: &Connection, agent: &str, session: &str) -> Result<bool, StoreError> {

@@ -831,11 +831,14 @@ fn agents_are_promoted_demoted_and_revoked() {
         .iter()
         .find(|e| e["payload"]["kind"] == "handoff")
         .expect("handoff");
-    let hash = handoff["payload"]["blob"].as_str().expect("a handoff blob");
-    let json =
-        std::fs::read_to_string(r.path(&format!(".horde/blobs/{}/{}", &hash[..2], &hash[2..])))
-            .expect("the handoff blob");
-    let h: Value = serde_json::from_str(&json).expect("handoff JSON");
+    assert!(
+        handoff["payload"]["blob"].is_string(),
+        "a handoff blob: {handoff}"
+    );
+    let j = r.json(&["handoff", "s2"]);
+    assert_eq!(j["from"], "carol", "{j}");
+    assert_eq!(j["event"], handoff["id"], "{j}");
+    let h = &j["handoff"];
     assert_eq!(h["role"], "builder", "{h}");
     assert_eq!(h["breach"]["budget"], "repeats", "{h}");
     assert!(h["tried"].to_string().contains("false"), "{h}");
@@ -843,4 +846,30 @@ fn agents_are_promoted_demoted_and_revoked() {
         !h["next_actions"].as_array().expect("next").is_empty(),
         "{h}"
     );
+    // The successor's prompt section; no handoff where no budget ran out.
+    let md = r.ok(&["handoff", "s2", "--agent", "carol"]);
+    assert!(md.starts_with("## Handoff"), "{md}");
+    assert!(md.contains("repeats budget exhausted"), "{md}");
+    let out = r.run(&["handoff", "s3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no handoff for session"),
+        "{}",
+        stderr(&out)
+    );
+
+    let standing = r.json(&["standing"]);
+    let of = |agent: &str| {
+        standing
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|s| s["agent"] == agent)
+            .cloned()
+            .unwrap_or_else(|| panic!("{agent} in {standing}"))
+    };
+    assert_eq!(of("bob")["tier"], "T0", "{standing}");
+    assert_eq!(of("bob")["revoked_sessions"], serde_json::json!(["s1"]));
+    assert_eq!(of("carol")["tier"], "T1", "{standing}");
+    assert_eq!(of("carol")["revoked_sessions"], serde_json::json!(["s2"]));
 }

@@ -2,6 +2,7 @@
 //! (the clap `Args` types live here, not in `cli.rs`) and returns the exit code; what they
 //! share is in [`crate::session`]. Nothing here imports [`crate::cli`].
 
+pub mod agents;
 pub mod demo;
 pub mod ledger;
 pub mod policy;
