@@ -18,3 +18,4 @@ pub mod sync;
 pub(crate) mod sys;
 pub mod timetravel;
 pub mod verify;
+pub mod withhold;

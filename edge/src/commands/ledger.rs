@@ -330,9 +330,14 @@ pub fn cmd_status(json: bool) -> Result<ExitCode> {
     let index = read::load_worktree(&ledger.conn, ledger.meta.timeline)?;
     let pending = {
         let spinner = crate::output::Spinner::new("scanning");
-        crate::scan::scan_with_progress(&ledger.layout.root, &ledger.blobs, &index, &|n, h| {
-            spinner.update(n, h)
-        })?
+        // Only counts what is pending: nothing is recorded, so nothing to withhold.
+        crate::scan::scan_with_progress(
+            &ledger.layout.root,
+            &ledger.blobs,
+            &index,
+            None,
+            &|n, h| spinner.update(n, h),
+        )?
     };
     if json {
         println!(

@@ -313,12 +313,7 @@ pub fn cmd_history(path: &str, json_out: bool) -> Result<ExitCode> {
 /// After the tree was rewritten for `timeline`, refreshes its index (timestamps) without
 /// recording anything that was already recorded.
 fn refresh_index(store: &Store, timeline: horde_core::TimelineId) -> Result<crate::record::Step> {
-    let index = read::load_worktree(&store.ledger.conn, timeline)?;
-    let mut rec = crate::record::Recorder {
-        store,
-        index,
-        timeline,
-    };
+    let mut rec = crate::record::Recorder::for_timeline(store, timeline)?;
     Ok(rec.step(&crate::record::outside_agent(), None, Vec::new(), false)?)
 }
 
