@@ -56,7 +56,8 @@ fn point_json(r: &crate::timetravel::Resolved) -> serde_json::Value {
 
 fn report_json(r: &horde_replay::RestoreReport) -> serde_json::Value {
     json!({"written": r.written, "bytes": r.bytes, "dirs_created": r.dirs_created,
-           "removed": r.removed, "kept": r.kept, "protected": r.protected})
+           "removed": r.removed, "kept": r.kept, "protected": r.protected,
+           "withheld": r.withheld})
 }
 
 fn print_kept(report: &horde_replay::RestoreReport) {
@@ -65,6 +66,11 @@ fn print_kept(report: &horde_replay::RestoreReport) {
     }
     for p in &report.protected {
         eprintln!("horde: warning: not restored: {p} (inside .horde/)");
+    }
+    for p in &report.withheld {
+        eprintln!(
+            "horde: warning: withheld: {p} (its content stays on the device that recorded it)"
+        );
     }
 }
 
