@@ -94,8 +94,9 @@ pub struct Side {
 fn after_of(sc: &StateChange) -> Option<Entry> {
     match Op::try_from(sc.op) {
         Ok(Op::Delete) => None,
-        _ => Entry::from_parts_withheld(sc.kind, sc.mode, sc.size, &sc.after_hash, sc.withheld)
-            .ok(),
+        _ => {
+            Entry::from_parts_withheld(sc.kind, sc.mode, sc.size, &sc.after_hash, sc.withheld).ok()
+        }
     }
 }
 

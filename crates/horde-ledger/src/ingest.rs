@@ -125,7 +125,15 @@ fn check_batch(batch: &AppendBatch) -> Result<Vec<Checked>, LedgerError> {
                 Vec::new()
             };
             let withheld = exists && sc.withheld;
-            paths.push((sc.path.clone(), exists, hash, sc.mode, sc.size, sc.kind, withheld));
+            paths.push((
+                sc.path.clone(),
+                exists,
+                hash,
+                sc.mode,
+                sc.size,
+                sc.kind,
+                withheld,
+            ));
         }
         let checkpoint = match &body.payload {
             Some(Payload::Checkpoint(c)) => Some(c.manifest_blob.clone()),

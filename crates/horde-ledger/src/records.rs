@@ -108,8 +108,8 @@ impl FileVersion {
         let (exists, hash, mode, size, kind, withheld) = match unpack::<V6>(bytes) {
             Ok(v) => v,
             Err(e6) => {
-                let (exists, hash, mode, size, kind): V5 = unpack(bytes)
-                    .map_err(|e| corrupt(format!("file version: {e6:?} / {e:?}")))?;
+                let (exists, hash, mode, size, kind): V5 =
+                    unpack(bytes).map_err(|e| corrupt(format!("file version: {e6:?} / {e:?}")))?;
                 (exists, hash, mode, size, kind, false)
             }
         };
@@ -166,7 +166,10 @@ mod tests {
                 kind: 1,
                 withheld,
             };
-            assert_eq!(FileVersion::decode(vs.clone(), &v.encode()).expect("decodes"), v);
+            assert_eq!(
+                FileVersion::decode(vs.clone(), &v.encode()).expect("decodes"),
+                v
+            );
         }
         let old = pack(&(true, &[7u8; 32][..], 0o644i64, 5i64, 1i64));
         let v = FileVersion::decode(vs.clone(), &old).expect("the five-field form decodes");

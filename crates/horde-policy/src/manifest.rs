@@ -1031,7 +1031,13 @@ approvals: [git_push]
     #[test]
     fn withhold_is_the_union_of_every_roles_relative_deny_globs() {
         let w = Withhold::defaults();
-        for p in [".env", "app/.env.local", "secrets/db.txt", "a/secrets/b", "k/server.pem"] {
+        for p in [
+            ".env",
+            "app/.env.local",
+            "secrets/db.txt",
+            "a/secrets/b",
+            "k/server.pem",
+        ] {
             assert!(w.denies(p), "{p} should be withheld");
         }
         for p in ["src/main.rs", "README.md", "env.rs", "secretsauce/x"] {

@@ -476,10 +476,7 @@ mod tests {
             .iter()
             .map(|e| (e.path.as_str(), e.withheld))
             .collect();
-        assert_eq!(
-            flags,
-            [(".env", false), ("b", true), ("secrets", false)]
-        );
+        assert_eq!(flags, [(".env", false), ("b", true), ("secrets", false)]);
         let back = State::from_manifest(&m).expect("valid");
         assert_eq!(back, s);
         assert_eq!(back.withheld().collect::<Vec<_>>(), ["b"]);

@@ -531,7 +531,13 @@ fn withheld_entries_are_left_out_of_archives_and_listed_by_restores_that_lack_th
     let names: Vec<String> = archive
         .entries()
         .expect("entries")
-        .map(|e| e.expect("entry").path().expect("path").display().to_string())
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
         .collect();
     assert!(!names.iter().any(|n| n == ".env"), "{names:?}");
     assert_eq!(names.len(), s.len() - 1);

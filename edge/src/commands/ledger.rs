@@ -238,9 +238,9 @@ pub fn cmd_show(spec: &str, json: bool) -> Result<ExitCode> {
     // A withheld content is not previewed (not even here) and its absence on another
     // device is how it should be, not an error.
     let withheld: Vec<BlobHash> = match &ev.payload {
-        Some(Payload::StateChange(sc)) if sc.withheld => BlobHash::from_slice(&sc.after_hash)
-            .into_iter()
-            .collect(),
+        Some(Payload::StateChange(sc)) if sc.withheld => {
+            BlobHash::from_slice(&sc.after_hash).into_iter().collect()
+        }
         _ => Vec::new(),
     };
     let mut missing = Vec::new();
@@ -260,8 +260,10 @@ pub fn cmd_show(spec: &str, json: bool) -> Result<ExitCode> {
         j["blobs"] = json!(
             blobs
                 .iter()
-                .map(|b| json!({"hash": b.to_hex(), "present": ledger.blobs.contains(b),
-                                "withheld": withheld.contains(b)}))
+                .map(
+                    |b| json!({"hash": b.to_hex(), "present": ledger.blobs.contains(b),
+                                "withheld": withheld.contains(b)})
+                )
                 .collect::<Vec<_>>()
         );
         println!("{}", serde_json::to_string_pretty(&j)?);
