@@ -66,10 +66,13 @@ struct Checked {
     stored: Vec<u8>,
     /// Per-path changes: (path, version) — a rename is a delete of the source and a write of
     /// the target.
-    paths: Vec<(String, bool, Vec<u8>, u32, u64, i32, bool)>,
+    paths: Vec<PathChange>,
     /// A `Checkpoint` event's manifest blob hash.
     checkpoint: Option<Vec<u8>>,
 }
+
+/// One path's version in a checked event: (path, exists, hash, mode, size, kind, withheld).
+type PathChange = (String, bool, Vec<u8>, u32, u64, i32, bool);
 
 fn check_batch(batch: &AppendBatch) -> Result<Vec<Checked>, LedgerError> {
     let bytes: usize = batch.events.iter().map(|e| e.body.len()).sum();
