@@ -416,6 +416,7 @@ fn checkpoint(api: &Api, dev: &mut SimDevice, files: &Files) -> proto::SignedEve
                 mode: 0o644,
                 size: content.len() as u64,
                 hash: upload_blob(api, content).to_vec(),
+                withheld: false,
             })
             .collect(),
     };

@@ -19,3 +19,4 @@ pub(crate) mod sys;
 pub mod timetravel;
 pub mod trust;
 pub mod verify;
+pub mod withhold;

@@ -58,6 +58,8 @@ pub struct MergeReport {
     pub conflicts: Vec<ConflictView>,
     /// Own events the merge recorded.
     pub recorded: usize,
+    /// Paths another device withheld (their blob stays there): not written here.
+    pub withheld: Vec<String>,
     /// Unrecorded local changes recorded before the merge.
     pub recorded_local: usize,
     pub skipped: Vec<String>,
@@ -92,7 +94,9 @@ pub struct Side {
 fn after_of(sc: &StateChange) -> Option<Entry> {
     match Op::try_from(sc.op) {
         Ok(Op::Delete) => None,
-        _ => Entry::from_parts(sc.kind, sc.mode, sc.size, &sc.after_hash).ok(),
+        _ => {
+            Entry::from_parts_withheld(sc.kind, sc.mode, sc.size, &sc.after_hash, sc.withheld).ok()
+        }
     }
 }
 
@@ -244,6 +248,16 @@ pub fn merge_pulled(store: &Store, remote: &str) -> Result<MergeReport> {
             }
             let have = target.get(&sc.path).cloned();
             let after = after_of(sc);
+            // Another device kept this content to itself: the path stays as it is here.
+            if let Some(a) = &after
+                && a.withheld
+                && a.hash.is_some_and(|h| !store.ledger.blobs.contains(&h))
+            {
+                if !report.withheld.contains(&sc.path) {
+                    report.withheld.push(sc.path.clone());
+                }
+                continue;
+            }
             if Op::try_from(sc.op) != Ok(Op::Rename) && have == after {
                 continue; // already so here
             }
@@ -402,6 +416,8 @@ fn three_way(store: &Store, sc: &StateChange, ours: &Entry, theirs: &Entry) -> O
         mode: ours.mode,
         size: merged.len() as u64,
         hash: Some(hash),
+        // Recording the merged file decides again; until then, the safe side.
+        withheld: ours.withheld || theirs.withheld,
     })
 }
 
@@ -526,6 +542,8 @@ pub fn resolve(
                     mode,
                     size: bytes.len() as u64,
                     hash: Some(hash),
+                    // Recorded next, which decides whether it stays here.
+                    withheld: false,
                 }),
                 format!("the content of {}", f.display()),
             )

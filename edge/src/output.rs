@@ -91,6 +91,10 @@ pub fn one_line(s: &str) -> String {
 }
 
 /// One line that says what an event was.
+/// How a withheld change is named wherever a person reads it (on any device: `horde log` of
+/// a clone shows other devices' changes too).
+pub const WITHHELD_NOTE: &str = "withheld (blob kept on the device that recorded it)";
+
 pub fn summary(ev: &proto::EventBody) -> String {
     one_line(&summary_text(ev))
 }
@@ -114,9 +118,14 @@ fn summary_text(ev: &proto::EventBody) -> String {
             } else {
                 format!(" ({})", human_bytes(s.size))
             };
+            let withheld = if s.withheld {
+                format!(" {WITHHELD_NOTE}")
+            } else {
+                String::new()
+            };
             match op {
-                "rename" => format!("rename {} -> {what}{size}", s.from_path),
-                _ => format!("{op} {what}{size}"),
+                "rename" => format!("rename {} -> {what}{size}{withheld}", s.from_path),
+                _ => format!("{op} {what}{size}{withheld}"),
             }
         }
         Payload::ToolCall(t) => {

@@ -13,6 +13,7 @@ use crate::store::writer::{
     AppendRequest, AppendResult, Appended, FileChange, WorktreeEntry, WorktreeOp,
 };
 use crate::store::{Result, Store};
+use crate::withhold::Withholder;
 
 /// The agent name for changes nobody recorded as they happened.
 pub fn outside_agent() -> String {
@@ -22,11 +23,13 @@ pub fn outside_agent() -> String {
         .unwrap_or_else(|| "human".into())
 }
 
-/// A recorder for one timeline: the in-memory index follows every commit.
+/// A recorder for one timeline: the in-memory index follows every commit. It loads the
+/// manifests' deny globs once, for every file it hashes (see [`crate::withhold`]).
 pub struct Recorder<'a> {
     pub store: &'a Store,
     pub index: Index,
     pub timeline: TimelineId,
+    pub withhold: Withholder,
 }
 
 /// What one recorded step did.
@@ -40,12 +43,17 @@ pub struct Step {
 
 impl<'a> Recorder<'a> {
     pub fn new(store: &'a Store) -> Result<Self> {
-        let timeline = store.ledger.meta.timeline;
+        Self::for_timeline(store, store.ledger.meta.timeline)
+    }
+
+    /// A recorder of `timeline` (its index as committed).
+    pub fn for_timeline(store: &'a Store, timeline: TimelineId) -> Result<Self> {
         let index = crate::store::read::load_worktree(&store.ledger.conn, timeline)?;
         Ok(Self {
             store,
             index,
             timeline,
+            withhold: Withholder::load(&store.ledger.layout.root),
         })
     }
 
@@ -62,6 +70,7 @@ impl<'a> Recorder<'a> {
             &self.store.ledger.layout.root,
             &self.store.ledger.blobs,
             &self.index,
+            Some(&self.withhold),
             progress,
         )
     }
@@ -205,6 +214,7 @@ pub fn manifest_of<'p>(
             mode: e.mode,
             size: e.size,
             hash: e.hash.map(|h| h.to_vec()).unwrap_or_default(),
+            withheld: e.withheld,
         })
         .collect();
     list.sort_by(|a, b| a.path.cmp(&b.path));

@@ -10,6 +10,8 @@
 //! - Paths that cannot be recorded (non-UTF-8 names, unreadable files or directories) are
 //!   reported and kept in the index as they were: never mistaken for deletions.
 //! - Symlinks are recorded as links (their target text), never followed.
+//! - Every entry hashed is also judged by the [`Withholder`] (a denied path or a secret in the
+//!   stored bytes): its `withheld` bit keeps the blob on this device.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -23,6 +25,7 @@ use horde_core::{BlobHash, RepoPath};
 use crate::store::blobs::PutFile;
 use crate::store::writer::{FileChange, WorktreeEntry, WorktreeOp};
 use crate::store::{BlobStore, HORDE_DIR, Result};
+use crate::withhold::{Reason, Withholder};
 
 /// How often a scan reports progress, in entries.
 pub const PROGRESS_EVERY: usize = 500;
@@ -138,8 +141,13 @@ fn mtime_ns(md: &fs::Metadata) -> i64 {
 }
 
 /// Scans the tree under `root` against `index`.
-pub fn scan(root: &Path, blobs: &BlobStore, index: &Index) -> Result<ScanOutcome> {
-    scan_with_progress(root, blobs, index, &|_, _| {})
+pub fn scan(
+    root: &Path,
+    blobs: &BlobStore,
+    index: &Index,
+    withhold: Option<&Withholder>,
+) -> Result<ScanOutcome> {
+    scan_with_progress(root, blobs, index, withhold, &|_, _| {})
 }
 
 /// What one walk entry contributed.
@@ -167,6 +175,7 @@ fn visit(
     root: &Path,
     blobs: &BlobStore,
     index: &Index,
+    withhold: Option<&Withholder>,
     started_ns: i64,
     item: std::result::Result<ignore::DirEntry, ignore::Error>,
 ) -> Visit {
@@ -277,6 +286,19 @@ fn visit(
             }
         }
     };
+    let reason = match (withhold, hash) {
+        (Some(w), Some(h)) => w.decide(&rp, kind, blobs, &h, size),
+        _ => None,
+    };
+    // Said once per new content; a denied path is withheld as a matter of course.
+    if let Some(r) = &reason
+        && !matches!(r, Reason::Denied(_))
+        && index.get(&rp).is_none_or(|p| p.hash != hash)
+    {
+        v.warning = Some(format!(
+            "{rp}: its content stays on this device (withheld from sync): {r}"
+        ));
+    }
     let window = if md.mtime_nsec() == 0 {
         RACY_WINDOW_COARSE_NS
     } else {
@@ -292,6 +314,7 @@ fn visit(
             mtime
         },
         hash,
+        withheld: reason.is_some(),
     };
     v.seen = Some(rp.clone());
     v.found = Some((rp, entry));
@@ -306,6 +329,7 @@ pub fn scan_with_progress(
     root: &Path,
     blobs: &BlobStore,
     index: &Index,
+    withhold: Option<&Withholder>,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<ScanOutcome> {
     let started_ns = horde_core::time::now_micros().saturating_mul(1000);
@@ -314,7 +338,7 @@ pub fn scan_with_progress(
     let mut unknown_dirs: Vec<RepoPath> = Vec::new();
     let mut found: Vec<(RepoPath, WorktreeEntry)> = Vec::new();
     for item in walk_builder(root).build() {
-        let v = visit(root, blobs, index, started_ns, item);
+        let v = visit(root, blobs, index, withhold, started_ns, item);
         if let Some(e) = v.fatal {
             return Err(e);
         }

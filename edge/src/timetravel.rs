@@ -299,6 +299,11 @@ impl BlobSource for Blobs<'_> {
     fn local_file(&self, hash: &BlobHash) -> Option<PathBuf> {
         Some(self.0.path_of(hash))
     }
+
+    /// A withheld blob of another device is not here: restore lists it instead.
+    fn has(&self, hash: &BlobHash) -> bool {
+        self.0.contains(hash)
+    }
 }
 
 /// The latest event of `timeline`'s lineage (its fork point if it has none of its own).
@@ -420,11 +425,12 @@ pub fn state_at(ledger: &Ledger, at: Point) -> Result<State> {
 pub fn recorded_state(index: &crate::scan::Index) -> State {
     let mut s = State::new();
     for (p, e) in index {
-        if let Ok(entry) = horde_replay::Entry::from_parts(
+        if let Ok(entry) = horde_replay::Entry::from_parts_withheld(
             e.kind,
             e.mode,
             e.size,
             e.hash.map(|h| h.to_vec()).as_deref().unwrap_or(&[]),
+            e.withheld,
         ) {
             s.insert(p, entry);
         }
@@ -588,6 +594,7 @@ pub fn checkpoint_request(
                     size: e.size,
                     mtime_ns: 0, // unknown: the next scan hashes and refreshes it
                     hash: e.hash,
+                    withheld: e.withheld,
                 },
             ),
         ))

@@ -303,6 +303,10 @@ pub struct FileVersionView {
     pub size: u64,
     /// file, dir or symlink
     pub kind: String,
+    /// The content stays on the device that recorded it (a secret was found in it or a
+    /// manifest denies the path): its blob is not in the cloud, and a restore lists the path
+    /// instead of writing it.
+    pub withheld: bool,
 }
 
 fn version_view(fv: &FileVersion) -> FileVersionView {
@@ -321,6 +325,7 @@ fn version_view(fv: &FileVersion) -> FileVersionView {
         mode: fv.mode,
         size: fv.size,
         kind,
+        withheld: fv.withheld,
     }
 }
 

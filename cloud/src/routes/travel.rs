@@ -65,6 +65,9 @@ const HOLDBACK: usize = 1024;
 const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Anomalies named in the log line of one restore.
 const LOGGED_ANOMALIES: usize = 5;
+/// The withheld paths are listed in `x-horde-withheld` only up to this many bytes of JSON
+/// (proxies limit header sizes); past it only `x-horde-withheld-count` is sent.
+pub const MAX_WITHHELD_HEADER: usize = 8 * 1024;
 
 /// A point in a project's history.
 #[derive(Debug, Clone, Copy, Default)]
@@ -191,7 +194,9 @@ pub struct RestoreQuery {
                 ("content-disposition" = String, description = "attachment; filename=\"horde-PROJECT-vVERSION.tar\""),
                 ("x-horde-version" = u64, description = "the commit version restored"),
                 ("x-horde-timeline" = String, description = "the timeline restored"),
-                ("x-horde-anomalies" = u64, description = "entries left out because the history places them under a file or a symlink"))),
+                ("x-horde-anomalies" = u64, description = "entries left out because the history places them under a file or a symlink"),
+                ("x-horde-withheld-count" = u64, description = "files left out because their content stays on the device that recorded them (a secret was found in it or a manifest denies the path)"),
+                ("x-horde-withheld" = String, description = "those paths as a JSON array (non-ASCII escaped as \\uXXXX); absent when it would exceed 8 KiB"))),
         (status = 400, description = "`at` or `timeline` does not parse, or the version is in the future"),
         (status = 404, description = "no such project, timeline or event"),
         (status = 409, description = "the history records an entry in a form that cannot be restored"),
@@ -246,6 +251,12 @@ pub async fn restore<K: OrderedKv>(
     let mtime = u64::try_from(mtime).unwrap_or(0);
     let (files, bytes) = state.totals();
     let anomalies = state.anomaly_count();
+    let withheld: Vec<&str> = state.withheld().collect();
+    let withheld_count = withheld.len();
+    let withheld_list = Some(ascii_json(&withheld)).filter(|j| j.len() <= MAX_WITHHELD_HEADER);
+    if withheld_count > 0 {
+        tracing::info!(%timeline, version, withheld = withheld_count, "restore leaves out withheld files");
+    }
     tracing::info!(%timeline, version, entries = state.len(), files, bytes, "restore");
 
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
@@ -296,7 +307,7 @@ pub async fn restore<K: OrderedKv>(
             yield Err(io::Error::other("the restore ended before the archive was complete"));
         }
     };
-    Ok((
+    let mut response = (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, "application/x-tar".to_owned()),
@@ -319,10 +330,40 @@ pub async fn restore<K: OrderedKv>(
                 header::HeaderName::from_static("x-horde-anomalies"),
                 anomalies.to_string(),
             ),
+            (
+                header::HeaderName::from_static("x-horde-withheld-count"),
+                withheld_count.to_string(),
+            ),
         ],
         Body::from_stream(body),
     )
-        .into_response())
+        .into_response();
+    if let Some(list) = withheld_list {
+        let value = header::HeaderValue::from_str(&list)
+            .map_err(|e| ApiError::internal(format!("the withheld list as a header: {e}")))?;
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("x-horde-withheld"), value);
+    }
+    Ok(response)
+}
+
+/// `paths` as a JSON array in visible ASCII (what a header value may hold): every character
+/// past `~` as `\uXXXX` (surrogate pairs above U+FFFF); JSON already escapes controls.
+fn ascii_json(paths: &[&str]) -> String {
+    let json = serde_json::to_string(paths).expect("strings serialize");
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if (' '..='~').contains(&c) {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
 }
 
 fn unrestorable(why: impl std::fmt::Display) -> ApiError {
@@ -436,7 +477,8 @@ fn state_of(m: &Manifest) -> ApiResult<horde_replay::State> {
             )
         };
         let p = RepoPath::parse(path).map_err(|e| unrestorable(e.to_string()))?;
-        let entry = Entry::from_parts(fv.kind, fv.mode, fv.size, &fv.hash).map_err(unrestorable)?;
+        let entry = Entry::from_parts_withheld(fv.kind, fv.mode, fv.size, &fv.hash, fv.withheld)
+            .map_err(unrestorable)?;
         state.insert(&p, entry);
     }
     Ok(state)
@@ -696,5 +738,15 @@ mod tests {
         assert_eq!(got[..], expected[..got.len()]);
         let (got, failed) = through_writer(HOLDBACK / 2, false).await;
         assert!(failed && got.is_empty());
+    }
+
+    #[test]
+    fn withheld_lists_are_ascii_json_that_reads_back() {
+        let paths = [".env", "caf\u{e9}/x", "emoji/\u{1f511}", "quote\"d"];
+        let h = ascii_json(&paths);
+        assert!(h.bytes().all(|b| (b' '..=b'~').contains(&b)), "{h}");
+        assert!(axum::http::HeaderValue::from_str(&h).is_ok());
+        let back: Vec<String> = serde_json::from_str(&h).expect("JSON");
+        assert_eq!(back, paths);
     }
 }

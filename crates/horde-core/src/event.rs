@@ -259,6 +259,16 @@ pub fn referenced_blobs(p: &Payload) -> Vec<BlobHash> {
     out
 }
 
+/// The blobs of [`referenced_blobs`] that may leave the recording device: all but a withheld
+/// `StateChange`'s content (a secret was found in it or a manifest denies its path). Sync
+/// sends and fetches only these.
+pub fn shared_blobs(p: &Payload) -> Vec<BlobHash> {
+    match p {
+        Payload::StateChange(sc) if sc.withheld => Vec::new(),
+        _ => referenced_blobs(p),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

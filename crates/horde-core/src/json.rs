@@ -73,6 +73,7 @@ pub fn payload_json(p: &Payload) -> Value {
             "kind": enum_name(FileKind::try_from(s.kind).ok().map(|k| k.as_str_name()), "FILE_KIND_"),
             "before_hash": hex_or_null(&s.before_hash), "after_hash": hex_or_null(&s.after_hash),
             "mode": format!("{:o}", s.mode), "size": s.size,
+            "withheld": s.withheld,
         }),
         Payload::ToolCall(t) => json!({
             "tool": t.tool, "args": t.args, "cwd": t.cwd, "result_summary": t.result_summary,

@@ -21,7 +21,7 @@ pub mod time;
 pub use chain::{ChainError, ChainTip, ChainVerifier, HeadError, check_heads};
 pub use event::{
     BuiltEvent, DecodeError, Draft, EventError, MAX_EVENT_BYTES, PAYLOAD_KINDS, build_event,
-    decode_event, payload_kind, referenced_blobs,
+    decode_event, payload_kind, referenced_blobs, shared_blobs,
 };
 pub use hash::{BlobHash, BlobHasher, EventHash, HashParseError};
 pub use horde_proto::v1 as proto;

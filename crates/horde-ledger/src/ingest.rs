@@ -66,12 +66,15 @@ struct Checked {
     stored: Vec<u8>,
     /// Per-path changes: (path, version) — a rename is a delete of the source and a write of
     /// the target.
-    paths: Vec<(String, bool, Vec<u8>, u32, u64, i32)>,
+    paths: Vec<PathChange>,
     /// A `Checkpoint` event's manifest blob hash.
     checkpoint: Option<Vec<u8>>,
     /// An `Approval` event's request id (indexed for the approvals API).
     approval: Option<Vec<u8>>,
 }
+
+/// One path's version in a checked event: (path, exists, hash, mode, size, kind, withheld).
+type PathChange = (String, bool, Vec<u8>, u32, u64, i32, bool);
 
 fn check_batch(batch: &AppendBatch) -> Result<Vec<Checked>, LedgerError> {
     let bytes: usize = batch.events.iter().map(|e| e.body.len()).sum();
@@ -118,7 +121,7 @@ fn check_batch(batch: &AppendBatch) -> Result<Vec<Checked>, LedgerError> {
         if let Some(Payload::StateChange(sc)) = &body.payload {
             let op = Op::try_from(sc.op).unwrap_or(Op::Unspecified);
             if op == Op::Rename {
-                paths.push((sc.from_path.clone(), false, Vec::new(), 0, 0, 0));
+                paths.push((sc.from_path.clone(), false, Vec::new(), 0, 0, 0, false));
             }
             let exists = op != Op::Delete;
             let hash = if exists {
@@ -126,7 +129,16 @@ fn check_batch(batch: &AppendBatch) -> Result<Vec<Checked>, LedgerError> {
             } else {
                 Vec::new()
             };
-            paths.push((sc.path.clone(), exists, hash, sc.mode, sc.size, sc.kind));
+            let withheld = exists && sc.withheld;
+            paths.push((
+                sc.path.clone(),
+                exists,
+                hash,
+                sc.mode,
+                sc.size,
+                sc.kind,
+                withheld,
+            ));
         }
         let checkpoint = match &body.payload {
             Some(Payload::Checkpoint(c)) => Some(c.manifest_blob.clone()),
@@ -447,7 +459,7 @@ async fn append_chunk<T: Transaction>(
         tx.set_versionstamped_key(&p.log_new(i), &ev.stored);
         tx.set_versionstamped_key(&p.time_new(ev.ts_ms, i), &[]);
         tx.set_versionstamped_key(&p.event_id_new(ev.event_id, i), &[]);
-        for (path, exists, hash, mode, size, kind) in &ev.paths {
+        for (path, exists, hash, mode, size, kind, withheld) in &ev.paths {
             let version = FileVersion {
                 versionstamp: Versionstamp::incomplete(i),
                 exists: *exists,
@@ -455,6 +467,7 @@ async fn append_chunk<T: Transaction>(
                 mode: *mode,
                 size: *size,
                 kind: *kind,
+                withheld: *withheld,
             };
             tx.set_versionstamped_key(&p.path_new(ev.timeline, path, i), &version.encode());
         }

@@ -83,9 +83,14 @@ pub struct FileVersion {
     pub size: u64,
     /// `horde.v1.FileKind` as a number.
     pub kind: i32,
+    /// The blob stays on the device that recorded it (`StateChange.withheld`): it is not in
+    /// the blob store, and a restore lists the path instead of writing it.
+    pub withheld: bool,
 }
 
 impl FileVersion {
+    /// `(exists, hash, mode, size, kind, withheld)`; versions written before the withheld bit
+    /// existed are the first five and decode as not withheld.
     pub(crate) fn encode(&self) -> Vec<u8> {
         pack(&(
             self.exists,
@@ -93,12 +98,21 @@ impl FileVersion {
             i64::from(self.mode),
             self.size as i64,
             i64::from(self.kind),
+            self.withheld,
         ))
     }
 
     pub(crate) fn decode(versionstamp: Versionstamp, bytes: &[u8]) -> Result<Self, LedgerError> {
-        let (exists, hash, mode, size, kind): (bool, Vec<u8>, i64, i64, i64) =
-            unpack(bytes).map_err(|e| corrupt(format!("file version: {e:?}")))?;
+        type V6 = (bool, Vec<u8>, i64, i64, i64, bool);
+        type V5 = (bool, Vec<u8>, i64, i64, i64);
+        let (exists, hash, mode, size, kind, withheld) = match unpack::<V6>(bytes) {
+            Ok(v) => v,
+            Err(e6) => {
+                let (exists, hash, mode, size, kind): V5 =
+                    unpack(bytes).map_err(|e| corrupt(format!("file version: {e6:?} / {e:?}")))?;
+                (exists, hash, mode, size, kind, false)
+            }
+        };
         Ok(FileVersion {
             versionstamp,
             exists,
@@ -106,6 +120,7 @@ impl FileVersion {
             mode: u32::try_from(mode).map_err(|_| corrupt("file mode"))?,
             size: u64::try_from(size).map_err(|_| corrupt("file size"))?,
             kind: i32::try_from(kind).map_err(|_| corrupt("file kind"))?,
+            withheld,
         })
     }
 }
@@ -131,5 +146,34 @@ mod hex_bytes {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
         hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_versions_round_trip_and_old_encodings_decode_as_not_withheld() {
+        let vs = Versionstamp::complete([1; 10], 3);
+        for withheld in [false, true] {
+            let v = FileVersion {
+                versionstamp: vs.clone(),
+                exists: true,
+                hash: vec![7; 32],
+                mode: 0o600,
+                size: 12,
+                kind: 1,
+                withheld,
+            };
+            assert_eq!(
+                FileVersion::decode(vs.clone(), &v.encode()).expect("decodes"),
+                v
+            );
+        }
+        let old = pack(&(true, &[7u8; 32][..], 0o644i64, 5i64, 1i64));
+        let v = FileVersion::decode(vs.clone(), &old).expect("the five-field form decodes");
+        assert!(!v.withheld && v.exists && v.size == 5);
+        assert!(FileVersion::decode(vs, &pack(&(true, 1i64))).is_err());
     }
 }

@@ -824,6 +824,77 @@ pub fn lint(scope: &Scope) -> Vec<ManifestError> {
     }
 }
 
+/// The paths whose content stays on the device that recorded it: every relative
+/// `files.deny` glob of every role in scope, in one set (what no agent may read must not reach
+/// the cloud either). Built once and asked per path; absolute globs are left out (they only
+/// ever match paths outside the worktree).
+#[derive(Debug, Clone)]
+pub struct Withhold {
+    globs: globset::GlobSet,
+    /// The glob texts, for messages (same order as `globs`).
+    texts: Vec<String>,
+}
+
+impl Withhold {
+    /// The union of the deny globs of every manifest in `scope`. An error when any manifest
+    /// cannot load: the caller must not treat that as "withhold nothing" (see
+    /// [`Withhold::defaults`]).
+    pub fn load(scope: &Scope) -> Result<Withhold, ManifestError> {
+        Ok(Withhold::from_manifests(&load_all(scope)?))
+    }
+
+    /// The built-in manifests' deny globs only (what to fall back on when the manifests in
+    /// scope cannot load).
+    pub fn defaults() -> Withhold {
+        let manifests: Vec<Manifest> = ROLES
+            .iter()
+            .map(|role| {
+                let text = default_manifest_text(role).expect("every role in ROLES has a default");
+                parse_for_role(text, &format!("default:{role}"), role)
+                    .expect("the built-in manifests parse (checked by their tests)")
+            })
+            .collect();
+        Withhold::from_manifests(&manifests)
+    }
+
+    pub fn from_manifests(manifests: &[Manifest]) -> Withhold {
+        let mut b = globset::GlobSetBuilder::new();
+        let mut texts: Vec<String> = Vec::new();
+        for rule in manifests.iter().flat_map(|m| &m.files.deny) {
+            if rule.value.absolute || texts.contains(&rule.text) {
+                continue;
+            }
+            b.add(rule.value.glob.clone());
+            texts.push(rule.text.clone());
+        }
+        let globs = b
+            .build()
+            .expect("globs that compiled one by one compile as a set");
+        Withhold { globs, texts }
+    }
+
+    /// Whether `rel_path` (repository-relative, `/`-separated) is denied by some manifest.
+    pub fn denies(&self, rel_path: &str) -> bool {
+        self.globs.is_match(rel_path)
+    }
+
+    /// The first glob that denies `rel_path`, as written in its manifest.
+    pub fn denying_glob(&self, rel_path: &str) -> Option<&str> {
+        self.globs
+            .matches(rel_path)
+            .first()
+            .map(|&i| self.texts[i].as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -955,5 +1026,48 @@ approvals: [git_push]
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(m.role, role);
         }
+    }
+
+    #[test]
+    fn withhold_is_the_union_of_every_roles_relative_deny_globs() {
+        let w = Withhold::defaults();
+        for p in [
+            ".env",
+            "app/.env.local",
+            "secrets/db.txt",
+            "a/secrets/b",
+            "k/server.pem",
+        ] {
+            assert!(w.denies(p), "{p} should be withheld");
+        }
+        for p in ["src/main.rs", "README.md", "env.rs", "secretsauce/x"] {
+            assert!(!w.denies(p), "{p} should not be withheld");
+        }
+        assert_eq!(w.denying_glob(".env"), Some(".env"));
+
+        // A repository manifest adds its own; absolute globs never match a relative path.
+        let extra = parse_manifest(
+            "role: builder\ntier: T1\nfiles:\n  deny: ['private/**', '/etc/**']\n",
+            "test",
+        )
+        .expect("valid");
+        let w = Withhold::from_manifests(&[extra]);
+        assert!(w.denies("private/notes.md"));
+        assert!(!w.denies("etc/passwd"));
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn withhold_load_fails_on_a_bad_manifest_instead_of_withholding_nothing() {
+        let tmp = std::env::temp_dir().join(format!("horde-withhold-{}", std::process::id()));
+        let agents = tmp.join(".horde").join("agents");
+        std::fs::create_dir_all(&agents).expect("mkdir");
+        std::fs::write(agents.join("builder.yaml"), "role: builder\nbogus: 1\n").expect("write");
+        let scope = Scope {
+            repo_root: Some(tmp.clone()),
+            user_dir: None,
+        };
+        assert!(Withhold::load(&scope).is_err());
+        std::fs::remove_dir_all(&tmp).expect("cleanup");
     }
 }

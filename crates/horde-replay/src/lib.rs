@@ -83,6 +83,13 @@ pub trait BlobSource: Sync {
         None
     }
 
+    /// Whether the blob is here. Asked only for withheld entries (a restore skips and lists
+    /// those it does not have); a source that cannot tell says `true`, and a blob that then
+    /// turns out missing fails the restore as any missing blob does.
+    fn has(&self, _hash: &BlobHash) -> bool {
+        true
+    }
+
     /// The whole blob, refused past `limit` bytes.
     fn read_limited(&self, hash: &BlobHash, limit: u64) -> Result<Vec<u8>, ReplayError> {
         let blob_err = |source| ReplayError::Blob {

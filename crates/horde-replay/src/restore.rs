@@ -78,6 +78,9 @@ pub struct RestoreReport {
     pub kept: Vec<String>,
     /// Paths under a protected name: not touched.
     pub protected: Vec<String>,
+    /// Withheld paths whose blob is not here (it stays on the device that recorded it): not
+    /// written, not removed.
+    pub withheld: Vec<String>,
 }
 
 /// The parts of a restore, decided before anything is written.
@@ -93,16 +96,30 @@ fn plan<'s>(
     state: &'s State,
     mode: RestoreMode<'s>,
     protect: &[&str],
+    blobs: &dyn BlobSource,
     report: &mut RestoreReport,
 ) -> Plan<'s> {
     let mut p = Plan::default();
-    let mut keep = |path: &str| {
+    let mut protected = |path: &str| {
         let top = path.split('/').next().unwrap_or(path);
         if protect.contains(&top) {
             report.protected.push(path.to_owned());
-            false
-        } else {
             true
+        } else {
+            false
+        }
+    };
+    let mut withheld = Vec::new();
+    let mut keep = |path: &str| {
+        if protected(path) {
+            return false;
+        }
+        match state.get(path) {
+            Some(e) if e.withheld && e.hash.is_some_and(|h| !blobs.has(&h)) => {
+                withheld.push(path.to_owned());
+                false
+            }
+            _ => true,
         }
     };
     match mode {
@@ -135,6 +152,7 @@ fn plan<'s>(
         }
     }
     p.dir_modes.reverse();
+    report.withheld = withheld;
     p
 }
 
@@ -183,7 +201,7 @@ pub fn restore(
     let dir = Dir::open_ambient_dir(target, ambient_authority())
         .map_err(|e| ReplayError::io(format!("cannot open {}", target.display()), e))?;
     let mut report = RestoreReport::default();
-    let plan = plan(state, mode, opts.protect, &mut report);
+    let plan = plan(state, mode, opts.protect, blobs, &mut report);
     let at = |what: &str, path: &str| format!("cannot {what} {path} in {}", target.display());
 
     for (path, kind) in &plan.remove {

@@ -63,6 +63,10 @@ pub struct Entry {
     pub mode: u32,
     pub size: u64,
     pub hash: Option<BlobHash>,
+    /// The blob stays on the device that recorded it (a secret was found in it, or a manifest
+    /// denies the path): elsewhere it is listed as withheld, never written as empty. Always
+    /// `false` for directories.
+    pub withheld: bool,
 }
 
 impl Entry {
@@ -72,7 +76,22 @@ impl Entry {
             mode,
             size: 0,
             hash: None,
+            withheld: false,
         }
+    }
+
+    /// [`Entry::from_parts`] with the withheld bit of the change or manifest entry (ignored
+    /// for directories, which have no blob).
+    pub fn from_parts_withheld(
+        kind: i32,
+        mode: u32,
+        size: u64,
+        hash: &[u8],
+        withheld: bool,
+    ) -> Result<Entry, String> {
+        let mut e = Entry::from_parts(kind, mode, size, hash)?;
+        e.withheld = withheld && e.kind != Kind::Dir;
+        Ok(e)
     }
 
     /// The entry a `StateChange` or manifest describes, checked for shape.
@@ -93,6 +112,7 @@ impl Entry {
             mode: mode & 0o7777,
             size: if kind == Kind::Dir { 0 } else { size },
             hash,
+            withheld: false,
         })
     }
 }
@@ -152,6 +172,14 @@ impl State {
     /// Entries in path order (a parent before everything under it).
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &Entry)> + '_ {
         self.entries.iter().map(|(p, e)| (p.as_str(), e))
+    }
+
+    /// Paths whose blob stays on the device that recorded them, in path order.
+    pub fn withheld(&self) -> impl Iterator<Item = &str> + '_ {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.withheld)
+            .map(|(p, _)| p.as_str())
     }
 
     /// Files and symlinks, and the bytes they hold.
@@ -249,14 +277,26 @@ impl State {
                 self.remove(path.as_str());
             }
             Op::Create | Op::Modify => {
-                let entry =
-                    Entry::from_parts(sc.kind, sc.mode, sc.size, &sc.after_hash).map_err(bad)?;
+                let entry = Entry::from_parts_withheld(
+                    sc.kind,
+                    sc.mode,
+                    sc.size,
+                    &sc.after_hash,
+                    sc.withheld,
+                )
+                .map_err(bad)?;
                 self.insert(&path, entry);
             }
             Op::Rename => {
                 let from = RepoPath::parse(&sc.from_path).map_err(|e| bad(e.to_string()))?;
-                let entry =
-                    Entry::from_parts(sc.kind, sc.mode, sc.size, &sc.after_hash).map_err(bad)?;
+                let entry = Entry::from_parts_withheld(
+                    sc.kind,
+                    sc.mode,
+                    sc.size,
+                    &sc.after_hash,
+                    sc.withheld,
+                )
+                .map_err(bad)?;
                 if from == path || path.starts_with(&from) {
                     return Err(bad(format!("cannot rename {from} into itself")));
                 }
@@ -290,7 +330,8 @@ impl State {
         for e in entries {
             let bad = |why: String| ReplayError::BadManifest(format!("{:?}: {why}", e.path));
             let path = RepoPath::parse(&e.path).map_err(|x| bad(x.to_string()))?;
-            let entry = Entry::from_parts(e.kind, e.mode, e.size, &e.hash).map_err(bad)?;
+            let entry = Entry::from_parts_withheld(e.kind, e.mode, e.size, &e.hash, e.withheld)
+                .map_err(bad)?;
             s.insert(&path, entry);
         }
         Ok(s)
@@ -308,6 +349,7 @@ impl State {
                     mode: e.mode,
                     size: e.size,
                     hash: e.hash.map(|h| h.to_vec()).unwrap_or_default(),
+                    withheld: e.withheld,
                 })
                 .collect(),
         }
@@ -399,5 +441,44 @@ mod tests {
         let mut m = s.to_manifest();
         m.entries[0].path = "../escape".into();
         assert!(State::from_manifest(&m).is_err());
+    }
+
+    #[test]
+    fn the_withheld_bit_follows_changes_renames_and_manifests() {
+        let mut s = State::new();
+        let mut env = change(Op::Create, ".env", FileKind::File, b"KEY=x");
+        env.withheld = true;
+        s.apply(&env).expect("ok");
+        s.apply(&change(Op::Create, "a", FileKind::File, b"plain"))
+            .expect("ok");
+        // A directory never carries the bit, whatever the change says.
+        let mut d = change(Op::Create, "secrets", FileKind::Dir, b"");
+        d.withheld = true;
+        s.apply(&d).expect("ok");
+        assert_eq!(s.withheld().collect::<Vec<_>>(), [".env"]);
+        assert!(!s.get("secrets").expect("dir").withheld);
+
+        // A rename takes the bit the rename event carries (decided for the new path).
+        let mut r = change(Op::Rename, "b", FileKind::File, b"plain");
+        r.from_path = "a".into();
+        r.withheld = true;
+        s.apply(&r).expect("ok");
+        assert_eq!(s.withheld().collect::<Vec<_>>(), [".env", "b"]);
+
+        // A modify without the bit clears it (the new content was scanned clean).
+        s.apply(&change(Op::Modify, ".env", FileKind::File, b"KEY=<set me>"))
+            .expect("ok");
+        assert_eq!(s.withheld().collect::<Vec<_>>(), ["b"]);
+
+        let m = s.to_manifest();
+        let flags: Vec<(&str, bool)> = m
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.withheld))
+            .collect();
+        assert_eq!(flags, [(".env", false), ("b", true), ("secrets", false)]);
+        let back = State::from_manifest(&m).expect("valid");
+        assert_eq!(back, s);
+        assert_eq!(back.withheld().collect::<Vec<_>>(), ["b"]);
     }
 }

@@ -2,6 +2,8 @@
 //! order (a directory before what it holds), modes as recorded, symlinks as links, every
 //! file's bytes streamed from its blob and counted against the recorded size. Paths come from
 //! the state, so no entry can name `..` or an absolute path; long names use GNU extensions.
+//! Withheld entries (their blob stays on the device that recorded them) are left out, never
+//! written as empty files: the caller lists them ([`State::withheld`]).
 
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -21,7 +23,7 @@ pub fn write_tar<W: Write>(
 ) -> Result<W, ReplayError> {
     let mut b = ::tar::Builder::new(out);
     let werr = |e| ReplayError::io("cannot write the archive", e);
-    for (path, e) in state.iter() {
+    for (path, e) in state.iter().filter(|(_, e)| !e.withheld) {
         let mut h = ::tar::Header::new_gnu();
         h.set_mode(e.mode);
         h.set_mtime(mtime);

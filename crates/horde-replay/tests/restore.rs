@@ -34,6 +34,18 @@ impl BlobSource for Mem {
     }
 }
 
+/// Blobs in memory that say which they hold (the edge's `has`).
+struct Holding<'a>(&'a Mem);
+
+impl BlobSource for Holding<'_> {
+    fn open(&self, hash: &BlobHash) -> std::io::Result<Box<dyn Read + Send + '_>> {
+        self.0.open(hash)
+    }
+    fn has(&self, hash: &BlobHash) -> bool {
+        self.0.0.lock().expect("lock").contains_key(hash)
+    }
+}
+
 /// Blobs as files in a directory (the edge's shape: restore copies them in the kernel).
 struct Files(PathBuf);
 
@@ -492,4 +504,80 @@ fn tar_stream_unpacks_to_the_same_tree_and_stays_inside() {
         matches!(err, Err(ReplayError::CorruptBlob { .. })),
         "{err:?}"
     );
+}
+
+#[test]
+fn withheld_entries_are_left_out_of_archives_and_listed_by_restores_that_lack_them() {
+    let blobs = Mem::default();
+    let mut s = sample(&blobs);
+    let secret = b"AWS_SECRET=not-for-the-cloud\n";
+    let h = blobs.put(secret);
+    s.apply(&StateChange {
+        path: ".env".into(),
+        op: Op::Create as i32,
+        after_hash: h.to_vec(),
+        mode: 0o600,
+        size: secret.len() as u64,
+        kind: FileKind::File as i32,
+        withheld: true,
+        ..Default::default()
+    })
+    .expect("valid change");
+    assert_eq!(s.withheld().collect::<Vec<_>>(), [".env"]);
+
+    // The archive never holds a withheld entry, not even as an empty file.
+    let bytes = write_tar(&s, &blobs, Vec::new(), 0).expect("tar");
+    let mut archive = tar::Archive::new(bytes.as_slice());
+    let names: Vec<String> = archive
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert!(!names.iter().any(|n| n == ".env"), "{names:?}");
+    assert_eq!(names.len(), s.len() - 1);
+    assert!(
+        !bytes.windows(secret.len()).any(|w| w == secret),
+        "the secret's bytes are in the archive"
+    );
+
+    // On the recording device (the blob is here) it restores like any file.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let here = tmp.path().join("here");
+    let report = restore(
+        &s,
+        &Holding(&blobs),
+        &here,
+        RestoreMode::Fresh,
+        &RestoreOptions::default(),
+        &|_| {},
+    )
+    .expect("restore");
+    assert!(report.withheld.is_empty());
+    assert_eq!(fs::read(here.join(".env")).expect("restored"), secret);
+
+    // Elsewhere (the blob is not here) it is listed, not written, and the rest is whole.
+    let mut want = expected(&s, &blobs);
+    want.remove(".env");
+    blobs.0.lock().expect("lock").remove(&h);
+    let there = tmp.path().join("there");
+    let report = restore(
+        &s,
+        &Holding(&blobs),
+        &there,
+        RestoreMode::Fresh,
+        &RestoreOptions::default(),
+        &|_| {},
+    )
+    .expect("restore without the withheld blob");
+    assert_eq!(report.withheld, [".env"]);
+    assert!(!there.join(".env").exists());
+    assert_eq!(tree(&there), want);
+    chmod_all(&here);
+    chmod_all(&there);
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use horde_core::proto::event_body::Payload;
 use horde_core::{
     BlobHash, DeviceKey, EventHash, PAYLOAD_KINDS, RepoPath, decode_event, referenced_blobs,
 };
@@ -234,9 +235,20 @@ pub fn cmd_show(spec: &str, json: bool) -> Result<ExitCode> {
         .as_ref()
         .map(referenced_blobs)
         .unwrap_or_default();
+    // A withheld content is not previewed (not even here) and its absence on another
+    // device is how it should be, not an error.
+    let withheld: Vec<BlobHash> = match &ev.payload {
+        Some(Payload::StateChange(sc)) if sc.withheld => {
+            BlobHash::from_slice(&sc.after_hash).into_iter().collect()
+        }
+        _ => Vec::new(),
+    };
     let mut missing = Vec::new();
     let mut previews = Vec::new();
     for b in &blobs {
+        if withheld.contains(b) {
+            continue;
+        }
         match ledger.blobs.head(b, PREVIEW_BYTES) {
             Ok(data) => previews.push((*b, data)),
             Err(e) => missing.push(e.to_string()),
@@ -248,7 +260,10 @@ pub fn cmd_show(spec: &str, json: bool) -> Result<ExitCode> {
         j["blobs"] = json!(
             blobs
                 .iter()
-                .map(|b| json!({"hash": b.to_hex(), "present": ledger.blobs.contains(b)}))
+                .map(
+                    |b| json!({"hash": b.to_hex(), "present": ledger.blobs.contains(b),
+                                "withheld": withheld.contains(b)})
+                )
                 .collect::<Vec<_>>()
         );
         println!("{}", serde_json::to_string_pretty(&j)?);
@@ -290,6 +305,21 @@ pub fn cmd_show(spec: &str, json: bool) -> Result<ExitCode> {
             "payload   {}",
             serde_json::to_string_pretty(&j["payload"])?.replace('\n', "\n          ")
         );
+        for b in &withheld {
+            println!(
+                "\n{}",
+                paint.bold(&format!(
+                    "blob {} {}{}",
+                    b.short(),
+                    crate::output::WITHHELD_NOTE,
+                    if ledger.blobs.contains(b) {
+                        ": here, not previewed"
+                    } else {
+                        ": not here"
+                    }
+                ))
+            );
+        }
         for (b, data) in &previews {
             println!(
                 "\n{}",
@@ -330,9 +360,14 @@ pub fn cmd_status(json: bool) -> Result<ExitCode> {
     let index = read::load_worktree(&ledger.conn, ledger.meta.timeline)?;
     let pending = {
         let spinner = crate::output::Spinner::new("scanning");
-        crate::scan::scan_with_progress(&ledger.layout.root, &ledger.blobs, &index, &|n, h| {
-            spinner.update(n, h)
-        })?
+        // Only counts what is pending: nothing is recorded, so nothing to withhold.
+        crate::scan::scan_with_progress(
+            &ledger.layout.root,
+            &ledger.blobs,
+            &index,
+            None,
+            &|n, h| spinner.update(n, h),
+        )?
     };
     if json {
         println!(

@@ -728,7 +728,7 @@ pub fn cmd_clone(
             "{}",
             json!({"project": project.to_string(), "dir": dir.display().to_string(),
                    "events": report.pulled, "blobs": report.blobs_downloaded, "entries": files,
-                   "blobs_unavailable": report.blobs_unavailable})
+                   "blobs_unavailable": report.blobs_unavailable, "withheld": merged.withheld})
         );
     } else {
         println!(
@@ -744,6 +744,9 @@ pub fn cmd_clone(
                 report.blobs_unavailable,
                 merged.skipped.len()
             );
+        }
+        for p in &merged.withheld {
+            println!("withheld: {p} (its content stays on the device that recorded it)");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -56,7 +56,8 @@ fn point_json(r: &crate::timetravel::Resolved) -> serde_json::Value {
 
 fn report_json(r: &horde_replay::RestoreReport) -> serde_json::Value {
     json!({"written": r.written, "bytes": r.bytes, "dirs_created": r.dirs_created,
-           "removed": r.removed, "kept": r.kept, "protected": r.protected})
+           "removed": r.removed, "kept": r.kept, "protected": r.protected,
+           "withheld": r.withheld})
 }
 
 fn print_kept(report: &horde_replay::RestoreReport) {
@@ -65,6 +66,11 @@ fn print_kept(report: &horde_replay::RestoreReport) {
     }
     for p in &report.protected {
         eprintln!("horde: warning: not restored: {p} (inside .horde/)");
+    }
+    for p in &report.withheld {
+        eprintln!(
+            "horde: warning: withheld: {p} (its content stays on the device that recorded it)"
+        );
     }
 }
 
@@ -313,12 +319,7 @@ pub fn cmd_history(path: &str, json_out: bool) -> Result<ExitCode> {
 /// After the tree was rewritten for `timeline`, refreshes its index (timestamps) without
 /// recording anything that was already recorded.
 fn refresh_index(store: &Store, timeline: horde_core::TimelineId) -> Result<crate::record::Step> {
-    let index = read::load_worktree(&store.ledger.conn, timeline)?;
-    let mut rec = crate::record::Recorder {
-        store,
-        index,
-        timeline,
-    };
+    let mut rec = crate::record::Recorder::for_timeline(store, timeline)?;
     Ok(rec.step(&crate::record::outside_agent(), None, Vec::new(), false)?)
 }
 

@@ -348,7 +348,7 @@ pub fn load_worktree(
     timeline: TimelineId,
 ) -> Result<BTreeMap<RepoPath, WorktreeEntry>> {
     let mut stmt = conn.prepare(
-        "SELECT path, kind, mode, size, mtime_ns, hash FROM worktree WHERE timeline = ?1",
+        "SELECT path, kind, mode, size, mtime_ns, hash, withheld FROM worktree WHERE timeline = ?1",
     )?;
     let mut rows = stmt.query([timeline.as_bytes()])?;
     let mut out = BTreeMap::new();
@@ -364,6 +364,7 @@ pub fn load_worktree(
                 size: r.get::<_, i64>(3)? as u64,
                 mtime_ns: r.get(4)?,
                 hash: hash.as_deref().and_then(BlobHash::from_slice),
+                withheld: r.get(6)?,
             },
         );
     }

@@ -55,6 +55,9 @@ pub struct WorktreeEntry {
     pub size: u64,
     pub mtime_ns: i64,
     pub hash: Option<BlobHash>,
+    /// The blob stays on this device (a secret was found in it, or a manifest denies the
+    /// path): its StateChange says so and sync never sends it.
+    pub withheld: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -577,12 +580,12 @@ impl<'t> Statements<'t> {
             )?,
             ins_blob: tx.prepare_cached("INSERT OR IGNORE INTO blobs (hash, size, created_at) VALUES (?1, ?2, ?3)")?,
             put_wt: tx.prepare_cached(
-                "INSERT OR REPLACE INTO worktree (timeline, path, kind, mode, size, mtime_ns, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO worktree (timeline, path, kind, mode, size, mtime_ns, hash, withheld)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?,
             del_wt: tx.prepare_cached("DELETE FROM worktree WHERE timeline = ?1 AND path = ?2")?,
             get_wt: tx.prepare_cached(
-                "SELECT kind, mode, size, mtime_ns, hash FROM worktree WHERE timeline = ?1 AND path = ?2",
+                "SELECT kind, mode, size, mtime_ns, hash, withheld FROM worktree WHERE timeline = ?1 AND path = ?2",
             )?,
             ins_checkpoint: tx.prepare_cached(
                 "INSERT OR REPLACE INTO checkpoints (timeline, id, manifest) VALUES (?1, ?2, ?3)",
@@ -625,6 +628,7 @@ impl<'t> Statements<'t> {
                     size: r.get::<_, i64>(2)? as u64,
                     mtime_ns: r.get(3)?,
                     hash: hash.as_deref().and_then(BlobHash::from_slice),
+                    withheld: r.get(5)?,
                 })
             })
             .optional()?)
@@ -640,6 +644,7 @@ impl<'t> Statements<'t> {
                 e.size as i64,
                 e.mtime_ns,
                 e.hash.as_ref().map(|h| h.as_bytes().to_vec()),
+                e.withheld,
             ])?,
             WorktreeOp::Remove(path) => self
                 .del_wt
@@ -768,6 +773,7 @@ fn resolve(
             mode: after.map_or(0, |e| e.mode),
             size: after.map_or(0, |e| e.size),
             kind: after.or(before).map_or(0, |e| e.kind),
+            withheld: after.is_some_and(|e| e.withheld && e.hash.is_some()),
         })
     };
     let mut out = Vec::new();
@@ -801,7 +807,12 @@ fn resolve(
         out.extend(resolve(&del, Some(src.clone()), None));
     }
     match &cur {
-        Some(c) if same(c, after) => out.push((None, put)),
+        Some(c) if same(c, after) => {
+            // Same content: once withheld, its blob stays withheld (it was never sent).
+            let mut kept = after.clone();
+            kept.withheld |= c.withheld;
+            out.push((None, WorktreeOp::Put(fc.path.clone(), kept)));
+        }
         Some(c) if c.kind != after.kind => {
             out.push((
                 sc(Op::Delete, None, Some(c), None),
@@ -920,7 +931,7 @@ fn checkpoint_if_due(
         return Ok(None);
     }
     let mut stmt = tx.prepare_cached(
-        "SELECT path, kind, mode, size, hash FROM worktree WHERE timeline = ?1 ORDER BY path",
+        "SELECT path, kind, mode, size, hash, withheld FROM worktree WHERE timeline = ?1 ORDER BY path",
     )?;
     let mut rows = stmt.query([timeline.as_bytes()])?;
     let mut manifest = horde_core::proto::Manifest::default();
@@ -934,6 +945,7 @@ fn checkpoint_if_due(
             mode: r.get(2)?,
             size,
             hash: r.get::<_, Option<Vec<u8>>>(4)?.unwrap_or_default(),
+            withheld: r.get(5)?,
         });
     }
     let bytes = prost::Message::encode_to_vec(&manifest);

@@ -16,6 +16,11 @@
 //! and checkpoints, and the page's cursor are stored in one transaction. Blobs the events
 //! name are fetched afterwards (listed in `missing_blobs` in that transaction).
 //!
+//! Withheld contents (a `StateChange` marked `withheld`: a secret was found in the file or a
+//! manifest denies its path) are never sent: the event goes, its blob does not
+//! ([`horde_core::shared_blobs`]). Pulled withheld changes of other devices are never fetched
+//! nor counted as unavailable: their blob stays on the device that recorded them.
+//!
 //! Everything here is network-neutral: [`client::Transport`] moves the bytes.
 
 pub mod client;
@@ -27,7 +32,7 @@ use futures::StreamExt;
 use horde_core::proto::{ChainHead, PullPage, SyncBatch, event_body::Payload};
 use horde_core::{
     BlobHash, ChainTip, ChainVerifier, DeviceId, DeviceKey, EventHash, EventId, TimelineId,
-    decode_event, payload_kind, referenced_blobs, verify_head,
+    decode_event, payload_kind, shared_blobs, verify_head,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -472,7 +477,7 @@ impl<T: Transport> Syncer<T> {
                     continue; // the cloud refuses it with a clear error
                 };
                 let Some(p) = &ev.payload else { continue };
-                for h in referenced_blobs(p) {
+                for h in shared_blobs(p) {
                     if !seen.insert(h) {
                         continue;
                     }
@@ -726,7 +731,7 @@ impl<T: Transport> Syncer<T> {
                     ins_ckpt.execute(params![timeline.as_bytes(), next_id, c.manifest_blob])?;
                 }
                 if let Some(p) = payload {
-                    for h in referenced_blobs(p) {
+                    for h in shared_blobs(p) {
                         if !self.blobs.contains(&h) {
                             ins_missing.execute([h.as_bytes()])?;
                         }

@@ -266,6 +266,7 @@ fn payload(rng: &mut XorShift, seq: u64) -> Payload {
             mode: 0o644,
             size: 200 + rng.below(40_000),
             kind: proto::FileKind::File as i32,
+            withheld: false,
         })
     }
 }
