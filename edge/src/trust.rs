@@ -14,7 +14,7 @@
 //! never read as more trust: it is skipped and the manifest's tier applies.
 
 use horde_core::Draft;
-use horde_core::proto::{Signal, event_body::Payload, signal::Kind};
+use horde_core::proto::{EventBody, Signal, event_body::Payload, signal::Kind};
 use horde_policy::budget::{
     Breach, BudgetState, ErrorBudget, ErrorKind, Handoff, MAX_HANDOFF_ITEMS,
 };
@@ -22,7 +22,7 @@ use horde_policy::tiers::{PromotionRule, TaskOutcome, Tier, TierChange, TrustSta
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use crate::store::read::{self, LogFilter};
+use crate::store::read::{self, EventRow, LogFilter};
 use crate::store::writer::AppendRequest;
 use crate::store::{Store, StoreError};
 
@@ -32,6 +32,28 @@ const MAX_SIGNALS_SCANNED: usize = 10_000;
 pub const INJECTION: &str = "injection";
 /// How the summary of a screening that quarantined its content starts.
 pub const QUARANTINED: &str = "quarantined";
+
+/// The events of `kind` (by `agent`, if given), decoded, newest first, at most
+/// [`MAX_SIGNALS_SCANNED`]; a corrupt event is `horde verify`'s to report and is skipped.
+fn newest(
+    conn: &Connection,
+    kind: &str,
+    agent: Option<&str>,
+) -> Result<impl Iterator<Item = (EventRow, EventBody)>, StoreError> {
+    let rows = read::log(
+        conn,
+        &LogFilter {
+            types: vec![kind.to_owned()],
+            agents: agent.map(|a| vec![a.to_owned()]).unwrap_or_default(),
+            limit: Some(MAX_SIGNALS_SCANNED),
+            ..Default::default()
+        },
+    )?;
+    Ok(rows.into_iter().filter_map(|r| {
+        let body = horde_core::decode_event(&r.body, &r.hash).ok()?;
+        Some((r, body))
+    }))
+}
 
 /// An agent's standing after a task, as a `TRUST` signal holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,21 +112,9 @@ pub fn current(
     session: &str,
     start: Tier,
 ) -> Result<Current, StoreError> {
-    let rows = read::log(
-        conn,
-        &LogFilter {
-            types: vec!["signal".into()],
-            agents: vec![agent.to_owned()],
-            limit: Some(MAX_SIGNALS_SCANNED),
-            ..Default::default()
-        },
-    )?;
     let mut trust: Option<TrustState> = None;
     let mut budget: Option<(BudgetState, Vec<String>)> = None;
-    for r in rows {
-        let Ok(ev) = horde_core::decode_event(&r.body, &r.hash) else {
-            continue;
-        };
+    for (_, ev) in newest(conn, "signal", Some(agent))? {
         let Some(Payload::Signal(s)) = &ev.payload else {
             continue;
         };
@@ -136,19 +146,8 @@ pub fn current(
 /// Every `TRUST` signal of the ledger, newest first (at most [`MAX_SIGNALS_SCANNED`]), with
 /// its agent: what `horde standing` folds.
 pub fn standings(conn: &Connection) -> Result<Vec<(String, i64, Standing)>, StoreError> {
-    let rows = read::log(
-        conn,
-        &LogFilter {
-            types: vec!["signal".into()],
-            limit: Some(MAX_SIGNALS_SCANNED),
-            ..Default::default()
-        },
-    )?;
     let mut out = Vec::new();
-    for r in rows {
-        let Ok(ev) = horde_core::decode_event(&r.body, &r.hash) else {
-            continue;
-        };
+    for (r, ev) in newest(conn, "signal", None)? {
         if let Some(Payload::Signal(s)) = &ev.payload
             && s.kind == Kind::Trust as i32
             && let Ok(st) = serde_json::from_str::<Standing>(&s.detail)
@@ -166,20 +165,8 @@ pub fn handoff_for(
     session: &str,
     agent: Option<&str>,
 ) -> Result<Option<(String, String, Handoff)>, StoreError> {
-    let rows = read::log(
-        &ledger.conn,
-        &LogFilter {
-            types: vec!["signal".into()],
-            agents: agent.map(|a| vec![a.to_owned()]).unwrap_or_default(),
-            limit: Some(MAX_SIGNALS_SCANNED),
-            ..Default::default()
-        },
-    )?;
     let task = format!("session {session}");
-    for r in rows {
-        let Ok(ev) = horde_core::decode_event(&r.body, &r.hash) else {
-            continue;
-        };
+    for (r, ev) in newest(&ledger.conn, "signal", agent)? {
         let Some(Payload::Signal(s)) = &ev.payload else {
             continue;
         };
@@ -209,19 +196,10 @@ pub fn quarantined(conn: &Connection, agent: &str, session: &str) -> Result<bool
     if session.is_empty() {
         return Ok(false);
     }
-    let rows = read::log(
-        conn,
-        &LogFilter {
-            types: vec!["observation".into()],
-            agents: vec![agent.to_owned()],
-            limit: Some(MAX_SIGNALS_SCANNED),
-            ..Default::default()
-        },
-    )?;
-    Ok(rows.iter().any(|r| {
+    Ok(newest(conn, "observation", Some(agent))?.any(|(_, e)| {
         matches!(
-            horde_core::decode_event(&r.body, &r.hash).map(|e| e.payload),
-            Ok(Some(Payload::Observation(o)))
+            e.payload,
+            Some(Payload::Observation(o))
                 if o.kind == INJECTION && o.session == session && o.summary.starts_with(QUARANTINED)
         )
     }))

@@ -297,13 +297,25 @@ fn load_role(role: &str, tier: Option<&str>) -> Result<(Scope, PolicySet, u8)> {
     Ok((scope, set, tier))
 }
 
-/// The tier `role`'s manifest starts its agents at.
-pub fn role_tier(role: &str) -> Result<horde_policy::tiers::Tier> {
-    let (_, _, tier) = load_role(role, None)?;
-    Ok(horde_policy::tiers::Tier::ALL
+/// `role`'s policies in this scope, and the tier its manifest starts agents at: loaded (and
+/// compiled) once per governed command.
+pub struct RolePolicy {
+    pub role: String,
+    pub set: PolicySet,
+    pub tier: horde_policy::tiers::Tier,
+}
+
+pub fn role_policy(role: &str) -> Result<RolePolicy> {
+    let (_, set, tier) = load_role(role, None)?;
+    let tier = horde_policy::tiers::Tier::ALL
         .get(usize::from(tier))
         .copied()
-        .unwrap_or(horde_policy::tiers::Tier::T0))
+        .unwrap_or(horde_policy::tiers::Tier::T0);
+    Ok(RolePolicy {
+        role: role.to_owned(),
+        set,
+        tier,
+    })
 }
 
 /// What `horde run --role` may do with a command.
@@ -319,7 +331,7 @@ pub struct Gate {
 /// by `policy`); an ask records a request and, with `wait`, waits for a person's answer.
 pub fn gate_command(
     store: &crate::store::Store,
-    role: &str,
+    policy: &RolePolicy,
     session: &str,
     agent: &str,
     argv: &[String],
@@ -327,12 +339,12 @@ pub fn gate_command(
     standing: Option<&crate::trust::Current>,
 ) -> Result<Gate> {
     let quarantined = crate::trust::quarantined(&store.ledger.conn, agent, session)?;
-    let (_, set, tier) = load_role(role, None)?;
+    let (set, role) = (&policy.set, policy.role.as_str());
     let who = Agent {
         id: agent.to_owned(),
         role: role.to_owned(),
         // The agent's recorded tier (promoted or demoted since) rather than the manifest's.
-        tier: standing.map_or(tier, |s| s.trust.tier.level()),
+        tier: standing.map_or(policy.tier, |s| s.trust.tier).level(),
         budget_exhausted: standing.is_some_and(|s| s.revoked().is_some()),
         quarantined,
     };

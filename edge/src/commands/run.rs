@@ -77,10 +77,10 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         let agent = args.agent.clone().unwrap_or_else(|| role.clone());
         // A named agent has a standing (tier, error budget) that the decision uses and this
         // task moves; a person running a command under a role has none.
+        let policy = crate::commands::policy::role_policy(role)?;
         let standing = match &args.agent {
             Some(a) => {
-                let start = crate::commands::policy::role_tier(role)?;
-                let cur = crate::trust::current(&store.ledger.conn, a, &args.session, start)?;
+                let cur = crate::trust::current(&store.ledger.conn, a, &args.session, policy.tier)?;
                 if let Some(b) = cur.revoked() {
                     eprintln!(
                         "horde: not run: {a} is revoked in session {:?} ({b}); its handoff is in `horde log --type signal`",
@@ -94,7 +94,7 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         };
         let gate = crate::commands::policy::gate_command(
             &store,
-            role,
+            &policy,
             &args.session,
             &agent,
             &argv,
