@@ -333,6 +333,12 @@ pub fn cmd_sync(
                         print_round(&remote, &report, merged.as_ref(), json_out)?;
                     }
                     last_seen = data_version(&s.conn)?;
+                    // Events written here while the round ran (another process's commit
+                    // lands in the same `data_version` as our own) go out with the next tick.
+                    let device = s.key.device_id();
+                    if crate::sync::pending(&s.conn, device, Some(&s.remote))? > 0 {
+                        last_seen = last_seen.wrapping_sub(1);
+                    }
                 }
                 Err(e) if e.is_transient() => {
                     let wait = e.retry_after().unwrap_or_else(|| {
