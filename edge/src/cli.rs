@@ -18,6 +18,7 @@ use crate::commands::agents::{self, HandoffArgs, StandingArgs};
 use crate::commands::ledger::{self, LogArgs};
 use crate::commands::policy::{self, ApprovalsArgs, ApproveArgs, PolicyCommand, RejectArgs};
 use crate::commands::run::{self, RunArgs};
+use crate::commands::sandbox::{self, DoctorArgs, SandboxRunArgs};
 use crate::commands::screen::{self, ScreenArgs};
 use crate::commands::secrets::{self, SecretsCommand};
 use crate::commands::travel::{self, RestoreArgs};
@@ -205,12 +206,31 @@ pub enum Command {
     /// The handoff recorded when an agent's error budget ran out in SESSION (Markdown for the
     /// successor's prompt; --json for the fields).
     Handoff(HandoffArgs),
+    /// Run a command confined, without recording it: only the worktree writable, no network
+    /// but the allowed hosts (through horde's proxy), bounded resources, nothing outlives it.
+    /// `horde run --sandbox` runs and records a command the same way.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+    /// Which confinement mechanisms work here (bubblewrap, user namespaces, seccomp,
+    /// Landlock, cgroups) and what is degraded; exit 1 when agents' commands cannot be
+    /// confined.
+    Doctor(DoctorArgs),
     /// A self-contained tour in a temporary directory: init, record a command, log, verify.
     Demo {
         /// Keep the demo repository in DIR instead of a temporary directory.
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SandboxCommand {
+    /// Run CMD confined; exit with its exit code (125 when the sandbox cannot be set up, 127
+    /// when CMD does not exist).
+    #[command(trailing_var_arg = true)]
+    Run(SandboxRunArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -251,6 +271,11 @@ pub enum TimelineCommand {
 
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> ExitCode {
+    // Inside a sandbox, this binary is its init (see horde_sandbox::init).
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(horde_sandbox::init::INIT_ARG)) {
+        horde_sandbox::init::main(args.collect());
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -385,6 +410,10 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         Command::Screen(a) => screen::cmd_screen(a),
         Command::Standing(a) => agents::cmd_standing(a),
         Command::Handoff(a) => agents::cmd_handoff(a),
+        Command::Sandbox {
+            command: SandboxCommand::Run(a),
+        } => sandbox::cmd_sandbox_run(a),
+        Command::Doctor(a) => sandbox::cmd_doctor(a),
         Command::Demo { keep } => demo::run(keep),
     }
 }

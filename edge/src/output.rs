@@ -129,7 +129,22 @@ fn summary_text(ev: &proto::EventBody) -> String {
             }
         }
         Payload::ToolCall(t) => {
-            format!("{} `{}` -> {}", t.tool, t.args.join(" "), t.result_summary)
+            let mut line = format!("{} `{}` -> {}", t.tool, t.args.join(" "), t.result_summary);
+            if let Some(s) = &t.sandbox {
+                let refused = s.connections.iter().filter(|c| !c.allowed).count();
+                line.push_str(" [sandboxed");
+                if !s.connections.is_empty() {
+                    line.push_str(&format!(
+                        ", {} connections ({refused} refused)",
+                        s.connections.len()
+                    ));
+                }
+                if !s.limits_hit.is_empty() {
+                    line.push_str(&format!(", limits hit: {}", s.limits_hit.join(", ")));
+                }
+                line.push(']');
+            }
+            line
         }
         Payload::Task(t) => format!("task {}: {}", enum_str(&j["kind"]), t.title),
         Payload::Observation(o) => {

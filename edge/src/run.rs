@@ -55,6 +55,9 @@ pub struct RunOptions {
     /// What the policy said before it ran (`horde run --role`), for the ToolCall; empty when
     /// no policy was asked.
     pub policy_verdict: String,
+    /// `horde run --sandbox`: the command confined (`Some(None)`: asked for, but run
+    /// unsandboxed because of `--unsandboxed` on a machine without a sandbox).
+    pub sandbox: Option<Option<horde_sandbox::Prepared>>,
 }
 
 /// How the command's output reaches the user and the ledger.
@@ -384,15 +387,21 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
 
     // 4. Start the command.
     let started = Instant::now();
-    let mut cmd = Command::new(&program);
-    cmd.args(&opts.argv[1..]).stdin(Stdio::inherit());
+    let mut sandbox: Option<horde_sandbox::Prepared> = None;
+    let mut plain = Command::new(&program);
+    let unsandboxed = matches!(opts.sandbox, Some(None));
+    let cmd = match opts.sandbox {
+        Some(Some(p)) => sandbox.insert(p).command(),
+        _ => plain.args(&opts.argv[1..]),
+    };
+    cmd.stdin(Stdio::inherit());
     let master = match opts.output {
         Output::Pipes => {
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
             None
         }
         Output::Terminal => Some(
-            crate::pty::attach(&mut cmd)
+            crate::pty::attach(cmd)
                 .map_err(|e| StoreError::io("cannot open a pseudo-terminal", e))?,
         ),
         Output::Inherit => None,
@@ -417,13 +426,20 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
     {
         sig_ids.push(id);
     }
-    let spawn = cmd.spawn();
+    let spawn = match &mut sandbox {
+        Some(p) => p.spawn().map_err(|e| std::io::Error::other(e.to_string())),
+        None => plain.spawn(),
+    };
     // The parent's copies of the pty's slave side must close, or the relay never ends.
-    drop(cmd);
+    drop(plain);
     let mut raw_mode = None;
     let (status, spawn_error, captures) = match spawn {
         Err(e) => {
-            let msg = format!("cannot run {}: {e}", program.to_string_lossy());
+            let msg = if sandbox.is_some() {
+                format!("not run: {e}")
+            } else {
+                format!("cannot run {}: {e}", program.to_string_lossy())
+            };
             (None, Some(msg), Vec::new())
         }
         Ok(mut child) => {
@@ -471,6 +487,13 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
                     && winch.swap(false, Ordering::Relaxed)
                 {
                     crate::pty::follow_size(m);
+                }
+                if let Some(p) = &mut sandbox {
+                    let out: usize = captures
+                        .iter()
+                        .map(|(_, c)| c.total.load(Ordering::Relaxed))
+                        .sum();
+                    p.check(out as u64);
                 }
                 let sig = signals.swap(0, Ordering::Relaxed) as i32;
                 if sig == signal_hook::consts::SIGTERM || sig == signal_hook::consts::SIGHUP {
@@ -543,6 +566,18 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
         closing.extend(secrets.into_iter().map(|s| s.caused_by(start_id)));
     }
     closing.extend(arg_secrets.iter().cloned().map(|s| s.caused_by(start_id)));
+    let sandbox_report = match sandbox {
+        Some(p) => {
+            let r = p.finish(status.as_ref());
+            crate::commands::sandbox::print_report(&r, None);
+            Some(crate::commands::sandbox::to_proto(&r))
+        }
+        None if unsandboxed => Some(horde_core::proto::SandboxReport {
+            mechanism: "none (--unsandboxed)".into(),
+            ..Default::default()
+        }),
+        None => None,
+    };
     let (exit_code, signal) = match &status {
         Some(st) => {
             use std::os::unix::process::ExitStatusExt;
@@ -580,6 +615,7 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
                 signal,
                 duration_ms: duration.as_millis() as u64,
                 policy_verdict: opts.policy_verdict.clone(),
+                sandbox: sandbox_report,
             }),
         )
         .caused_by(start_id),

@@ -79,6 +79,18 @@ pub fn payload_json(p: &Payload) -> Value {
             "tool": t.tool, "args": t.args, "cwd": t.cwd, "result_summary": t.result_summary,
             "exit_code": t.exit_code, "signal": t.signal, "duration_ms": t.duration_ms,
             "policy_verdict": t.policy_verdict,
+            "sandbox": t.sandbox.as_ref().map(|s| json!({
+                "mechanism": s.mechanism,
+                "connections": s.connections.iter().map(|c| json!({
+                    "host": c.host, "port": c.port, "protocol": c.protocol,
+                    "allowed": c.allowed, "reason": c.reason,
+                    "bytes_sent": c.bytes_sent, "bytes_received": c.bytes_received,
+                    "duration_ms": c.duration_ms,
+                })).collect::<Vec<_>>(),
+                "connections_omitted": s.connections_omitted,
+                "limits_hit": s.limits_hit,
+                "stripped_env": s.stripped_env,
+            })),
         }),
         Payload::Task(t) => json!({
             "task_id": uuid_str(&t.task_id),

@@ -79,6 +79,8 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
         role: None,
         session: String::new(),
         wait: None,
+        sandbox: false,
+        sandbox_opts: Default::default(),
         command: vec!["sh".into(), "-c".into(), SCRIPT.into()],
     })?;
 

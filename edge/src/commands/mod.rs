@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod policy;
 pub mod remote;
 pub mod run;
+pub mod sandbox;
 pub mod screen;
 pub mod secrets;
 pub mod travel;

@@ -38,6 +38,14 @@ pub struct RunArgs {
     /// With --role: when the policy asks, wait up to SECS for a person's answer.
     #[arg(long, value_name = "SECS", requires = "role")]
     pub wait: Option<u64>,
+    /// Run the command confined (as `horde sandbox run` does: only the worktree writable,
+    /// no network but allowed hosts, bounded resources); the ToolCall records how it was
+    /// confined, every connection it tried and the limits it reached. With --role, the
+    /// role's manifest shapes the sandbox too (network allow-list, denied files, wall time).
+    #[arg(long)]
+    pub sandbox: bool,
+    #[command(flatten)]
+    pub sandbox_opts: crate::commands::sandbox::SandboxOpts,
     /// The command and its arguments, after `--`.
     #[arg(required = true, value_name = "CMD", allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -60,6 +68,9 @@ fn output_mode(args: &RunArgs) -> crate::run::Output {
 }
 
 pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
+    if !args.sandbox && args.sandbox_opts != crate::commands::sandbox::SandboxOpts::default() {
+        anyhow::bail!("the sandbox options (--allow-net, --rw, --memory, …) need --sandbox");
+    }
     let store = open_store()?;
     let output = output_mode(&args);
     let mut policy_verdict = String::new();
@@ -136,9 +147,29 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         }
         trust_after = Some((standing, line));
     }
+    // The profile's errors and a command that does not exist stop here, before anything runs.
+    let sandbox = if args.sandbox {
+        match crate::commands::sandbox::prepare(
+            &args.sandbox_opts,
+            args.role.as_deref(),
+            &store.ledger.layout.root,
+            &args.command,
+        ) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                if let Some(se) = e.downcast_ref::<horde_sandbox::SandboxError>() {
+                    return Ok(crate::commands::sandbox::sandbox_error(se));
+                }
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     let out = crate::run::run(
         &store,
         crate::run::RunOptions {
+            sandbox,
             argv: args.command,
             agent: args.agent.clone(),
             output,

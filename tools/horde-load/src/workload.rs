@@ -236,6 +236,7 @@ fn payload(rng: &mut XorShift, seq: u64) -> Payload {
             signal: 0,
             duration_ms: 50 + rng.below(60_000),
             policy_verdict: "allow".into(),
+            sandbox: None,
         })
     } else {
         let mut path = || {

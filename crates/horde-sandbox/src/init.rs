@@ -1,0 +1,118 @@
+//! The first program inside the sandbox (`horde __sandbox-init CONFIG -- CMD…`): it starts
+//! the bridge to the proxy, applies the last layers (limits, Landlock, seccomp) to the command
+//! alone, tells the outside that the command started, and passes its exit status on. When it
+//! exits, bubblewrap's PID 1 exits and the kernel kills everything left in the namespace.
+
+#![allow(unsafe_code)] // adopting the status descriptor the outside passed as fd 3.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::confine::{Layers, Prepared};
+
+/// The hidden subcommand of the binary that serves as init.
+pub const INIT_ARG: &str = "__sandbox-init";
+/// The descriptor on which init reports `ok` or `error: …`.
+pub const STATUS_FD: i32 = 3;
+/// Init's own exit code when it could not start the command (as `env` and `nohup` do).
+pub const EXIT_CANNOT_RUN: i32 = 125;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitConfig {
+    pub layers: Layers,
+    /// The loopback port to listen on and the proxy's socket to bridge it to.
+    pub bridge: Option<(u16, PathBuf)>,
+}
+
+fn fail(status: &mut Option<std::fs::File>, msg: &str) -> ! {
+    if let Some(s) = status {
+        let _ = writeln!(s, "error: {msg}");
+    }
+    eprintln!("horde sandbox: {msg}");
+    std::process::exit(EXIT_CANNOT_RUN)
+}
+
+/// Runs init. `args` are what follows the subcommand: `CONFIG_JSON -- CMD ARGS…`.
+pub fn main(args: Vec<OsString>) -> ! {
+    // SAFETY: the outside passes the write end of its status pipe as fd 3 and nothing else
+    // in this process uses that descriptor; adopting it makes it close-on-exec below.
+    let mut status = Some(unsafe { std::fs::File::from_raw_fd(STATUS_FD) });
+    if let Some(s) = &status {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on a descriptor this process owns.
+        unsafe { libc::fcntl(s.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    let mut it = args.into_iter();
+    let config: InitConfig = match it
+        .next()
+        .and_then(|c| c.into_string().ok())
+        .map(|c| serde_json::from_str(&c))
+    {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => fail(&mut status, &format!("bad init configuration: {e}")),
+        None => fail(&mut status, "no init configuration"),
+    };
+    if it.next().as_deref() != Some(std::ffi::OsStr::new("--")) {
+        fail(&mut status, "expected `--` before the command");
+    }
+    let argv: Vec<OsString> = it.collect();
+    let Some(program) = argv.first() else {
+        fail(&mut status, "no command to run");
+    };
+    if let Some((port, socket)) = &config.bridge {
+        let listener = match std::net::TcpListener::bind(("127.0.0.1", *port)) {
+            Ok(l) => l,
+            Err(e) => fail(
+                &mut status,
+                &format!("cannot listen on 127.0.0.1:{port}: {e}"),
+            ),
+        };
+        if let Err(e) = crate::bridge::spawn(listener, socket.clone()) {
+            fail(&mut status, &format!("cannot start the proxy bridge: {e}"));
+        }
+    }
+    let mut layers = match Prepared::new(&config.layers) {
+        Ok(p) => p,
+        Err(e) => fail(&mut status, &e.to_string()),
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(&argv[1..]);
+    // SAFETY: the closure only makes system calls (setrlimit, prctl, landlock, seccomp)
+    // on structures built before the fork.
+    unsafe {
+        cmd.pre_exec(move || layers.apply());
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                EXIT_CANNOT_RUN
+            };
+            if let Some(s) = &mut status {
+                let _ = writeln!(s, "error: cannot run {}: {e}", program.to_string_lossy());
+            }
+            eprintln!(
+                "horde sandbox: cannot run {}: {e}",
+                program.to_string_lossy()
+            );
+            std::process::exit(code);
+        }
+    };
+    if let Some(mut s) = status.take() {
+        let _ = writeln!(s, "ok {}", child.id());
+    }
+    // Orphans re-parent to bubblewrap's PID 1, not here; only the command is waited for.
+    let code = match child.wait() {
+        Ok(st) => st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)),
+        Err(_) => EXIT_CANNOT_RUN,
+    };
+    std::process::exit(code)
+}
