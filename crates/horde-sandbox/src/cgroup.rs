@@ -3,7 +3,6 @@
 //! (a delegated subtree) or v1 (the `pids` and `memory` controllers); otherwise `None` and
 //! the caller falls back to rlimits.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,8 +22,6 @@ pub enum Kind {
 pub struct Cgroup {
     pub kind: Kind,
     dirs: Vec<PathBuf>,
-    /// `cgroup.procs` of each directory, ready for the child to write itself into.
-    procs: Vec<CString>,
 }
 
 /// The cgroup path of this process for a v1 controller, or the v2 path (`controller` empty).
@@ -72,7 +69,6 @@ impl Cgroup {
         let mut cg = Cgroup {
             kind: Kind::V1,
             dirs: Vec::new(),
-            procs: Vec::new(),
         };
         for (mount, ctrl, file, value) in [
             (&pids, "pids", "pids.max", processes.to_string()),
@@ -106,7 +102,6 @@ impl Cgroup {
         let mut cg = Cgroup {
             kind: Kind::V2,
             dirs: Vec::new(),
-            procs: Vec::new(),
         };
         cg.push(dir.clone())?;
         write(&dir, "pids.max", &processes.to_string()).ok()?;
@@ -116,20 +111,16 @@ impl Cgroup {
     }
 
     fn push(&mut self, dir: PathBuf) -> Option<()> {
-        let procs = CString::new(
-            dir.join("cgroup.procs")
-                .into_os_string()
-                .into_encoded_bytes(),
-        )
-        .ok()?;
         self.dirs.push(dir);
-        self.procs.push(procs);
         Some(())
     }
 
-    /// The `cgroup.procs` files the child writes "0" into (itself) before exec.
-    pub fn procs_files(&self) -> &[CString] {
-        &self.procs
+    /// Moves a process into the group (every controller's directory).
+    pub fn add(&self, pid: i32) -> std::io::Result<()> {
+        for dir in &self.dirs {
+            write(dir, "cgroup.procs", &pid.to_string())?;
+        }
+        Ok(())
     }
 
     /// Whether the tree hit its process limit.

@@ -18,8 +18,12 @@ use crate::confine::{Layers, Prepared};
 
 /// The hidden subcommand of the binary that serves as init.
 pub const INIT_ARG: &str = "__sandbox-init";
-/// The descriptor on which init reports `ok` or `error: …`.
+/// The descriptor on which init reports `ready`, then `ok PID` or `error: …`.
 pub const STATUS_FD: i32 = 3;
+/// The descriptor on which init waits for the outside's go-ahead: once the sandbox is set
+/// up, the outside moves init into the sandbox's cgroup, so that the command (started after)
+/// is in it from its first instruction, while bubblewrap's own setup was not charged to it.
+pub const GO_FD: i32 = 4;
 /// Init's own exit code when it could not start the command (as `env` and `nohup` do).
 pub const EXIT_CANNOT_RUN: i32 = 125;
 
@@ -40,13 +44,14 @@ fn fail(status: &mut Option<std::fs::File>, msg: &str) -> ! {
 
 /// Runs init. `args` are what follows the subcommand: `CONFIG_JSON -- CMD ARGS…`.
 pub fn main(args: Vec<OsString>) -> ! {
-    // SAFETY: the outside passes the write end of its status pipe as fd 3 and nothing else
-    // in this process uses that descriptor; adopting it makes it close-on-exec below.
+    // SAFETY: the outside passes the write end of its status pipe as fd 3 and the read end
+    // of its go-ahead pipe as fd 4, and nothing else in this process uses those descriptors;
+    // adopting them makes them close-on-exec below.
     let mut status = Some(unsafe { std::fs::File::from_raw_fd(STATUS_FD) });
-    if let Some(s) = &status {
-        use std::os::fd::AsRawFd;
+    let mut go = unsafe { std::fs::File::from_raw_fd(GO_FD) };
+    for fd in [STATUS_FD, GO_FD] {
         // SAFETY: fcntl on a descriptor this process owns.
-        unsafe { libc::fcntl(s.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     let mut it = args.into_iter();
     let config: InitConfig = match it
@@ -81,6 +86,15 @@ pub fn main(args: Vec<OsString>) -> ! {
         Ok(p) => p,
         Err(e) => fail(&mut status, &e.to_string()),
     };
+    if let Some(s) = &mut status {
+        let _ = writeln!(s, "ready");
+    }
+    let mut byte = [0u8; 1];
+    match std::io::Read::read(&mut go, &mut byte) {
+        Ok(1) => {}
+        _ => fail(&mut status, "the outside went away before the command started"),
+    }
+    drop(go);
     let mut cmd = Command::new(program);
     cmd.args(&argv[1..]);
     // SAFETY: the closure only makes system calls (setrlimit, prctl, landlock, seccomp)

@@ -3,8 +3,8 @@
 
 #![allow(unsafe_code)] // a pipe for init's status, and joining a cgroup between fork and exec.
 
-use std::ffi::{CString, OsStr, OsString};
-use std::io::{BufRead, BufReader};
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,10 @@ use serde::Serialize;
 
 use crate::cgroup::Cgroup;
 use crate::confine::{Layers, Rlimit};
-use crate::init::{INIT_ARG, InitConfig, STATUS_FD};
+use crate::init::{GO_FD, INIT_ARG, InitConfig, STATUS_FD};
+
+/// bubblewrap's `--info-fd`: it writes `{"child-pid": N}` there (N: its PID 1, as seen here).
+const INFO_FD: i32 = 5;
 use crate::profile::{Limit, Profile, find_program};
 use crate::proxy::{Connection, Proxy};
 use crate::{Mechanism, SandboxError};
@@ -44,7 +47,10 @@ pub struct Prepared {
     /// Until `spawn` (dropped then: its copies of the stdio descriptors must close).
     command: Option<Command>,
     status_read: Option<OwnedFd>,
-    status_write: Option<OwnedFd>,
+    /// Ends that belong to the child, closed here once it started.
+    child_ends: Vec<OwnedFd>,
+    go_write: Option<OwnedFd>,
+    info_read: Option<OwnedFd>,
     proxy: Option<Proxy>,
     cgroup: Option<Cgroup>,
     placeholders: Vec<PathBuf>,
@@ -116,7 +122,11 @@ impl Prepared {
                 placeholders.push(p.clone());
             }
         }
-        let cgroup = Cgroup::create(profile.limits.processes, profile.limits.memory);
+        let cgroup = if profile.cgroup {
+            Cgroup::create(profile.limits.processes, profile.limits.memory)
+        } else {
+            None
+        };
 
         let mut a: Vec<OsString> = Vec::new();
         let s = |x: &str| OsString::from(x);
@@ -254,13 +264,9 @@ impl Prepared {
             rlimits.push((Rlimit::Nproc, l.processes + user_processes()));
         }
         let mut writable = vec![profile.worktree.clone(), "/dev".into()];
-        writable.extend(
-            profile
-                .hidden
-                .iter()
-                .filter(|h| h.starts_with("/tmp") || h.starts_with("/var/tmp"))
-                .cloned(),
-        );
+        // The empty filesystems over /tmp, $HOME… are the sandbox's own: writes there vanish
+        // with it (caches, shell history).
+        writable.extend(profile.hidden.iter().cloned());
         writable.extend(profile.writable.iter().cloned());
         let config = InitConfig {
             layers: Layers {
@@ -283,35 +289,40 @@ impl Prepared {
         );
         a.extend(argv.iter().cloned());
 
-        let (status_read, status_write) =
-            pipe().map_err(|e| SandboxError::Io("cannot make a pipe".into(), e))?;
+        let io = |e| SandboxError::Io("cannot make a pipe".into(), e);
+        let (status_read, status_write) = pipe().map_err(io)?;
+        let (go_read, go_write) = pipe().map_err(io)?;
+        let (info_read, info_write) = pipe().map_err(io)?;
         let mut command = Command::new(bwrap);
-        command.args(&a).env_clear();
+        command
+            .args(["--info-fd".as_ref(), INFO_FD.to_string().as_ref() as &OsStr])
+            .args(&a)
+            .env_clear();
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
         }
-        let write_fd = status_write.as_raw_fd();
-        let procs: Vec<CString> = cgroup
-            .as_ref()
-            .map(|c| c.procs_files().to_vec())
-            .unwrap_or_default();
-        // SAFETY: between fork and exec only system calls: dup2 of a descriptor this process
-        // owns, and open/write/close of paths prepared before the fork.
+        let moves = [
+            (status_write.as_raw_fd(), STATUS_FD),
+            (go_read.as_raw_fd(), GO_FD),
+            (info_write.as_raw_fd(), INFO_FD),
+        ];
+        // SAFETY: between fork and exec only system calls on descriptors this process owns:
+        // each is first copied above the targets (so no dup2 clobbers a source), then put in
+        // place without close-on-exec.
         unsafe {
             command.pre_exec(move || {
-                for p in &procs {
-                    let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-                    libc::close(fd);
-                    if !ok {
+                let mut high = [0i32; 3];
+                for (i, (src, _)) in moves.iter().enumerate() {
+                    high[i] = libc::fcntl(*src, libc::F_DUPFD, 10);
+                    if high[i] < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                if libc::dup2(write_fd, STATUS_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                for (i, (_, target)) in moves.iter().enumerate() {
+                    if libc::dup2(high[i], *target) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(high[i]);
                 }
                 Ok(())
             });
@@ -328,7 +339,9 @@ impl Prepared {
         Ok(Prepared {
             command: Some(command),
             status_read: Some(status_read),
-            status_write: Some(status_write),
+            child_ends: vec![status_write, go_read, info_write],
+            go_write: Some(go_write),
+            info_read: Some(info_read),
             proxy,
             cgroup,
             placeholders,
@@ -359,10 +372,23 @@ impl Prepared {
             spawned.map_err(|e| SandboxError::Setup(format!("cannot start bubblewrap: {e}")))?;
         self.started = Some(Instant::now());
         self.pid = Some(child.id() as i32);
-        drop(self.status_write.take());
+        self.child_ends.clear();
         let read = self.status_read.take().expect("spawn is called once");
+        let mut status = BufReader::new(std::fs::File::from(read));
         let mut line = String::new();
-        let _ = BufReader::new(std::fs::File::from(read)).read_line(&mut line);
+        let _ = status.read_line(&mut line);
+        if line.trim() == "ready" {
+            // The sandbox is set up and init waits: into the cgroup with it, then go.
+            if let Err(e) = self.join_cgroup() {
+                self.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+            let go = self.go_write.take().expect("spawn is called once");
+            let _ = std::fs::File::from(go).write_all(b"g");
+            line.clear();
+            let _ = status.read_line(&mut line);
+        }
         let line = line.trim();
         if line.starts_with("ok") {
             return Ok(child);
@@ -381,7 +407,34 @@ impl Prepared {
         Err(SandboxError::Setup(why))
     }
 
-    /// Stops the command when it went past its wall time or its output limit (`output`:
+    /// Moves init (the only child of bubblewrap's PID 1) into the sandbox's cgroup.
+    fn join_cgroup(&mut self) -> Result<(), SandboxError> {
+        let Some(cgroup) = &self.cgroup else {
+            return Ok(());
+        };
+        let setup = |m: String| SandboxError::Setup(format!("cannot limit the sandbox: {m}"));
+        let mut info = String::new();
+        let read = self.info_read.take().expect("spawn is called once");
+        let mut f = std::fs::File::from(read);
+        let mut buf = [0u8; 256];
+        while !info.contains('}') && info.len() < 4096 {
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => info.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        let pid1 = serde_json::from_str::<serde_json::Value>(&info)
+            .ok()
+            .and_then(|v| v["child-pid"].as_i64())
+            .ok_or_else(|| setup(format!("bubblewrap's info is not understood: {info:?}")))?;
+        let init = children(pid1 as i32)
+            .into_iter()
+            .next()
+            .ok_or_else(|| setup(format!("no init under bubblewrap's PID 1 ({pid1})")))?;
+        cgroup
+            .add(init)
+            .map_err(|e| setup(format!("cannot move init ({init}) into its cgroup: {e}")))
+    }    /// Stops the command when it went past its wall time or its output limit (`output`:
     /// bytes it wrote so far). Returns the limit when it did.
     pub fn check(&mut self, output: u64) -> Option<Limit> {
         let started = self.started?;
@@ -448,6 +501,30 @@ impl Prepared {
             stripped_env: std::mem::take(&mut self.stripped_env),
         }
     }
+}
+
+/// The children of `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    if let Ok(list) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        return list.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    }
+    // Kernels without CONFIG_PROC_CHILDREN: every process's parent.
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // The fourth field after the `(comm)` (which may hold spaces) is the parent.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|x| x.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Processes of this user that exist now (RLIMIT_NPROC counts them too).

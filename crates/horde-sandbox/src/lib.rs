@@ -57,24 +57,31 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
-    /// Finds bubblewrap (`$HORDE_BWRAP`, else `bwrap` on `PATH`) and checks that it can make
-    /// a sandbox here.
+    /// Finds bubblewrap (`$HORDE_BWRAP`, else `bwrap` on `PATH`). Cheap: it does not try
+    /// a sandbox (`probe::probe` does, for `horde doctor`); a bubblewrap that cannot make one
+    /// here fails at `Prepared::spawn` with its own message.
     pub fn detect() -> Mechanism {
-        let p = probe::probe();
-        match (p.bwrap, p.bwrap_works) {
-            (Some((path, version)), Ok(())) => Mechanism::Bubblewrap {
+        match probe::find_bwrap() {
+            Some(path) => Mechanism::Bubblewrap {
+                version: probe::bwrap_version(&path),
                 path,
-                version,
-                landlock: p.landlock_abi,
-                seccomp: p.seccomp,
+                landlock: confine::landlock_abi(),
+                seccomp: confine::seccomp_available(),
             },
-            (Some((path, _)), Err(e)) => Mechanism::None(format!(
+            None => Mechanism::None(
+                "bubblewrap is not installed (Debian/Ubuntu: apt install bubblewrap)".into(),
+            ),
+        }
+    }
+
+    /// Like `detect`, but tries a sandbox first: `None` when bubblewrap cannot make one.
+    pub fn detect_working() -> Mechanism {
+        match (Self::detect(), probe::probe().bwrap_works) {
+            (Mechanism::Bubblewrap { path, .. }, Err(e)) => Mechanism::None(format!(
                 "bubblewrap ({}) cannot make a sandbox here: {e}",
                 path.display()
             )),
-            (None, _) => Mechanism::None(
-                "bubblewrap is not installed (Debian/Ubuntu: apt install bubblewrap)".into(),
-            ),
+            (m, _) => m,
         }
     }
 

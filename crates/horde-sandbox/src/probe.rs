@@ -39,15 +39,20 @@ pub fn find_bwrap() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// `bwrap --version`, without its name.
+pub fn bwrap_version(bwrap: &std::path::Path) -> String {
+    Command::new(bwrap)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .map(|v| v.trim_start_matches("bubblewrap ").to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 pub fn probe() -> Probe {
     let bwrap = find_bwrap().map(|p| {
-        let version = Command::new(&p)
-            .arg("--version")
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .map(|v| v.trim_start_matches("bubblewrap ").to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let version = bwrap_version(&p);
         (p, version)
     });
     let bwrap_works = match &bwrap {

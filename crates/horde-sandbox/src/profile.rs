@@ -138,6 +138,8 @@ pub struct Profile {
     /// Names of variables taken out of the environment (values never kept).
     pub stripped_env: Vec<String>,
     pub cwd: PathBuf,
+    /// Limit processes and memory with a cgroup where one can be made (else rlimits).
+    pub cgroup: bool,
 }
 
 fn display_all<S: serde::Serializer>(rules: &[NetRule], s: S) -> Result<S::Ok, S::Error> {
@@ -158,6 +160,7 @@ pub struct ProfileBuilder {
     env: Vec<(OsString, OsString)>,
     pass_env: Vec<String>,
     cwd: Option<PathBuf>,
+    cgroup: bool,
 }
 
 impl ProfileBuilder {
@@ -176,6 +179,7 @@ impl ProfileBuilder {
             env: std::env::vars_os().collect(),
             pass_env: Vec::new(),
             cwd: None,
+            cgroup: true,
         }
     }
 
@@ -221,6 +225,12 @@ impl ProfileBuilder {
     /// Lets a variable through although its name looks like a secret.
     pub fn pass_env(mut self, name: impl Into<String>) -> Self {
         self.pass_env.push(name.into());
+        self
+    }
+    /// Whether to limit processes and memory with a cgroup where this user can make one
+    /// (default); without, per-process rlimits (RLIMIT_NPROC, RLIMIT_AS) stand in.
+    pub fn cgroup(mut self, on: bool) -> Self {
+        self.cgroup = on;
         self
     }
     /// Where the command starts (default: the worktree).
@@ -402,6 +412,7 @@ impl ProfileBuilder {
             env,
             stripped_env,
             cwd,
+            cgroup: self.cgroup,
         })
     }
 }

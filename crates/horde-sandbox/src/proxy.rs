@@ -5,7 +5,7 @@
 mod http;
 mod rule;
 mod socks;
-mod zerocopy;
+pub(crate) mod zerocopy;
 
 pub use rule::{HostMatch, MAX_HOST_LEN, MAX_LABEL_LEN, NetRule};
 

@@ -189,7 +189,14 @@ fn denied_files(m: &horde_policy::manifest::Manifest, worktree: &Path) -> Result
 
 /// This machine's sandbox, or an error saying why there is none (unless `unsandboxed`).
 pub fn mechanism(unsandboxed: bool) -> Result<Option<Mechanism>> {
-    match Mechanism::detect() {
+    // With --unsandboxed, a bubblewrap that cannot make a sandbox here falls back too, so it
+    // is tried first; otherwise its failure is the error.
+    let m = if unsandboxed {
+        Mechanism::detect_working()
+    } else {
+        Mechanism::detect()
+    };
+    match m {
         m @ Mechanism::Bubblewrap { .. } => Ok(Some(m)),
         Mechanism::None(why) if unsandboxed => {
             eprintln!("horde: warning: running unsandboxed: {why}");
@@ -348,15 +355,21 @@ pub fn cmd_sandbox_run(args: SandboxRunArgs) -> Result<ExitCode> {
         Some(std::thread::spawn(move || relay(src, i == 0, &total)))
     })
     .collect();
+    // The exit is noticed at once (a thread waits); limits are checked meanwhile.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
     let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(st) => break st.context("cannot wait for the sandbox")?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                p.check(total.load(std::sync::atomic::Ordering::Relaxed));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("lost the sandbox's exit status")
+            }
         }
-        let out = total.load(std::sync::atomic::Ordering::Relaxed);
-        p.check(out);
-        std::thread::sleep(
-            Duration::from_millis(20).min(p.remaining().max(Duration::from_millis(1))),
-        );
     };
     for r in relays {
         let _ = r.join();

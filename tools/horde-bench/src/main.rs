@@ -65,6 +65,10 @@
 //!   1.5.0 on the same files, with both scanners' recall and false positives; see
 //!   `secrets.rs`. Not part of `all` (`--quick` for ~2 MB).
 //!
+//! - `sandbox`: a sandboxed `true` vs bare bwrap with the same binds vs a plain spawn; a C
+//!   build inside vs outside; curl through the sandbox's proxy vs direct; see `sandbox.rs`.
+//!   Not part of `all` (`--quick` for a few seconds).
+//!
 //! The CLI benchmarks use the `horde` binary from `$HORDE_BIN`, else the one next to this
 //! executable, with `$HORDE_CONFIG_DIR` set to a temporary directory so the user's device key
 //! is never touched.
@@ -74,6 +78,7 @@ mod ledger;
 mod policy;
 mod restore;
 mod run_overhead;
+mod sandbox;
 mod secrets;
 mod step;
 mod sync;
@@ -111,9 +116,11 @@ enum Command {
     /// Policy decision latency with 200 rules vs bare Cedar.
     Policy(policy::Args),
 
+    /// Sandbox start-up vs bare bwrap, a C build inside vs outside, proxy vs direct download.
+    Sandbox(sandbox::Args),
     /// Secret scanning of captured output vs detect-secrets 1.5.0 (`$HORDE_DETECT_SECRETS`).
     Secrets(secrets::Args),
-    /// All of them except `restore`, `sync`, `policy` and `secrets`, in order.
+    /// All of them except `restore`, `sync`, `policy`, `secrets` and `sandbox`, in order.
     All {
         #[command(flatten)]
         append: append::Args,
@@ -140,6 +147,7 @@ fn main() -> Result<()> {
         Command::Sync(a) => sync::run(&a),
         Command::Policy(a) => policy::run(&a),
         Command::Secrets(a) => secrets::run(&a),
+        Command::Sandbox(a) => sandbox::run(&a),
         Command::All {
             append,
             step,

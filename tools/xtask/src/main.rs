@@ -28,6 +28,8 @@ fn run(what: &str, mut cmd: Command) -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
+    // The sandbox's escape suite and benchmark confine real commands with bubblewrap.
+    ensure_debian_package("bubblewrap", "by the sandbox's tests")?;
     let s3s_fs = ensure_s3s_fs()?;
     let schemathesis = ensure_schemathesis()?;
     let detect_secrets = ensure_detect_secrets()?;
@@ -109,7 +111,7 @@ const SPIKEE: &str = "spikee==0.9.2";
 /// The FoundationDB backend cannot link here (no libfdb_c), but it must always compile:
 /// check it and lint it with the feature on. Its bindings need libclang.
 fn fdb_compiles() -> Result<(), String> {
-    ensure_debian_package("libclang-dev")?;
+    ensure_debian_package("libclang-dev", "to compile the FoundationDB bindings")?;
     const WITH_FDB: [&str; 10] = [
         "--locked",
         "-p",
@@ -136,7 +138,7 @@ fn fdb_compiles() -> Result<(), String> {
 }
 
 /// Installs a Debian package if it is missing (as root, or through passwordless sudo).
-fn ensure_debian_package(name: &str) -> Result<(), String> {
+fn ensure_debian_package(name: &str, why: &str) -> Result<(), String> {
     let installed = Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", name])
         .output()
@@ -176,7 +178,7 @@ fn ensure_debian_package(name: &str) -> Result<(), String> {
         apt(&["install", "-y", "-q", name]),
     )
     .map_err(|e| {
-        format!("{e}; install {name} by hand (it is needed to compile the FoundationDB bindings)")
+        format!("{e}; install {name} by hand (it is needed {why})")
     })
 }
 

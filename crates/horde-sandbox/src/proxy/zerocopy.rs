@@ -16,7 +16,7 @@ const DEFAULT_PIPE_BYTES: usize = 64 * 1024;
 
 /// Like [`pump`], but with `splice`; falls back to [`pump`] when the kernel refuses splicing
 /// before any byte has moved.
-pub(super) fn splice_pump<S, D>(src: &S, dst: &D, counter: &AtomicU64)
+pub(crate) fn splice_pump<S, D>(src: &S, dst: &D, counter: &AtomicU64)
 where
     S: HalfClose + AsFd,
     D: HalfClose + AsFd,
@@ -59,7 +59,7 @@ where
 }
 
 /// Relays client ⇄ upstream with [`splice_pump`] in each direction.
-pub(super) fn relay<A, B>(
+pub(crate) fn relay<A, B>(
     a: A,
     a2: A,
     b: B,
