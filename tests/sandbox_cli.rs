@@ -68,9 +68,8 @@ fn text(o: &Output) -> String {
 }
 
 fn bwrap_installed() -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join("bwrap").is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("bwrap").is_file()));
     if !found && std::env::var_os("HORDE_SKIP_SANDBOX_TESTS").is_some() {
         println!("skipped: bubblewrap is not installed and HORDE_SKIP_SANDBOX_TESTS is set");
         return false;
@@ -92,11 +91,17 @@ fn bad_profiles_and_missing_commands_change_nothing() {
     let cases: &[(&[&str], &str)] = &[
         (&["--rw", "/usr", "--", "true"], "outside the worktree"),
         (&["--rw", "no/such/dir", "--", "true"], "no/such/dir"),
-        (&["--ro", "/no/such/toolchain", "--", "true"], "/no/such/toolchain"),
+        (
+            &["--ro", "/no/such/toolchain", "--", "true"],
+            "/no/such/toolchain",
+        ),
         (&["--allow-net", "*", "--", "true"], "network host"),
         (&["--allow-net", "*.com", "--", "true"], "network host"),
         (&["--memory", "0", "--", "true"], "memory limit is zero"),
-        (&["--processes", "0", "--", "true"], "processes limit is zero"),
+        (
+            &["--processes", "0", "--", "true"],
+            "processes limit is zero",
+        ),
         (&["--wall-time", "0s", "--", "true"], "wall"),
         (&["--memory", "lots", "--", "true"], "--memory"),
         (&["--", "no-such-command-xyz"], "command not found"),
@@ -177,12 +182,26 @@ fn exit_codes_and_output_pass_through() {
         return;
     }
     let r = Repo::new();
-    let o = r.horde(&["sandbox", "run", "--", "sh", "-c", "echo out; echo err >&2; exit 42"]);
+    let o = r.horde(&[
+        "sandbox",
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 42",
+    ]);
     assert_eq!(o.status.code(), Some(42), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
     assert!(String::from_utf8_lossy(&o.stderr).contains("err"));
     // Recorded: exit code, output, the mechanism.
-    let o = r.horde(&["run", "--sandbox", "--", "sh", "-c", "echo made > made.txt; exit 3"]);
+    let o = r.horde(&[
+        "run",
+        "--sandbox",
+        "--",
+        "sh",
+        "-c",
+        "echo made > made.txt; exit 3",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(
         std::fs::read_to_string(r.path().join("made.txt")).expect("made.txt"),
@@ -210,21 +229,36 @@ fn a_roles_manifest_shapes_the_sandbox() {
         "role: builder\ntier: T1\nfiles:\n  read: ['**']\n  write: ['**']\n  deny: ['.env']\ncommands:\n  allow: ['sh *', 'sleep *', 'curl *']\nnetwork:\n  allow: [example.org]\nbudgets:\n  wall_time: 3s\n",
     )
     .expect("write manifest");
-    // The denied file is empty inside (`sandbox run` confines without deciding; `run --role`
-    // would refuse to read it before running anything).
+    // The denied file cannot be read inside (`sandbox run` confines without deciding; `run
+    // --role` would refuse to read it before running anything).
     let o = r.horde(&["sandbox", "run", "--role", "builder", "--", "cat", ".env"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("Permission denied"), "{}", text(&o));
     assert!(!text(&o).contains("role-marker-7731"), "{}", text(&o));
     // The wall time is the role's.
     let o = r.horde(&["run", "--sandbox", "--role", "builder", "--", "sleep", "30"]);
     assert!(!o.status.success(), "{}", text(&o));
     let calls = r.tool_calls();
     let sandbox = &calls[0]["payload"]["sandbox"];
-    assert_eq!(sandbox["limits_hit"], serde_json::json!(["wall_time"]), "{sandbox}");
+    assert_eq!(
+        sandbox["limits_hit"],
+        serde_json::json!(["wall_time"]),
+        "{sandbox}"
+    );
     // The role's host goes through the proxy (refused hosts are recorded).
     let o = r.horde(&[
-        "run", "--sandbox", "--role", "builder", "--", "curl", "-s", "-o", "/dev/null",
-        "--max-time", "5", "http://not-allowed.invalid/",
+        "run",
+        "--sandbox",
+        "--role",
+        "builder",
+        "--",
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "--max-time",
+        "5",
+        "http://not-allowed.invalid/",
     ]);
     assert!(text(&o).contains("refused a connection"), "{}", text(&o));
     let calls = r.tool_calls();

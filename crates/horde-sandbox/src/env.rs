@@ -94,7 +94,10 @@ mod tests {
             ]),
             &["NPM_TOKEN".to_string()],
         );
-        let names: Vec<_> = kept.iter().map(|(k, _)| k.to_str().expect("test input")).collect();
+        let names: Vec<_> = kept
+            .iter()
+            .map(|(k, _)| k.to_str().expect("test input"))
+            .collect();
         assert_eq!(names, ["PATH", "HOME", "NPM_TOKEN", "TERM"]);
         assert!(stripped.contains(&"HORDE_API_KEY".to_string()));
         assert!(stripped.contains(&"https_proxy".to_string()));

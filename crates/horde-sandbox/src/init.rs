@@ -92,7 +92,10 @@ pub fn main(args: Vec<OsString>) -> ! {
     let mut byte = [0u8; 1];
     match std::io::Read::read(&mut go, &mut byte) {
         Ok(1) => {}
-        _ => fail(&mut status, "the outside went away before the command started"),
+        _ => fail(
+            &mut status,
+            "the outside went away before the command started",
+        ),
     }
     drop(go);
     let mut cmd = Command::new(program);

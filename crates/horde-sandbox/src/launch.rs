@@ -53,7 +53,7 @@ pub struct Prepared {
     info_read: Option<OwnedFd>,
     proxy: Option<Proxy>,
     cgroup: Option<Cgroup>,
-    placeholders: Vec<PathBuf>,
+    held: Held,
     _dir: tempfile::TempDir,
     limits: crate::Limits,
     started: Option<Instant>,
@@ -116,10 +116,29 @@ impl Prepared {
                     .map_err(|e| SandboxError::Setup(format!("cannot start the proxy: {e}")))?,
             )
         };
-        let mut placeholders = Vec::new();
+        // Removed when `Prepared` is dropped, also when this function fails below.
+        let mut held = Held::default();
         for p in &profile.placeholders {
             if std::fs::create_dir(p).is_ok() {
-                placeholders.push(p.clone());
+                held.dirs.push(p.clone());
+            }
+        }
+        for (p, content) in &profile.file_placeholders {
+            let made = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, content.as_bytes()));
+            match made {
+                Ok(()) => held.files.push((p.clone(), content.clone())),
+                // Made since the profile was built: held as it is.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(SandboxError::Io(
+                        format!("cannot hold {} read-only", p.display()),
+                        e,
+                    ));
+                }
             }
         }
         let cgroup = if profile.cgroup {
@@ -167,7 +186,12 @@ impl Prepared {
                 &["--bind".as_ref(), git.as_os_str(), git.as_os_str()],
             );
         }
-        for p in profile.protected.iter().chain(&placeholders) {
+        for p in profile
+            .protected
+            .iter()
+            .chain(&held.dirs)
+            .chain(profile.file_placeholders.iter().map(|(p, _)| p))
+        {
             arg(
                 &mut a,
                 &["--ro-bind".as_ref(), p.as_os_str(), p.as_os_str()],
@@ -344,7 +368,7 @@ impl Prepared {
             info_read: Some(info_read),
             proxy,
             cgroup,
-            placeholders,
+            held,
             _dir: dir,
             limits: profile.limits.clone(),
             started: None,
@@ -434,7 +458,8 @@ impl Prepared {
         cgroup
             .add(init)
             .map_err(|e| setup(format!("cannot move init ({init}) into its cgroup: {e}")))
-    }    /// Stops the command when it went past its wall time or its output limit (`output`:
+    }
+    /// Stops the command when it went past its wall time or its output limit (`output`:
     /// bytes it wrote so far). Returns the limit when it did.
     pub fn check(&mut self, output: u64) -> Option<Limit> {
         let started = self.started?;
@@ -491,9 +516,7 @@ impl Prepared {
         }
         self.hits.dedup();
         let connections = self.proxy.take().map(Proxy::stop).unwrap_or_default();
-        for p in self.placeholders.iter().rev() {
-            let _ = std::fs::remove_dir(p);
-        }
+        drop(std::mem::take(&mut self.held));
         Report {
             mechanism: self.mechanism.clone(),
             connections,
@@ -503,10 +526,34 @@ impl Prepared {
     }
 }
 
+/// What horde made in the worktree to hold protected places that did not exist: removed
+/// when dropped (a directory only if still empty, a file only if unchanged).
+#[derive(Default)]
+struct Held {
+    dirs: Vec<PathBuf>,
+    files: Vec<(PathBuf, String)>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for p in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(p);
+        }
+        for (p, content) in &self.files {
+            if std::fs::read(p).is_ok_and(|c| c == content.as_bytes()) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
 /// The children of `pid`.
 fn children(pid: i32) -> Vec<i32> {
     if let Ok(list) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        return list.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        return list
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
     }
     // Kernels without CONFIG_PROC_CHILDREN: every process's parent.
     let mut out = Vec::new();

@@ -127,6 +127,9 @@ pub struct Profile {
     /// Protected paths that do not exist yet: an empty read-only directory holds each place
     /// while the command runs (and is removed afterwards) so it cannot be created.
     pub placeholders: Vec<PathBuf>,
+    /// Files that must not be created while the command runs (`.git/commondir`): each is
+    /// written with its content, held read-only, and removed afterwards if unchanged.
+    pub file_placeholders: Vec<(PathBuf, String)>,
     pub hidden: Vec<PathBuf>,
     /// Hosts reachable through the proxy; empty: no network at all.
     #[serde(serialize_with = "display_all")]
@@ -359,10 +362,37 @@ impl ProfileBuilder {
                     )));
                 }
                 Ok(_) => protected.push(p),
-                // `.git/config` without `.git` is no repository's; a directory that does
-                // not exist is held by a placeholder.
+                // A repository without hooks (made without git's templates) gets an empty
+                // `.git/hooks` held read-only, or the command could create one; `.git/config`
+                // without `.git` is no repository's; a directory that does not exist is held
+                // by a placeholder.
+                Err(_) if rel == ".git/hooks" && worktree.join(".git").is_dir() => {
+                    placeholders.push(p)
+                }
                 Err(_) if rel.contains('/') => {}
                 Err(_) => placeholders.push(p),
+            }
+        }
+        // Git reads `.git/commondir` to find the repository's config and hooks in another
+        // directory: a command that wrote one would point git on the host at a config and
+        // hooks it wrote in the worktree. It is held read-only; when missing, as `.` (the
+        // repository itself, what git assumes without one) for the time of the command.
+        let mut file_placeholders = Vec::new();
+        let commondir = worktree.join(".git/commondir");
+        if worktree.join(".git").is_dir()
+            && !writable
+                .iter()
+                .any(|w| commondir.starts_with(w) || w.starts_with(&commondir))
+        {
+            match commondir.symlink_metadata() {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(SandboxError::Profile(format!(
+                        "{} is a symbolic link; horde will not guess what it points git at",
+                        commondir.display()
+                    )));
+                }
+                Ok(_) => protected.push(commondir),
+                Err(_) => file_placeholders.push((commondir, ".\n".to_owned())),
             }
         }
         if self.hosts.len() > MAX_HOSTS {
@@ -406,6 +436,7 @@ impl ProfileBuilder {
             denied,
             protected,
             placeholders,
+            file_placeholders,
             hidden,
             network,
             limits: self.limits,
@@ -550,11 +581,19 @@ mod tests {
     #[test]
     fn protected_paths_and_placeholders() {
         let d = repo();
-        let p = ProfileBuilder::new(d.path()).home(None).build().expect("test input");
+        let p = ProfileBuilder::new(d.path())
+            .home(None)
+            .build()
+            .expect("test input");
         let root = d.path().canonicalize().expect("test input");
         assert!(p.protected.contains(&root.join(".git/hooks")));
         assert!(p.protected.contains(&root.join(".git/config")));
         assert!(p.placeholders.contains(&root.join(".claude")));
+        assert!(
+            p.file_placeholders
+                .iter()
+                .any(|(f, c)| f == &root.join(".git/commondir") && c == ".\n")
+        );
         let p = ProfileBuilder::new(d.path())
             .home(None)
             .writable(".git/hooks")

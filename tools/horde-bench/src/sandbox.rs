@@ -117,7 +117,11 @@ pub fn run(args: &Args) -> Result<()> {
         .iter()
         .position(|a| a == "--")
         .context("no `--` in bubblewrap's arguments")?;
-    let mut bare_args = all[..=cut].to_vec();
+    // Without `--info-fd N` (horde reads it to move init into the cgroup).
+    let mut bare_args: Vec<OsString> = all[..=cut].to_vec();
+    if bare_args.first().is_some_and(|a| a == "--info-fd") {
+        bare_args.drain(..2);
+    }
     bare_args.push("true".into());
     let rlimits_only = ProfileBuilder::new(repo.path()).cgroup(false).build()?;
     let (mut t_sbx, mut t_bwrap, mut t_plain, mut t_cli, mut t_nocg) =
@@ -183,10 +187,15 @@ pub fn run(args: &Args) -> Result<()> {
         inside.push(ms(t.elapsed()));
     }
     let (i, o) = (median(&inside), median(&outside));
-    println!("build          make -B -j2 of {files} C files x {funcs} functions, median of {builds}");
+    println!(
+        "build          make -B -j2 of {files} C files x {funcs} functions, median of {builds}"
+    );
     println!("  outside {o:>9.1} ms");
     println!("  inside  {i:>9.1} ms");
-    println!("  inside speed / outside speed = {:.2}x (goal >= 0.95x)", o / i);
+    println!(
+        "  inside speed / outside speed = {:.2}x (goal >= 0.95x)",
+        o / i
+    );
 
     // 3. Proxy throughput.
     let mib: usize = if args.quick { 16 } else { 256 };
@@ -243,10 +252,7 @@ fn write_c_project(dir: &Path, files: usize, funcs: usize) -> Result<()> {
         std::fs::write(dir.join(format!("f{f}.c")), src)?;
         objs.push(format!("f{f}.o"));
     }
-    std::fs::write(
-        dir.join("main.c"),
-        "int main(void) { return 0; }\n",
-    )?;
+    std::fs::write(dir.join("main.c"), "int main(void) { return 0; }\n")?;
     objs.push("main.o".into());
     let makefile = format!(
         "CFLAGS=-O2\nall: prog\nprog: {objs}\n\t$(CC) -o prog {objs}\n%.o: %.c\n\t$(CC) $(CFLAGS) -c $< -o $@\n",

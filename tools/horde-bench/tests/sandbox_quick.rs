@@ -28,6 +28,9 @@ fn sandbox_quick_prints_startup_build_and_proxy_figures() {
         "inside speed / outside speed =",
         "proxied/direct =",
     ] {
-        assert!(stdout.contains(needle), "{needle:?} missing from:\n{stdout}");
+        assert!(
+            stdout.contains(needle),
+            "{needle:?} missing from:\n{stdout}"
+        );
     }
 }

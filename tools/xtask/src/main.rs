@@ -177,9 +177,7 @@ fn ensure_debian_package(name: &str, why: &str) -> Result<(), String> {
         &format!("apt-get install {name}"),
         apt(&["install", "-y", "-q", name]),
     )
-    .map_err(|e| {
-        format!("{e}; install {name} by hand (it is needed {why})")
-    })
+    .map_err(|e| format!("{e}; install {name} by hand (it is needed {why})"))
 }
 
 /// Builds `packages` in release mode, then runs `tool` (one of them) with `args`.
