@@ -1,7 +1,9 @@
 //! The first program inside the sandbox (`horde __sandbox-init CONFIG -- CMD…`): it starts
 //! the bridge to the proxy, applies the last layers (limits, Landlock, seccomp) to the command
-//! alone, tells the outside that the command started, and passes its exit status on. When it
-//! exits, bubblewrap's PID 1 exits and the kernel kills everything left in the namespace.
+//! alone, tells the outside that the command started, and passes its exit status on. Without
+//! a proxy it has nothing to keep running and becomes the command (the layers on itself, then
+//! exec). When it or the command exits, bubblewrap's PID 1 exits and the kernel kills
+//! everything left in the namespace.
 
 #![allow(unsafe_code)] // adopting the status descriptor the outside passed as fd 3.
 
@@ -104,6 +106,25 @@ pub fn main(args: Vec<OsString>) -> ! {
     // on structures built before the fork.
     unsafe {
         cmd.pre_exec(move || layers.apply());
+    }
+    if config.bridge.is_none() {
+        // Nothing to keep running here: init becomes the command (the layers apply to this
+        // process, then exec). The status pipe is close-on-exec: its end without a line is
+        // the outside's sign that the command runs.
+        let e = cmd.exec();
+        let code = if e.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            EXIT_CANNOT_RUN
+        };
+        if let Some(s) = &mut status {
+            let _ = writeln!(s, "error: cannot run {}: {e}", program.to_string_lossy());
+        }
+        eprintln!(
+            "horde sandbox: cannot run {}: {e}",
+            program.to_string_lossy()
+        );
+        std::process::exit(code);
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,

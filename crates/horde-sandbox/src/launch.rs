@@ -412,6 +412,10 @@ impl Prepared {
             let _ = std::fs::File::from(go).write_all(b"g");
             line.clear();
             let _ = status.read_line(&mut line);
+            // Init became the command: its end of the pipe closed at exec, with nothing said.
+            if line.is_empty() {
+                return Ok(child);
+            }
         }
         let line = line.trim();
         if line.starts_with("ok") {

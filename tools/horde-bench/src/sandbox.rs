@@ -42,13 +42,27 @@ fn sandboxed(
     init: &Path,
     argv: &[&str],
 ) -> Result<Vec<u8>> {
+    sandboxed_phases(profile, mech, init, argv).map(|(out, _)| out)
+}
+
+/// Like `sandboxed`, with the time of each phase: prepare, spawn (until the command runs),
+/// run (until it ended), finish.
+fn sandboxed_phases(
+    profile: &horde_sandbox::Profile,
+    mech: &Mechanism,
+    init: &Path,
+    argv: &[&str],
+) -> Result<(Vec<u8>, [f64; 4])> {
+    let t0 = Instant::now();
     let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
     let mut p = Prepared::new(profile, &argv, mech, init)?;
+    let t1 = Instant::now();
     p.command()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = p.spawn()?;
+    let t2 = Instant::now();
     let mut out = Vec::new();
     child
         .stdout
@@ -62,13 +76,15 @@ fn sandboxed(
         .context("stderr")?
         .read_to_string(&mut err)?;
     let status = child.wait()?;
+    let t3 = Instant::now();
     let report = p.finish(Some(&status));
+    let t4 = Instant::now();
     ensure!(
         status.success() && report.limits_hit.is_empty(),
         "sandboxed {argv:?} failed ({status}, limits {:?}): {err}",
         report.limits_hit
     );
-    Ok(out)
+    Ok((out, [t1 - t0, t2 - t1, t3 - t2, t4 - t3].map(ms)))
 }
 
 fn run_ok(cmd: &mut Command) -> Result<Vec<u8>> {
@@ -126,10 +142,14 @@ pub fn run(args: &Args) -> Result<()> {
     let rlimits_only = ProfileBuilder::new(repo.path()).cgroup(false).build()?;
     let (mut t_sbx, mut t_bwrap, mut t_plain, mut t_cli, mut t_nocg) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut phases: [Vec<f64>; 4] = Default::default();
     for _ in 0..runs {
         let t = Instant::now();
-        sandboxed(&profile, &mech, &bin, &["true"])?;
+        let (_, ph) = sandboxed_phases(&profile, &mech, &bin, &["true"])?;
         t_sbx.push(ms(t.elapsed()));
+        for (v, x) in phases.iter_mut().zip(ph) {
+            v.push(x);
+        }
         let t = Instant::now();
         sandboxed(&rlimits_only, &mech, &bin, &["true"])?;
         t_nocg.push(ms(t.elapsed()));
@@ -158,6 +178,13 @@ pub fn run(args: &Args) -> Result<()> {
     );
     println!("start-up       `true`, median of {runs} runs");
     println!("  sandboxed (library)    {sbx:>8.2} ms");
+    println!(
+        "    phases: prepare {:.2}, start (until the command runs) {:.2}, run {:.2}, finish {:.2} ms",
+        median(&phases[0]),
+        median(&phases[1]),
+        median(&phases[2]),
+        median(&phases[3])
+    );
     println!("  sandboxed, no cgroup   {nocg:>8.2} ms");
     println!("  bare bwrap, same binds {bw:>8.2} ms");
     println!("  plain spawn            {plain:>8.2} ms");
