@@ -213,6 +213,24 @@ fn exit_codes_and_output_pass_through() {
     let mech = call["sandbox"]["mechanism"].as_str().unwrap_or_default();
     assert!(mech.starts_with("bubblewrap"), "{call}");
     assert!(mech.contains("seccomp"), "{call}");
+    // The placeholders that held `.claude/`, `.codex/`, `.vscode/` are nobody's change: not
+    // recorded while they existed, gone afterwards, and no later step records a deletion.
+    let o = r.horde(&["snapshot"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = r.horde(&["log", "--json", "--type", "state_change", "-n", "1000"]);
+    let changes: Value = serde_json::from_slice(&o.stdout).expect("log json");
+    let paths: Vec<&str> = changes
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c["payload"]["path"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(paths, ["made.txt"], "{changes}");
+    for p in [".claude", ".codex", ".vscode"] {
+        assert!(!r.path().join(p).exists(), "{p} left behind");
+    }
 }
 
 #[test]

@@ -94,8 +94,21 @@ pub struct ScanOutcome {
     pub hashed: usize,
 }
 
-/// Which parts of a tree count: `.git/` and `.horde/` never do.
+/// Paths this process made for a moment and that are nobody's change: the empty read-only
+/// directories a sandbox holds protected places with (`horde run --sandbox`).
+static TRANSIENT: std::sync::RwLock<Vec<PathBuf>> = std::sync::RwLock::new(Vec::new());
+
+/// Leaves `paths` out of every scan of this process.
+pub fn hide_from_scans(paths: impl IntoIterator<Item = PathBuf>) {
+    if let Ok(mut t) = TRANSIENT.write() {
+        t.extend(paths);
+    }
+}
+
+/// Which parts of a tree count: `.git/` and `.horde/` never do, nor what
+/// [`hide_from_scans`] names.
 pub fn walk_builder(root: &Path) -> ignore::WalkBuilder {
+    let transient = TRANSIENT.read().map(|t| t.clone()).unwrap_or_default();
     let mut b = ignore::WalkBuilder::new(root);
     b.hidden(false)
         .parents(false)
@@ -106,9 +119,10 @@ pub fn walk_builder(root: &Path) -> ignore::WalkBuilder {
         .require_git(false)
         .follow_links(false)
         .add_custom_ignore_filename(".hordeignore")
-        .filter_entry(|e| {
+        .filter_entry(move |e| {
             let name = e.file_name().as_bytes();
             !(e.depth() > 0 && (name == b".git" || name == HORDE_DIR.as_bytes()))
+                && !transient.iter().any(|t| t == e.path())
         });
     b
 }

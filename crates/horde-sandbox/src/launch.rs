@@ -379,6 +379,13 @@ impl Prepared {
         })
     }
 
+    /// What was made in the worktree to hold protected places (removed by `finish`): a
+    /// recorder leaves these out.
+    pub fn placeholders(&self) -> Vec<PathBuf> {
+        let files = self.held.files.iter().map(|(p, _)| p.clone());
+        self.held.dirs.iter().cloned().chain(files).collect()
+    }
+
     /// The bubblewrap command, to set its stdin, stdout and stderr.
     pub fn command(&mut self) -> &mut Command {
         self.command

@@ -155,7 +155,13 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             &store.ledger.layout.root,
             &args.command,
         ) {
-            Ok(p) => Some(p),
+            Ok(p) => {
+                // Its placeholders are nobody's change.
+                if let Some(p) = &p {
+                    crate::scan::hide_from_scans(p.placeholders());
+                }
+                Some(p)
+            }
             Err(e) => {
                 if let Some(se) = e.downcast_ref::<horde_sandbox::SandboxError>() {
                     return Ok(crate::commands::sandbox::sandbox_error(se));
