@@ -78,7 +78,7 @@ impl Cgroup {
             if std::fs::create_dir(&dir).is_err() {
                 return None; // `cg` drops and removes what was made
             }
-            cg.push(dir.clone())?;
+            cg.dirs.push(dir.clone());
             write(&dir, file, &value).ok()?;
         }
         // Swap would let the tree go past its memory; where the kernel counts it, cap it too.
@@ -103,16 +103,11 @@ impl Cgroup {
             kind: Kind::V2,
             dirs: Vec::new(),
         };
-        cg.push(dir.clone())?;
+        cg.dirs.push(dir.clone());
         write(&dir, "pids.max", &processes.to_string()).ok()?;
         write(&dir, "memory.max", &memory.to_string()).ok()?;
         let _ = write(&dir, "memory.swap.max", "0");
         Some(cg)
-    }
-
-    fn push(&mut self, dir: PathBuf) -> Option<()> {
-        self.dirs.push(dir);
-        Some(())
     }
 
     /// Moves a process into the group (every controller's directory).

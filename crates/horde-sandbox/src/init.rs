@@ -7,7 +7,7 @@
 
 #![allow(unsafe_code)] // adopting the status descriptor the outside passed as fd 3.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -42,6 +42,24 @@ fn fail(status: &mut Option<std::fs::File>, msg: &str) -> ! {
     }
     eprintln!("horde sandbox: {msg}");
     std::process::exit(EXIT_CANNOT_RUN)
+}
+
+/// Tells the outside (and the user) that the command could not start; exits 127 when it
+/// does not exist, else 125.
+fn cannot_run(status: &mut Option<std::fs::File>, program: &OsStr, e: &std::io::Error) -> ! {
+    let code = if e.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        EXIT_CANNOT_RUN
+    };
+    if let Some(s) = status {
+        let _ = writeln!(s, "error: cannot run {}: {e}", program.to_string_lossy());
+    }
+    eprintln!(
+        "horde sandbox: cannot run {}: {e}",
+        program.to_string_lossy()
+    );
+    std::process::exit(code)
 }
 
 /// Runs init. `args` are what follows the subcommand: `CONFIG_JSON -- CMD ARGS…`.
@@ -112,37 +130,11 @@ pub fn main(args: Vec<OsString>) -> ! {
         // process, then exec). The status pipe is close-on-exec: its end without a line is
         // the outside's sign that the command runs.
         let e = cmd.exec();
-        let code = if e.kind() == std::io::ErrorKind::NotFound {
-            127
-        } else {
-            EXIT_CANNOT_RUN
-        };
-        if let Some(s) = &mut status {
-            let _ = writeln!(s, "error: cannot run {}: {e}", program.to_string_lossy());
-        }
-        eprintln!(
-            "horde sandbox: cannot run {}: {e}",
-            program.to_string_lossy()
-        );
-        std::process::exit(code);
+        cannot_run(&mut status, program, &e);
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                EXIT_CANNOT_RUN
-            };
-            if let Some(s) = &mut status {
-                let _ = writeln!(s, "error: cannot run {}: {e}", program.to_string_lossy());
-            }
-            eprintln!(
-                "horde sandbox: cannot run {}: {e}",
-                program.to_string_lossy()
-            );
-            std::process::exit(code);
-        }
+        Err(e) => cannot_run(&mut status, program, &e),
     };
     if let Some(mut s) = status.take() {
         let _ = writeln!(s, "ok {}", child.id());

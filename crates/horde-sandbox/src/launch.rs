@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -486,13 +486,6 @@ impl Prepared {
         }
         self.kill();
         Some(hit)
-    }
-
-    /// Time until the wall-time limit.
-    pub fn remaining(&self) -> Duration {
-        self.started.map_or(self.limits.wall_time, |s| {
-            self.limits.wall_time.saturating_sub(s.elapsed())
-        })
     }
 
     /// Kills the whole sandbox.
