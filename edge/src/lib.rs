@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod gate;
 pub mod merge;
 pub mod output;
 pub mod pty;

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use horde_policy::decide::{Agent, CommandSpec, Decision, PolicySet, Reason, Request, Verdict};
+use horde_policy::decide::{Agent, CommandSpec, Decision, PolicySet, Request, Verdict};
 use horde_policy::manifest::{self, Scope};
 use horde_policy::remember::RememberKind;
 use serde_json::json;
 
 use crate::approvals::{self, Answer, Remembered, RequestSpec};
+use crate::gate::{deciding_rule, reason_line, remembered_reason, scope, shell_join};
 use crate::output::{Paint, colour_enabled, local_time};
 use crate::session::{EXIT_ASK, EXIT_DENIED, cwd, open_ledger, open_store};
 use crate::store::Layout;
@@ -140,32 +141,6 @@ impl Target {
     }
 }
 
-/// Quotes argv as a shell line that parses back to the same words.
-pub(crate) fn shell_join(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            let plain = !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b));
-            if plain {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The manifests in scope: built-in, the user's, and the repository's if inside one.
-pub fn scope() -> Result<Scope> {
-    let repo_root = Layout::discover(&cwd()?).ok().map(|l| l.root);
-    Ok(Scope {
-        repo_root,
-        user_dir: Some(crate::config::user_config_dir()),
-    })
-}
-
 pub fn cmd_policy(cmd: PolicyCommand) -> Result<ExitCode> {
     match cmd {
         PolicyCommand::Init { role, user, force } => init(&role, user, force),
@@ -275,158 +250,11 @@ fn show(role: &str, cedar: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The policies in scope, paths resolved against the repository if there is one, and the
-/// tier `role` decides at (`tier`, else its manifest's).
+/// The policies in scope and the tier `role` decides at (see [`crate::gate::load_role_in`]).
 fn load_role(role: &str, tier: Option<&str>) -> Result<(Scope, PolicySet, u8)> {
     let scope = scope()?;
-    let set = PolicySet::load(&scope)?;
-    let set = match &scope.repo_root {
-        Some(root) => set.with_worktree(root),
-        None => set,
-    };
-    let Some(m) = set.manifest(role) else {
-        bail!(
-            "unknown role {role:?}: roles in scope are {}",
-            set.roles().join(", ")
-        );
-    };
-    let tier = match tier {
-        Some(t) => manifest::parse_tier(t).map_err(|e| anyhow::anyhow!("--tier: {e}"))?,
-        None => m.tier,
-    };
+    let (set, tier) = crate::gate::load_role_in(&scope, role, tier)?;
     Ok((scope, set, tier))
-}
-
-/// `role`'s policies in this scope, and the tier its manifest starts agents at: loaded (and
-/// compiled) once per governed command.
-pub struct RolePolicy {
-    pub role: String,
-    pub set: PolicySet,
-    pub tier: horde_policy::tiers::Tier,
-}
-
-pub fn role_policy(role: &str) -> Result<RolePolicy> {
-    let (_, set, tier) = load_role(role, None)?;
-    let tier = horde_policy::tiers::Tier::ALL
-        .get(usize::from(tier))
-        .copied()
-        .unwrap_or(horde_policy::tiers::Tier::T0);
-    Ok(RolePolicy {
-        role: role.to_owned(),
-        set,
-        tier,
-    })
-}
-
-/// What `horde run --role` may do with a command.
-pub struct Gate {
-    pub verdict: Verdict,
-    /// One line for the ToolCall and the user: the verdict and what decided it.
-    pub summary: String,
-    /// The policy itself denied (a violation), not a person.
-    pub by_policy: bool,
-}
-
-/// Decides `argv` for `role` before `horde run` runs it. A deny is recorded (an `Approval`
-/// by `policy`); an ask records a request and, with `wait`, waits for a person's answer.
-pub fn gate_command(
-    store: &crate::store::Store,
-    policy: &RolePolicy,
-    session: &str,
-    agent: &str,
-    argv: &[String],
-    wait: Option<u64>,
-    standing: Option<&crate::trust::Current>,
-) -> Result<Gate> {
-    let quarantined = crate::trust::quarantined(&store.ledger.conn, agent, session)?;
-    let (set, role) = (&policy.set, policy.role.as_str());
-    let who = Agent {
-        id: agent.to_owned(),
-        role: role.to_owned(),
-        // The agent's recorded tier (promoted or demoted since) rather than the manifest's.
-        tier: standing.map_or(policy.tier, |s| s.trust.tier).level(),
-        budget_exhausted: standing.is_some_and(|s| s.revoked().is_some()),
-        quarantined,
-    };
-    let remembered = approvals::remembered(&store.ledger.conn, role, session)?;
-    let patterns: Vec<_> = approvals::exec_patterns(&remembered)
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
-    let decision = set.decide_with(
-        &who,
-        &Request::Exec(CommandSpec::Argv(argv.to_vec())),
-        &patterns,
-    )?;
-    let subject = shell_join(argv);
-    let spec = |reason: String| RequestSpec {
-        agent: agent.to_owned(),
-        role: role.to_owned(),
-        session: session.to_owned(),
-        action: "exec".into(),
-        subject: subject.clone(),
-        reason,
-        ttl: store.config.approval_ttl(),
-    };
-    match decision.verdict {
-        Verdict::Allow => Ok(Gate {
-            verdict: Verdict::Allow,
-            summary: format!("allow: {}", deciding_rule(&decision)),
-            by_policy: false,
-        }),
-        Verdict::Deny => {
-            let why = deciding_rule(&decision);
-            approvals::record_denial(store, &spec(why.clone()))?;
-            Ok(Gate {
-                verdict: Verdict::Deny,
-                summary: format!("the policy of {role} denies {subject}: {why}"),
-                by_policy: true,
-            })
-        }
-        Verdict::Ask => {
-            let why = deciding_rule(&decision);
-            let req = approvals::request(store, &spec(why.clone()))?;
-            let short = &req.id[..8];
-            let Some(secs) = wait else {
-                return Ok(Gate {
-                    verdict: Verdict::Ask,
-                    summary: format!(
-                        "a person must approve {subject} ({why}): request {short} (`horde approve {short}`)"
-                    ),
-                    by_policy: false,
-                });
-            };
-            eprintln!("horde: waiting up to {secs} s for a person to answer request {short}");
-            match approvals::wait(&store.ledger.conn, &req.id, Duration::from_secs(secs))? {
-                Some(r) if r.state == "granted" => Ok(Gate {
-                    verdict: Verdict::Allow,
-                    summary: format!(
-                        "allow: approved by {} (request {short})",
-                        r.decided_by.as_deref().unwrap_or("?")
-                    ),
-                    by_policy: false,
-                }),
-                Some(r) => Ok(Gate {
-                    verdict: Verdict::Deny,
-                    summary: format!(
-                        "request {short} was {} by {}{}",
-                        r.state,
-                        r.decided_by.as_deref().unwrap_or("nobody"),
-                        r.decision_reason
-                            .as_deref()
-                            .map(|s| format!(": {s}"))
-                            .unwrap_or_default()
-                    ),
-                    by_policy: false,
-                }),
-                None => Ok(Gate {
-                    verdict: Verdict::Ask,
-                    summary: format!("no answer to request {short} within {secs} s"),
-                    by_policy: false,
-                }),
-            }
-        }
-    }
 }
 
 fn check(a: CheckArgs) -> Result<ExitCode> {
@@ -524,39 +352,6 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         Verdict::Deny => ExitCode::from(EXIT_DENIED),
         Verdict::Ask => ExitCode::from(EXIT_ASK),
     })
-}
-
-fn remembered_reason(r: &Remembered) -> Reason {
-    Reason {
-        source: "remembered".into(),
-        line: 0,
-        rule: format!(
-            "approved by {} (request {}, {} for the {})",
-            r.by,
-            &r.request[..8.min(r.request.len())],
-            r.kind,
-            r.scope.as_str()
-        ),
-        effect: Verdict::Allow,
-    }
-}
-
-/// The first rule that gave the decision its verdict, as one line.
-fn deciding_rule(d: &Decision) -> String {
-    d.reasons
-        .iter()
-        .chain(d.per_command.iter().flat_map(|(_, _, rs)| rs.iter()))
-        .find(|r| r.effect == d.verdict)
-        .map(reason_line)
-        .unwrap_or_else(|| format!("the policy says {}", d.verdict))
-}
-
-fn reason_line(r: &Reason) -> String {
-    if r.line > 0 {
-        format!("{}:{}  {}", r.source, r.line, r.rule)
-    } else {
-        format!("{}  {}", r.source, r.rule)
-    }
 }
 
 fn print_check(

@@ -88,7 +88,7 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         let agent = args.agent.clone().unwrap_or_else(|| role.clone());
         // A named agent has a standing (tier, error budget) that the decision uses and this
         // task moves; a person running a command under a role has none.
-        let policy = crate::commands::policy::role_policy(role)?;
+        let policy = crate::gate::role_policy(role)?;
         let standing = match &args.agent {
             Some(a) => {
                 let cur = crate::trust::current(&store.ledger.conn, a, &args.session, policy.tier)?;
@@ -103,7 +103,7 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             }
             None => None,
         };
-        let gate = crate::commands::policy::gate_command(
+        let gate = crate::gate::gate_command(
             &store,
             &policy,
             &args.session,
@@ -112,7 +112,7 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             args.wait,
             standing.as_ref(),
         )?;
-        let line = crate::commands::policy::shell_join(&argv);
+        let line = crate::gate::shell_join(&argv);
         let settle = |outcome: crate::trust::Outcome| -> Result<()> {
             if let (Some(a), Some(cur)) = (&args.agent, &standing) {
                 let r = crate::trust::record(

@@ -78,7 +78,7 @@ pub fn profile(opts: &SandboxOpts, role: Option<&str>, worktree: &Path) -> Resul
     let mut b = ProfileBuilder::new(worktree).cwd(crate::session::cwd()?);
     let mut limits = Limits::default();
     if let Some(role) = role {
-        let policy = crate::commands::policy::role_policy(role)?;
+        let policy = crate::gate::role_policy(role)?;
         let m = policy
             .set
             .manifest(role)
