@@ -616,6 +616,7 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
                 duration_ms: duration.as_millis() as u64,
                 policy_verdict: opts.policy_verdict.clone(),
                 sandbox: sandbox_report,
+                ..Default::default()
             }),
         )
         .caused_by(start_id),

@@ -200,6 +200,10 @@ fn validate(ev: &proto::EventBody) -> Result<(), DecodeError> {
             blob("response_blob", &d.response_blob)?;
         }
         Some(Payload::Message(m)) => blob("body_blob", &m.body_blob)?,
+        Some(Payload::ToolCall(t)) => {
+            blob("input_blob", &t.input_blob)?;
+            blob("output_blob", &t.output_blob)?;
+        }
         Some(Payload::Signal(s)) => blob("blob", &s.blob)?,
         Some(_) => {}
     }
@@ -254,6 +258,10 @@ pub fn referenced_blobs(p: &Payload) -> Vec<BlobHash> {
         }
         Payload::Message(m) => push(&m.body_blob),
         Payload::Signal(s) => push(&s.blob),
+        Payload::ToolCall(t) => {
+            push(&t.input_blob);
+            push(&t.output_blob);
+        }
         _ => {}
     }
     out

@@ -79,6 +79,9 @@ pub fn payload_json(p: &Payload) -> Value {
             "tool": t.tool, "args": t.args, "cwd": t.cwd, "result_summary": t.result_summary,
             "exit_code": t.exit_code, "signal": t.signal, "duration_ms": t.duration_ms,
             "policy_verdict": t.policy_verdict,
+            "call_id": t.call_id, "session": t.session, "intent": t.intent,
+            "input_blob": hex_or_null(&t.input_blob), "output_blob": hex_or_null(&t.output_blob),
+            "error": t.error,
             "sandbox": t.sandbox.as_ref().map(|s| json!({
                 "mechanism": s.mechanism,
                 "connections": s.connections.iter().map(|c| json!({

@@ -237,6 +237,7 @@ fn payload(rng: &mut XorShift, seq: u64) -> Payload {
             duration_ms: 50 + rng.below(60_000),
             policy_verdict: "allow".into(),
             sandbox: None,
+            ..Default::default()
         })
     } else {
         let mut path = || {
