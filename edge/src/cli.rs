@@ -15,6 +15,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::commands::agents::{self, HandoffArgs, StandingArgs};
+use crate::commands::hooks::{self, HookArgs, HooksCommand};
 use crate::commands::ledger::{self, LogArgs};
 use crate::commands::policy::{self, ApprovalsArgs, ApproveArgs, PolicyCommand, RejectArgs};
 use crate::commands::run::{self, RunArgs};
@@ -217,6 +218,15 @@ pub enum Command {
     /// Landlock, cgroups) and what is degraded; exit 1 when agents' commands cannot be
     /// confined.
     Doctor(DoctorArgs),
+    /// Record Claude Code, Codex or Gemini CLI sessions through their own hooks: install,
+    /// uninstall, status.
+    Hooks {
+        #[command(subcommand)]
+        command: HooksCommand,
+    },
+    /// What an agent's hook runs (installed by `horde hooks install`): reads the hook's JSON
+    /// on stdin, records it, and answers in the agent's protocol on stdout.
+    Hook(HookArgs),
     /// A self-contained tour in a temporary directory: init, record a command, log, verify.
     Demo {
         /// Keep the demo repository in DIR instead of a temporary directory.
@@ -414,6 +424,8 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             command: SandboxCommand::Run(a),
         } => sandbox::cmd_sandbox_run(a),
         Command::Doctor(a) => sandbox::cmd_doctor(a),
+        Command::Hooks { command } => hooks::cmd_hooks(command),
+        Command::Hook(a) => hooks::cmd_hook(a),
         Command::Demo { keep } => demo::run(keep),
     }
 }

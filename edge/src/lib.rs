@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod gate;
+pub mod hooks;
 pub mod merge;
 pub mod output;
 pub mod pty;

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod demo;
+pub mod hooks;
 pub mod ledger;
 pub mod policy;
 pub mod remote;

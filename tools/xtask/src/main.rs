@@ -34,13 +34,45 @@ fn test() -> Result<(), String> {
     let schemathesis = ensure_schemathesis()?;
     let detect_secrets = ensure_detect_secrets()?;
     ensure_venv(SPIKEE)?;
+    let claude = ensure_npm(CLAUDE_CODE, "claude")?;
     let mut c = cargo();
     c.args(["test", "--workspace", "--locked"])
+        .env("HORDE_CLAUDE_BIN", claude)
         .env("HORDE_S3S_FS", s3s_fs)
         .env("HORDE_SCHEMATHESIS", schemathesis)
         .env("HORDE_DETECT_SECRETS", detect_secrets);
     run("cargo test --workspace", c)?;
     fdb_compiles()
+}
+
+/// Claude Code, driven by `tests/agent_claude.rs` against a scripted Messages API server.
+const CLAUDE_CODE: &str = "@anthropic-ai/claude-code@2.1.332";
+
+/// Installs an npm package (pinned `NAME@VERSION`) once into
+/// `tools/npm-NAME-VERSION/`; returns its binary `bin`.
+fn ensure_npm(pin: &str, bin: &str) -> Result<std::path::PathBuf, String> {
+    let dir_name = format!(
+        "npm-{}",
+        pin.trim_start_matches('@').replace(['/', '@'], "-")
+    );
+    let dir = tools_dir()?.join(dir_name);
+    let exe = dir.join("node_modules/.bin").join(bin);
+    let done = dir.join(".installed");
+    if !done.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let mut c = Command::new("npm");
+        c.args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg(pin);
+        run(&format!("npm install {pin}"), c)?;
+        std::fs::write(&done, pin).map_err(|e| e.to_string())?;
+    }
+    if !exe.exists() {
+        return Err(format!("{pin} installed no {}", exe.display()));
+    }
+    Ok(exe)
 }
 
 /// Where tools the tests need are installed: `$HOME/.cache/horde/tools`.

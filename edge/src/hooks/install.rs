@@ -1,0 +1,429 @@
+//! Writing horde's hooks into an agent's own configuration, merged with what is there: the
+//! user's own hooks are never dropped, horde's earlier entries are replaced (so installing
+//! twice changes nothing), and a file that is not valid JSON is refused untouched.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value, json};
+
+use super::{AgentKind, Mode};
+
+/// How the hooks call horde.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub agent: AgentKind,
+    pub mode: Mode,
+    pub role: String,
+    /// The agent's timeout for each hook call, in seconds (horde answers before it).
+    pub timeout_secs: u64,
+    /// How long a PreToolUse waits for a person when the policy says ask (0: not at all).
+    pub wait_secs: u64,
+    /// The horde binary the hooks run.
+    pub exe: PathBuf,
+}
+
+/// The configuration file of `agent` for a repository (`root`) or the user (`home`).
+pub fn config_path(agent: AgentKind, root: Option<&Path>, home: &Path) -> PathBuf {
+    match (agent, root) {
+        (AgentKind::Claude, Some(r)) => r.join(".claude/settings.local.json"),
+        (AgentKind::Claude, None) => home.join(".claude/settings.json"),
+        (AgentKind::Codex, Some(r)) => r.join(".codex/hooks.json"),
+        (AgentKind::Codex, None) => std::env::var_os("CODEX_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".codex"))
+            .join("hooks.json"),
+        (AgentKind::Gemini, Some(r)) => r.join(".gemini/settings.json"),
+        (AgentKind::Gemini, None) => home.join(".gemini/settings.json"),
+    }
+}
+
+/// The PreToolUse timeout: long enough for a person's answer when the hook waits for one.
+fn timeout_for(plan: &Plan, event: &str) -> u64 {
+    if matches!(event, "PreToolUse" | "BeforeTool") && plan.wait_secs > 0 {
+        plan.timeout_secs.max(plan.wait_secs + 10)
+    } else {
+        plan.timeout_secs
+    }
+}
+
+/// horde's arguments for one event.
+fn args(plan: &Plan, event: &str) -> Vec<String> {
+    let timeout = timeout_for(plan, event);
+    // Answer a second and a half before the agent gives up on the hook.
+    let deadline_ms = (timeout * 1000).saturating_sub(1500).max(500);
+    let mut a = vec![
+        "hook".to_owned(),
+        plan.agent.name().to_owned(),
+        event.to_owned(),
+        "--mode".to_owned(),
+        plan.mode.as_str().to_owned(),
+        "--role".to_owned(),
+        plan.role.clone(),
+        "--deadline-ms".to_owned(),
+        deadline_ms.to_string(),
+    ];
+    if plan.wait_secs > 0 && matches!(event, "PreToolUse" | "BeforeTool") {
+        a.extend(["--wait".to_owned(), plan.wait_secs.to_string()]);
+    }
+    a
+}
+
+fn shell_quote(s: &str) -> String {
+    crate::gate::shell_join(&[s.to_owned()])
+}
+
+/// One hook entry for `event` in the agent's format.
+fn entry(plan: &Plan, event: &str) -> Value {
+    let exe = plan.exe.to_string_lossy().into_owned();
+    let a = args(plan, event);
+    let timeout = timeout_for(plan, event);
+    let hook = match plan.agent {
+        // Exec form: no shell between the agent and horde.
+        AgentKind::Claude => {
+            let mut h = json!({ "type": "command", "command": exe, "args": a, "timeout": timeout });
+            if plan.mode == Mode::Enforce && event == "PreToolUse" {
+                // If horde itself cannot answer (killed, missing), the tool does not run.
+                h["onFailure"] = json!("block");
+            }
+            h
+        }
+        // Codex and Gemini take a shell line.
+        AgentKind::Codex => {
+            let line = std::iter::once(shell_quote(&exe))
+                .chain(a.iter().map(|s| shell_quote(s)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            json!({ "type": "command", "command": line, "timeout": timeout })
+        }
+        AgentKind::Gemini => {
+            let line = std::iter::once(shell_quote(&exe))
+                .chain(a.iter().map(|s| shell_quote(s)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            json!({ "type": "command", "command": line, "timeout": timeout * 1000, "name": "horde" })
+        }
+    };
+    let mut group = json!({ "hooks": [hook] });
+    if plan.agent.is_tool_event(event) {
+        group["matcher"] = json!(match plan.agent {
+            AgentKind::Codex => ".*",
+            _ => "*",
+        });
+    }
+    group
+}
+
+/// Whether a hook entry is horde's (for `agent`).
+fn is_ours(hook: &Value, agent: AgentKind) -> bool {
+    let cmd = hook.get("command").and_then(Value::as_str).unwrap_or("");
+    let args: Vec<&str> = hook
+        .get("args")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let text = format!("{cmd} {}", args.join(" "));
+    let marker = format!(" hook {} ", agent.name());
+    text.contains("horde") && (text.contains(&marker) || text.contains(&marker.replace(' ', "' '")))
+}
+
+/// `doc` without horde's hooks; whether any were there.
+fn strip(doc: &mut Value, agent: AgentKind) -> bool {
+    let Some(hooks) = doc.get_mut("hooks").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    let mut removed = false;
+    for groups in hooks.values_mut() {
+        let Some(list) = groups.as_array_mut() else {
+            continue;
+        };
+        list.retain_mut(|g| {
+            let Some(hs) = g.get_mut("hooks").and_then(Value::as_array_mut) else {
+                return true;
+            };
+            let before = hs.len();
+            hs.retain(|h| !is_ours(h, agent));
+            if hs.len() != before {
+                removed = true;
+                return !hs.is_empty();
+            }
+            true
+        });
+    }
+    hooks.retain(|_, v| !v.as_array().is_some_and(Vec::is_empty));
+    if hooks.is_empty()
+        && let Some(o) = doc.as_object_mut()
+    {
+        o.remove("hooks");
+    }
+    removed
+}
+
+fn read(path: &Path) -> Result<Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Ok(Value::Object(Map::new())),
+        Ok(text) => {
+            let v: Value = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not valid JSON; fix it first (nothing was changed)",
+                    path.display()
+                )
+            })?;
+            if !v.is_object() {
+                bail!(
+                    "{} is not a JSON object; nothing was changed",
+                    path.display()
+                );
+            }
+            Ok(v)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Value::Object(Map::new())),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Writes `doc` to `path` atomically (a temporary file beside it, then rename).
+fn write(path: &Path, doc: &Value) -> Result<()> {
+    let dir = path.parent().context("a config file has a directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut text = serde_json::to_string_pretty(doc)?;
+    text.push('\n');
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
+    }
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Installs (or refreshes) horde's hooks in `path`. Returns whether the file changed.
+pub fn install(path: &Path, plan: &Plan) -> Result<bool> {
+    let mut doc = read(path)?;
+    let before = doc.clone();
+    if let Some(h) = doc.get("hooks")
+        && !h.is_object()
+    {
+        bail!(
+            "{}: \"hooks\" is not an object; nothing was changed",
+            path.display()
+        );
+    }
+    strip(&mut doc, plan.agent);
+    let obj = doc.as_object_mut().context("checked above")?;
+    let hooks = obj
+        .entry("hooks")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .context("checked above")?;
+    for event in plan.agent.events() {
+        let list = hooks
+            .entry(*event)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        match list.as_array_mut() {
+            Some(l) => l.push(entry(plan, event)),
+            None => bail!(
+                "{}: hooks.{event} is not a list; nothing was changed",
+                path.display()
+            ),
+        }
+    }
+    if doc == before {
+        return Ok(false);
+    }
+    write(path, &doc)?;
+    Ok(true)
+}
+
+/// Removes horde's hooks from `path`. Returns whether there were any.
+pub fn uninstall(path: &Path, agent: AgentKind) -> Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let mut doc = read(path)?;
+    if !strip(&mut doc, agent) {
+        return Ok(false);
+    }
+    write(path, &doc)?;
+    Ok(true)
+}
+
+/// What `path` holds of horde's hooks.
+#[derive(Debug, serde::Serialize)]
+pub struct Status {
+    pub agent: &'static str,
+    pub file: String,
+    /// Events horde is installed for.
+    pub events: Vec<String>,
+    /// `--mode` of the installed hooks.
+    pub mode: Option<String>,
+    /// The horde binary they run, and whether it is there.
+    pub exe: Option<String>,
+    pub exe_exists: bool,
+    /// Events horde installs that are missing (edited away).
+    pub missing: Vec<String>,
+}
+
+pub fn status(path: &Path, agent: AgentKind) -> Result<Status> {
+    let doc = read(path)?;
+    let mut events = Vec::new();
+    let mut mode = None;
+    let mut exe = None;
+    if let Some(hooks) = doc.get("hooks").and_then(Value::as_object) {
+        for (event, groups) in hooks {
+            for h in groups
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g.get("hooks").and_then(Value::as_array))
+                .flatten()
+                .filter(|h| is_ours(h, agent))
+            {
+                events.push(event.clone());
+                let cmd = h.get("command").and_then(Value::as_str).unwrap_or("");
+                let words: Vec<String> = match h.get("args").and_then(Value::as_array) {
+                    Some(a) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect(),
+                    None => cmd
+                        .split_whitespace()
+                        .map(|w| w.trim_matches('\'').to_owned())
+                        .collect(),
+                };
+                if let Some(i) = words.iter().position(|w| w == "--mode") {
+                    mode = words.get(i + 1).cloned();
+                }
+                exe = Some(match h.get("args") {
+                    Some(_) => cmd.to_owned(),
+                    None => cmd
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .trim_matches('\'')
+                        .to_owned(),
+                });
+            }
+        }
+    }
+    let missing = if events.is_empty() {
+        Vec::new()
+    } else {
+        agent
+            .events()
+            .iter()
+            .filter(|e| !events.iter().any(|x| x == *e))
+            .map(|e| (*e).to_owned())
+            .collect()
+    };
+    Ok(Status {
+        agent: agent.name(),
+        file: path.display().to_string(),
+        exe_exists: exe.as_deref().is_some_and(|e| Path::new(e).exists()),
+        events,
+        mode,
+        exe,
+        missing,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(agent: AgentKind, mode: Mode) -> Plan {
+        Plan {
+            agent,
+            mode,
+            role: "builder".into(),
+            timeout_secs: 30,
+            wait_secs: 0,
+            exe: "/usr/local/bin/horde".into(),
+        }
+    }
+
+    #[test]
+    fn install_keeps_the_users_hooks_and_is_idempotent() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("settings.local.json");
+        let mine = json!({
+            "model": "x",
+            "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "my-check.sh"}]}]}
+        });
+        std::fs::write(&path, mine.to_string()).expect("write");
+        for agent in [AgentKind::Claude, AgentKind::Codex, AgentKind::Gemini] {
+            let p = plan(agent, Mode::Enforce);
+            assert!(install(&path, &p).expect("install"));
+            let once = std::fs::read_to_string(&path).expect("read");
+            assert!(
+                !install(&path, &p).expect("again"),
+                "{agent:?}: twice is once"
+            );
+            assert_eq!(once, std::fs::read_to_string(&path).expect("read"));
+            let s = status(&path, agent).expect("status");
+            assert_eq!(s.events.len(), agent.events().len(), "{agent:?}");
+            assert_eq!(s.mode.as_deref(), Some("enforce"));
+            assert_eq!(s.exe.as_deref(), Some("/usr/local/bin/horde"));
+            assert!(s.missing.is_empty());
+            // Another mode replaces, never duplicates.
+            install(&path, &plan(agent, Mode::Audit)).expect("audit");
+            assert_eq!(
+                status(&path, agent).expect("s").mode.as_deref(),
+                Some("audit")
+            );
+            assert_eq!(
+                status(&path, agent).expect("s").events.len(),
+                agent.events().len()
+            );
+            assert!(uninstall(&path, agent).expect("uninstall"));
+            assert!(!uninstall(&path, agent).expect("again"));
+        }
+        let back: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        assert_eq!(back, mine, "uninstalling leaves exactly the user's file");
+    }
+
+    #[test]
+    fn claude_hooks_are_exec_form_and_block_when_horde_cannot_answer() {
+        let e = entry(&plan(AgentKind::Claude, Mode::Enforce), "PreToolUse");
+        let h = &e["hooks"][0];
+        assert_eq!(h["command"], "/usr/local/bin/horde");
+        assert_eq!(h["args"][0], "hook");
+        assert_eq!(h["onFailure"], "block");
+        assert_eq!(e["matcher"], "*");
+        let a = entry(&plan(AgentKind::Claude, Mode::Audit), "PreToolUse");
+        assert!(a["hooks"][0].get("onFailure").is_none());
+        assert!(
+            entry(&plan(AgentKind::Claude, Mode::Audit), "Stop")
+                .get("matcher")
+                .is_none()
+        );
+        let g = entry(&plan(AgentKind::Gemini, Mode::Audit), "BeforeTool");
+        assert_eq!(
+            g["hooks"][0]["timeout"], 30_000,
+            "Gemini counts milliseconds"
+        );
+    }
+
+    #[test]
+    fn bad_files_are_refused_untouched() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("s.json");
+        for bad in [
+            "{not json",
+            "[1,2]",
+            r#"{"hooks": 3}"#,
+            r#"{"hooks": {"PreToolUse": 1}}"#,
+        ] {
+            std::fs::write(&p, bad).expect("write");
+            assert!(
+                install(&p, &plan(AgentKind::Claude, Mode::Audit)).is_err(),
+                "{bad}"
+            );
+            assert_eq!(std::fs::read_to_string(&p).expect("read"), bad);
+        }
+    }
+}

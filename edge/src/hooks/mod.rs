@@ -1,0 +1,307 @@
+//! The agents people already use (Claude Code, Codex, Gemini CLI), recorded and gated through
+//! their own hooks: each agent's hook payload is read into one [`HookInput`], recorded
+//! ([`record`]), and answered in that agent's protocol ([`answer`]). `install` writes the
+//! agents' hook configuration.
+//!
+//! Protocols (checked against the real CLIs: Claude Code 2.1.332, Codex 0.171.0, Gemini CLI
+//! 0.61.0):
+//! - Claude Code: JSON on stdin; a PreToolUse answer is
+//!   `hookSpecificOutput.permissionDecision` allow | deny | ask on stdout with exit 0.
+//! - Codex: the same field names; no `ask` (the tool would run), so an ask is a deny that
+//!   says how to approve.
+//! - Gemini CLI: `BeforeTool`/`AfterTool`…; `{"decision":"deny","reason":…}`; no call id, so
+//!   a call is known by its tool and input.
+
+pub mod install;
+pub mod record;
+
+use serde_json::{Value, json};
+
+/// An agent whose hooks horde speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentKind {
+    Claude,
+    Codex,
+    Gemini,
+}
+
+impl AgentKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "claude" => Some(Self::Claude),
+            "codex" => Some(Self::Codex),
+            "gemini" => Some(Self::Gemini),
+            _ => None,
+        }
+    }
+
+    /// The agent id on events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Claude => "claude",
+            Self::Codex => "codex",
+            Self::Gemini => "gemini",
+        }
+    }
+
+    /// The agent's hook events horde installs itself for.
+    pub fn events(self) -> &'static [&'static str] {
+        match self {
+            Self::Claude => &[
+                "SessionStart",
+                "UserPromptSubmit",
+                "PreToolUse",
+                "PostToolUse",
+                "PostToolUseFailure",
+                "PermissionRequest",
+                "PermissionDenied",
+                "SubagentStart",
+                "SubagentStop",
+                "PreCompact",
+                "PostCompact",
+                "Notification",
+                "ConfigChange",
+                "Stop",
+                "SessionEnd",
+            ],
+            Self::Codex => &[
+                "SessionStart",
+                "UserPromptSubmit",
+                "PreToolUse",
+                "PostToolUse",
+                "PermissionRequest",
+                "SubagentStart",
+                "SubagentStop",
+                "PreCompact",
+                "PostCompact",
+                "Stop",
+                "SessionEnd",
+            ],
+            Self::Gemini => &[
+                "SessionStart",
+                "BeforeAgent",
+                "BeforeTool",
+                "AfterTool",
+                "AfterAgent",
+                "PreCompress",
+                "Notification",
+                "SessionEnd",
+            ],
+        }
+    }
+
+    /// Whether `event` names tools (takes a matcher).
+    pub fn is_tool_event(self, event: &str) -> bool {
+        matches!(
+            event,
+            "PreToolUse"
+                | "PostToolUse"
+                | "PostToolUseFailure"
+                | "PermissionRequest"
+                | "PermissionDenied"
+                | "BeforeTool"
+                | "AfterTool"
+        )
+    }
+}
+
+/// Whether a failed check blocks (`enforce`) or is recorded and let through (`audit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Audit,
+    Enforce,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "audit" => Some(Self::Audit),
+            "enforce" => Some(Self::Enforce),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Audit => "audit",
+            Self::Enforce => "enforce",
+        }
+    }
+}
+
+/// What happened, in horde's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    SessionStart,
+    SessionEnd,
+    Prompt,
+    PreTool,
+    PostTool,
+    ToolFailed,
+    SubagentStart,
+    SubagentStop,
+    Stop,
+    Compact,
+    PermissionRequest,
+    PermissionDenied,
+    ConfigChange,
+    Notification,
+    Other,
+}
+
+/// A tool call as the hook tells it.
+#[derive(Debug, Clone, Default)]
+pub struct ToolUse {
+    pub name: String,
+    pub input: Value,
+    /// The agent's id of the call; for agents without one (Gemini), a hash of tool and input.
+    pub call_id: String,
+    pub response: Option<Value>,
+    pub error: Option<String>,
+    pub duration_ms: Option<u64>,
+}
+
+/// One hook call.
+#[derive(Debug, Clone)]
+pub struct HookInput {
+    pub agent: AgentKind,
+    pub kind: Kind,
+    /// The agent's own event name.
+    pub event: String,
+    pub session: String,
+    pub cwd: Option<std::path::PathBuf>,
+    pub transcript: Option<String>,
+    pub model: Option<String>,
+    pub tool: Option<ToolUse>,
+    /// A prompt, the last assistant message, a notification, a compaction's summary.
+    pub text: Option<String>,
+    /// Why a session started or ended, what triggered a compaction, a subagent's type.
+    pub detail: Option<String>,
+    pub raw: Value,
+}
+
+fn str_of(v: &Value, keys: &[&str]) -> Option<String> {
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+/// Reads a hook's payload. Whatever the payload, an input comes out: fields that are missing
+/// or of the wrong type are simply absent (the caller decides what it can record).
+pub fn parse(agent: AgentKind, event: &str, raw: Value) -> HookInput {
+    let kind = match (agent, event) {
+        (_, "SessionStart") => Kind::SessionStart,
+        (_, "SessionEnd") => Kind::SessionEnd,
+        (_, "UserPromptSubmit") | (AgentKind::Gemini, "BeforeAgent") => Kind::Prompt,
+        (_, "PreToolUse") | (AgentKind::Gemini, "BeforeTool") => Kind::PreTool,
+        (_, "PostToolUse") | (AgentKind::Gemini, "AfterTool") => Kind::PostTool,
+        (_, "PostToolUseFailure") => Kind::ToolFailed,
+        (_, "SubagentStart") => Kind::SubagentStart,
+        (_, "SubagentStop") => Kind::SubagentStop,
+        (_, "Stop") | (AgentKind::Gemini, "AfterAgent") => Kind::Stop,
+        (_, "PreCompact" | "PostCompact" | "PreCompress") => Kind::Compact,
+        (_, "PermissionRequest") => Kind::PermissionRequest,
+        (_, "PermissionDenied") => Kind::PermissionDenied,
+        (_, "ConfigChange") => Kind::ConfigChange,
+        (_, "Notification") => Kind::Notification,
+        _ => Kind::Other,
+    };
+    let tool = str_of(&raw, &["tool_name"]).map(|name| {
+        let input = raw.get("tool_input").cloned().unwrap_or(Value::Null);
+        let call_id = str_of(&raw, &["tool_use_id", "call_id"]).unwrap_or_else(|| {
+            // Gemini gives no id: the same tool with the same input, before and after.
+            let h = horde_core::BlobHash::of(format!("{name}\n{input}").as_bytes());
+            format!("h:{}", &h.to_hex()[..16])
+        });
+        ToolUse {
+            name,
+            input,
+            call_id,
+            response: raw.get("tool_response").cloned(),
+            error: match raw.get("error") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Null) | None => None,
+                Some(other) => Some(other.to_string()),
+            },
+            duration_ms: raw.get("duration_ms").and_then(Value::as_u64),
+        }
+    });
+    let text = match kind {
+        Kind::Prompt => str_of(&raw, &["prompt"]),
+        Kind::Stop | Kind::SubagentStop => str_of(
+            &raw,
+            &["last_assistant_message", "prompt_response", "last_message"],
+        ),
+        Kind::Compact => str_of(&raw, &["summary", "compact_summary", "custom_instructions"]),
+        Kind::Notification => str_of(&raw, &["message"]),
+        _ => None,
+    };
+    let detail = str_of(
+        &raw,
+        &[
+            "source",
+            "reason",
+            "trigger",
+            "agent_type",
+            "notification_type",
+        ],
+    );
+    HookInput {
+        agent,
+        kind,
+        event: event.to_owned(),
+        session: str_of(&raw, &["session_id"]).unwrap_or_default(),
+        cwd: str_of(&raw, &["cwd"]).map(Into::into),
+        transcript: str_of(&raw, &["transcript_path"]),
+        model: str_of(&raw, &["model"]),
+        tool,
+        text,
+        detail,
+        raw,
+    }
+}
+
+/// What horde says about a tool call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Nothing to say: the agent's own permissions decide (also every non-tool event).
+    Neutral,
+    Deny(String),
+    /// A person must decide (Codex has no ask: it becomes a deny that says so).
+    Ask(String),
+    /// Let the tool run: a person approved it through horde.
+    Allow(String),
+    /// Something to tell the user (not the model), once.
+    Notice(String),
+}
+
+/// The bytes for stdout and the exit code that answer `event` in `agent`'s protocol.
+pub fn answer(agent: AgentKind, event: &str, a: &Answer) -> (String, u8) {
+    let pre = matches!(event, "PreToolUse" | "BeforeTool");
+    let decision = |d: &str, why: &str| match agent {
+        AgentKind::Claude | AgentKind::Codex => json!({
+            "hookSpecificOutput": {
+                "hookEventName": event,
+                "permissionDecision": d,
+                "permissionDecisionReason": why,
+            }
+        }),
+        AgentKind::Gemini => json!({ "decision": d, "reason": why }),
+    };
+    let v = match a {
+        Answer::Neutral => json!({}),
+        Answer::Notice(msg) => json!({ "systemMessage": msg }),
+        Answer::Deny(why) if pre => decision("deny", why),
+        Answer::Ask(why) if pre => match agent {
+            AgentKind::Claude => decision("ask", why),
+            // Codex runs the tool on "ask"; Gemini in headless mode ends the session.
+            AgentKind::Codex | AgentKind::Gemini => decision("deny", why),
+        },
+        Answer::Allow(why) if pre => match agent {
+            AgentKind::Claude | AgentKind::Codex => decision("allow", why),
+            AgentKind::Gemini => json!({ "decision": "allow", "reason": why }),
+        },
+        _ => json!({}),
+    };
+    (format!("{v}\n"), 0)
+}
