@@ -510,3 +510,32 @@ fn when_horde_is_killed_in_the_hook_enforce_blocks_the_tool_and_audit_records_it
         repo.horde(&["verify"]);
     }
 }
+
+#[test]
+fn audit_mode_records_what_enforce_would_deny_and_lets_it_run() {
+    let Some(bin) = claude_bin() else { return };
+    let repo = Repo::new();
+    repo.horde(&["hooks", "install", "claude", "--role", "claude-test"]);
+    let model = ModelServer::start(vec![
+        Reply::Tool("Bash", json!({"command": "rm src/lib.rs"})),
+        Reply::Text("done"),
+    ]);
+    assert!(repo.claude(&bin, &model, "remove it").status.success());
+    assert!(!repo.root.join("src/lib.rs").exists(), "audit never blocks");
+    let log = repo.log();
+    let calls = calls(&log);
+    let (intent, result) = &calls["toolu_1"];
+    let intent = intent.as_ref().expect("intent");
+    let verdict = intent["payload"]["policy_verdict"].as_str().unwrap_or("");
+    assert!(verdict.starts_with("audit: deny"), "{verdict}");
+    assert!(result.is_some());
+    assert_eq!(
+        changes_caused_by(&log, &intent["id"]),
+        ["delete src/lib.rs"]
+    );
+    assert!(
+        !log.iter().any(|e| e["type"] == "approval"),
+        "audit asks nobody and denies nothing"
+    );
+    repo.horde(&["verify"]);
+}

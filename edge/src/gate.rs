@@ -112,6 +112,9 @@ pub struct Ask<'a> {
     pub action: &'a str,
     /// The command line, path, host, model or operation, as people read it.
     pub subject: String,
+    /// Record a deny and an ask (the agent is stopped); false: only decide (audit mode,
+    /// where the call goes ahead whatever the answer).
+    pub record: bool,
 }
 
 /// Decides `argv` for `role` before `horde run` runs it (see [`gate`]).
@@ -130,6 +133,7 @@ pub fn gate_command(
         request: Request::Exec(CommandSpec::Argv(argv.to_vec())),
         action: "exec",
         subject: shell_join(argv),
+        record: true,
     };
     gate(store, policy, &ask, wait.map(Duration::from_secs), standing)
 }
@@ -182,6 +186,14 @@ pub fn gate(
         reason,
         ttl: store.config.approval_ttl(),
     };
+    if !ask.record && decision.verdict != Verdict::Allow {
+        return Ok(Gate {
+            verdict: decision.verdict,
+            summary: format!("{}: {}", decision.verdict, deciding_rule(&decision)),
+            by_policy: decision.verdict == Verdict::Deny,
+            request: None,
+        });
+    }
     match decision.verdict {
         Verdict::Allow => Ok(Gate {
             verdict: Verdict::Allow,

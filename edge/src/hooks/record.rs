@@ -420,6 +420,8 @@ fn pre_tool(ctx: &mut Ctx<'_>, opts: &HookOptions) -> Result<Answer> {
                 request: request.clone(),
                 action,
                 subject: subject.clone(),
+                // In audit mode the call goes ahead: nothing to deny or to ask anybody.
+                record: opts.mode == Mode::Enforce,
             };
             let g = crate::gate::gate(ctx.store, &policy, &ask, opts.wait, None)?;
             match g.verdict {
