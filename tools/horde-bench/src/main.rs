@@ -65,6 +65,8 @@
 //!   1.5.0 on the same files, with both scanners' recall and false positives; see
 //!   `secrets.rs`. Not part of `all` (`--quick` for ~2 MB).
 //!
+//! - `hooks`: `horde hook claude PreToolUse` round trip vs a hook that only answers; see
+//!   `hooks.rs`.
 //! - `sandbox`: a sandboxed `true` vs bare bwrap with the same binds vs a plain spawn; a C
 //!   build inside vs outside; curl through the sandbox's proxy vs direct; see `sandbox.rs`.
 //!   Not part of `all` (`--quick` for a few seconds).
@@ -74,6 +76,7 @@
 //! is never touched.
 
 mod append;
+mod hooks;
 mod ledger;
 mod policy;
 mod restore;
@@ -116,6 +119,9 @@ enum Command {
     /// Policy decision latency with 200 rules vs bare Cedar.
     Policy(policy::Args),
 
+    /// PreToolUse round trip of `horde hook claude` on a 10,000-file repository vs a hook
+    /// that only reads stdin and answers.
+    Hooks(hooks::Args),
     /// Sandbox start-up vs bare bwrap, a C build inside vs outside, proxy vs direct download.
     Sandbox(sandbox::Args),
     /// Secret scanning of captured output vs detect-secrets 1.5.0 (`$HORDE_DETECT_SECRETS`).
@@ -148,6 +154,7 @@ fn main() -> Result<()> {
         Command::Policy(a) => policy::run(&a),
         Command::Secrets(a) => secrets::run(&a),
         Command::Sandbox(a) => sandbox::run(&a),
+        Command::Hooks(a) => hooks::run(&a),
         Command::All {
             append,
             step,

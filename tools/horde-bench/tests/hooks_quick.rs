@@ -1,0 +1,30 @@
+//! `horde-bench hooks --quick` runs the PreToolUse round-trip figure end to end (no timing
+//! asserted).
+
+use std::process::Command;
+
+#[test]
+fn hooks_quick_prints_the_pretooluse_round_trip() {
+    let horde = std::env::current_exe()
+        .expect("test executable")
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("horde");
+    let out = Command::new(env!("CARGO_BIN_EXE_horde-bench"))
+        .args(["hooks", "--quick"])
+        .env("HORDE_BIN", &horde)
+        .output()
+        .expect("horde-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("horde/floor =") && stdout.contains("p99"),
+        "figures missing from:\n{stdout}"
+    );
+}
