@@ -124,7 +124,7 @@ fn is_ours(hook: &Value, agent: AgentKind) -> bool {
         .unwrap_or_default();
     let text = format!("{cmd} {}", args.join(" "));
     let marker = format!(" hook {} ", agent.name());
-    text.contains("horde") && (text.contains(&marker) || text.contains(&marker.replace(' ', "' '")))
+    text.contains("horde") && text.contains(&marker)
 }
 
 /// `doc` without horde's hooks; whether any were there.

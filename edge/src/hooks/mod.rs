@@ -186,10 +186,9 @@ fn str_of(v: &Value, keys: &[&str]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Reads a hook's payload. Whatever the payload, an input comes out: fields that are missing
-/// or of the wrong type are simply absent (the caller decides what it can record).
-pub fn parse(agent: AgentKind, event: &str, raw: Value) -> HookInput {
-    let kind = match (agent, event) {
+/// An agent's event name in horde's terms.
+pub fn kind_of(agent: AgentKind, event: &str) -> Kind {
+    match (agent, event) {
         (_, "SessionStart") => Kind::SessionStart,
         (_, "SessionEnd") => Kind::SessionEnd,
         (_, "UserPromptSubmit") | (AgentKind::Gemini, "BeforeAgent") => Kind::Prompt,
@@ -205,7 +204,13 @@ pub fn parse(agent: AgentKind, event: &str, raw: Value) -> HookInput {
         (_, "ConfigChange") => Kind::ConfigChange,
         (_, "Notification") => Kind::Notification,
         _ => Kind::Other,
-    };
+    }
+}
+
+/// Reads a hook's payload. Whatever the payload, an input comes out: fields that are missing
+/// or of the wrong type are simply absent (the caller decides what it can record).
+pub fn parse(agent: AgentKind, event: &str, raw: Value) -> HookInput {
+    let kind = kind_of(agent, event);
     let tool = str_of(&raw, &["tool_name"]).map(|name| {
         let input = raw.get("tool_input").cloned().unwrap_or(Value::Null);
         let call_id = str_of(&raw, &["tool_use_id", "call_id"]).unwrap_or_else(|| {
@@ -275,8 +280,9 @@ pub enum Answer {
     Notice(String),
 }
 
-/// The bytes for stdout and the exit code that answer `event` in `agent`'s protocol.
-pub fn answer(agent: AgentKind, event: &str, a: &Answer) -> (String, u8) {
+/// What to print on stdout to answer `event` in `agent`'s protocol (with exit code 0: every
+/// agent reads a JSON answer only then).
+pub fn answer(agent: AgentKind, event: &str, a: &Answer) -> String {
     let pre = matches!(event, "PreToolUse" | "BeforeTool");
     let decision = |d: &str, why: &str| match agent {
         AgentKind::Claude | AgentKind::Codex => json!({
@@ -297,11 +303,47 @@ pub fn answer(agent: AgentKind, event: &str, a: &Answer) -> (String, u8) {
             // Codex runs the tool on "ask"; Gemini in headless mode ends the session.
             AgentKind::Codex | AgentKind::Gemini => decision("deny", why),
         },
-        Answer::Allow(why) if pre => match agent {
-            AgentKind::Claude | AgentKind::Codex => decision("allow", why),
-            AgentKind::Gemini => json!({ "decision": "allow", "reason": why }),
-        },
+        Answer::Allow(why) if pre => decision("allow", why),
         _ => json!({}),
     };
-    (format!("{v}\n"), 0)
+    format!("{v}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_horde_installs_for_has_a_meaning() {
+        for agent in [AgentKind::Claude, AgentKind::Codex, AgentKind::Gemini] {
+            for event in agent.events() {
+                assert_ne!(kind_of(agent, event), Kind::Other, "{agent:?} {event}");
+            }
+        }
+        assert_eq!(
+            kind_of(AgentKind::Claude, "SessionStart"),
+            Kind::SessionStart
+        );
+        assert_eq!(kind_of(AgentKind::Gemini, "BeforeTool"), Kind::PreTool);
+        assert_eq!(kind_of(AgentKind::Claude, "Nonsense"), Kind::Other);
+    }
+
+    #[test]
+    fn answers_speak_each_protocol() {
+        let deny = Answer::Deny("no".into());
+        let c: Value =
+            serde_json::from_str(&answer(AgentKind::Claude, "PreToolUse", &deny)).expect("json");
+        assert_eq!(c["hookSpecificOutput"]["permissionDecision"], "deny");
+        let ask = Answer::Ask("who?".into());
+        let x: Value =
+            serde_json::from_str(&answer(AgentKind::Codex, "PreToolUse", &ask)).expect("json");
+        assert_eq!(
+            x["hookSpecificOutput"]["permissionDecision"], "deny",
+            "Codex has no ask"
+        );
+        let g: Value =
+            serde_json::from_str(&answer(AgentKind::Gemini, "BeforeTool", &deny)).expect("json");
+        assert_eq!(g["decision"], "deny");
+        assert_eq!(answer(AgentKind::Claude, "PostToolUse", &deny), "{}\n");
+    }
 }

@@ -394,16 +394,7 @@ fn pre_tool(ctx: &mut Ctx<'_>, opts: &HookOptions) -> Result<Answer> {
     let intent = intent_of(&tool);
     // What changed while no call was running is the user's.
     if open_calls(ctx, &tool.call_id)?.is_empty() {
-        let mut rec = Recorder::new(ctx.store)?;
-        let outcome = rec.scan()?;
-        rec.commit(
-            outcome,
-            &outside_agent(),
-            None,
-            Vec::new(),
-            Vec::new(),
-            false,
-        )?;
+        record_outside(ctx)?;
     }
     let (answer, verdict, summary) = match &intent.request {
         None => (
@@ -650,19 +641,16 @@ fn post_tool(ctx: &mut Ctx<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Records what changed since the last step as the user's (nobody's call).
+fn record_outside(ctx: &Ctx<'_>) -> Result<()> {
+    Recorder::new(ctx.store)?.step(&outside_agent(), None, Vec::new(), false)?;
+    Ok(())
+}
+
 fn end_session(ctx: &mut Ctx<'_>, task: TaskId) -> Result<()> {
     // What changed after the last tool call ended is nobody's call.
     if open_calls(ctx, "")?.is_empty() {
-        let mut rec = Recorder::new(ctx.store)?;
-        let outcome = rec.scan()?;
-        rec.commit(
-            outcome,
-            &outside_agent(),
-            None,
-            Vec::new(),
-            Vec::new(),
-            false,
-        )?;
+        record_outside(ctx)?;
     }
     let d = ctx.draft(Payload::Task(TaskEvent {
         task_id: task.to_vec(),
