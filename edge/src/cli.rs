@@ -15,6 +15,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::commands::agents::{self, HandoffArgs, StandingArgs};
+use crate::commands::daemon::{self, DaemonCommand};
 use crate::commands::hooks::{self, HookArgs, HooksCommand};
 use crate::commands::ledger::{self, LogArgs};
 use crate::commands::policy::{self, ApprovalsArgs, ApproveArgs, PolicyCommand, RejectArgs};
@@ -227,6 +228,12 @@ pub enum Command {
     /// What an agent's hook runs (installed by `horde hooks install`): reads the hook's JSON
     /// on stdin, records it, and answers in the agent's protocol on stdout.
     Hook(HookArgs),
+    /// This repository's daemon: answers the agents' hooks from an open ledger, compiled
+    /// policies and a file watcher (hooks start it themselves; `HORDE_DAEMON=off` stops that).
+    Daemon {
+        #[command(subcommand)]
+        command: DaemonCommand,
+    },
     /// A self-contained tour in a temporary directory: init, record a command, log, verify.
     Demo {
         /// Keep the demo repository in DIR instead of a temporary directory.
@@ -426,6 +433,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         Command::Doctor(a) => sandbox::cmd_doctor(a),
         Command::Hooks { command } => hooks::cmd_hooks(command),
         Command::Hook(a) => hooks::cmd_hook(a),
+        Command::Daemon { command } => daemon::cmd_daemon(command),
         Command::Demo { keep } => demo::run(keep),
     }
 }

@@ -126,6 +126,29 @@ impl<'a> Recorder<'a> {
         })
     }
 
+    /// Commits the changes of `outcome` that `keep` accepts, caused by `cause`; the others
+    /// stay unrecorded: the index keeps their old state, so the next scan of their places
+    /// finds them again. Returns the step and the changes left.
+    pub fn commit_some(
+        &mut self,
+        mut outcome: ScanOutcome,
+        keep: &dyn Fn(&scan::Change) -> bool,
+        agent: &str,
+        cause: Option<EventId>,
+    ) -> Result<(Step, Vec<scan::Change>)> {
+        let (kept, left): (Vec<_>, Vec<_>) = outcome.changes.into_iter().partition(|c| keep(c));
+        outcome.changes = kept;
+        let left_paths: std::collections::BTreeSet<&horde_core::RepoPath> = left
+            .iter()
+            .flat_map(|c| std::iter::once(&c.path).chain(c.from.as_ref()))
+            .collect();
+        outcome.ops.retain(|op| match op {
+            WorktreeOp::Put(p, _) | WorktreeOp::Remove(p) => !left_paths.contains(p),
+        });
+        let step = self.commit(outcome, agent, cause, Vec::new(), Vec::new(), false)?;
+        Ok((step, left))
+    }
+
     /// Scans and records whatever changed as one step.
     pub fn step(
         &mut self,

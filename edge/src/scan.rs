@@ -108,6 +108,15 @@ pub fn hide_from_scans(paths: impl IntoIterator<Item = PathBuf>) {
 /// Which parts of a tree count: `.git/` and `.horde/` never do, nor what
 /// [`hide_from_scans`] names.
 pub fn walk_builder(root: &Path) -> ignore::WalkBuilder {
+    walk_builder_filtered(root, None)
+}
+
+/// A walk filter: false leaves the entry out (and a directory's contents).
+type Filter = std::sync::Arc<dyn Fn(&ignore::DirEntry) -> bool + Send + Sync>;
+
+/// [`walk_builder`], also leaving out what `extra` refuses (it sees only entries the ignore
+/// rules keep).
+fn walk_builder_filtered(root: &Path, extra: Option<Filter>) -> ignore::WalkBuilder {
     let transient = TRANSIENT.read().map(|t| t.clone()).unwrap_or_default();
     let mut b = ignore::WalkBuilder::new(root);
     b.hidden(false)
@@ -123,6 +132,7 @@ pub fn walk_builder(root: &Path) -> ignore::WalkBuilder {
             let name = e.file_name().as_bytes();
             !(e.depth() > 0 && (name == b".git" || name == HORDE_DIR.as_bytes()))
                 && !transient.iter().any(|t| t == e.path())
+                && extra.as_ref().is_none_or(|f| f(e))
         });
     b
 }
@@ -347,29 +357,206 @@ pub fn scan_with_progress(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<ScanOutcome> {
     let started_ns = horde_core::time::now_micros().saturating_mul(1000);
-    let mut out = ScanOutcome::default();
-    let mut seen: BTreeSet<RepoPath> = BTreeSet::new();
-    let mut unknown_dirs: Vec<RepoPath> = Vec::new();
-    let mut found: Vec<(RepoPath, WorktreeEntry)> = Vec::new();
+    let mut w = Walked::default();
     for item in walk_builder(root).build() {
         let v = visit(root, blobs, index, withhold, started_ns, item);
+        if w.absorb(v)? {
+            progress(w.out.entries, w.out.hashed);
+        }
+    }
+    // Deletions: indexed paths not seen, unless they lie under something we could not read.
+    let deleted: Vec<(RepoPath, WorktreeEntry)> = index
+        .iter()
+        .filter(|(p, _)| !w.seen.contains(*p) && !w.under_unknown(p))
+        .map(|(p, e)| (p.clone(), e.clone()))
+        .collect();
+    classify(index, w.out, w.found, deleted)
+}
+
+/// What a walk gathered, visit by visit.
+#[derive(Default)]
+struct Walked {
+    out: ScanOutcome,
+    seen: BTreeSet<RepoPath>,
+    unknown_dirs: Vec<RepoPath>,
+    found: Vec<(RepoPath, WorktreeEntry)>,
+}
+
+impl Walked {
+    /// Adds one visit; true when a progress report is due.
+    fn absorb(&mut self, v: Visit) -> Result<bool> {
         if let Some(e) = v.fatal {
             return Err(e);
         }
+        let out = &mut self.out;
         out.entries += usize::from(v.entry);
         out.hashed += usize::from(v.hashed);
-        if v.entry && out.entries % PROGRESS_EVERY == 0 {
-            progress(out.entries, out.hashed);
-        }
         out.dirs.extend(v.dir);
-        seen.extend(v.seen);
-        unknown_dirs.extend(v.unknown);
+        self.seen.extend(v.seen);
+        self.unknown_dirs.extend(v.unknown);
         out.skipped.extend(v.skipped);
         out.warnings.extend(v.warning);
-        found.extend(v.found);
+        self.found.extend(v.found);
+        Ok(v.entry && out.entries.is_multiple_of(PROGRESS_EVERY))
     }
 
-    // Classify what was found against the index.
+    fn under_unknown(&self, p: &RepoPath) -> bool {
+        self.unknown_dirs.iter().any(|d| p.starts_with(d))
+    }
+}
+
+/// The parts of a tree that may have changed since the last scan, as a file watcher saw them
+/// (paths relative to the root, `""` for the root itself).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    /// Everything may have changed (the watcher lost events, an ignore file changed, the
+    /// first scan).
+    pub full: bool,
+    /// Directories whose entries changed: each is listed again, not descended into.
+    pub dirs: BTreeSet<String>,
+    /// Directories that appeared (created or moved in): walked entirely.
+    pub deep: BTreeSet<String>,
+}
+
+/// `p` is `d` or lies under it (`""` is the root).
+fn within(p: &str, d: &str) -> bool {
+    d.is_empty() || p == d || (p.starts_with(d) && p.as_bytes().get(d.len()) == Some(&b'/'))
+}
+
+impl Dirty {
+    pub fn everything() -> Self {
+        Dirty {
+            full: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.full && self.dirs.is_empty() && self.deep.is_empty()
+    }
+
+    pub fn merge(&mut self, other: Dirty) {
+        self.full |= other.full;
+        self.dirs.extend(other.dirs);
+        self.deep.extend(other.deep);
+    }
+
+    /// Entries of directory `dir` are looked at.
+    fn lists(&self, dir: &str) -> bool {
+        self.full || self.dirs.contains(dir) || self.deep.iter().any(|d| within(dir, d))
+    }
+
+    /// The walk enters directory `dir`: it is listed, or leads to one that is.
+    fn enters(&self, dir: &str) -> bool {
+        self.full
+            || self.deep.iter().any(|d| within(dir, d))
+            || self.dirs.iter().chain(&self.deep).any(|d| within(d, dir))
+    }
+}
+
+/// Called with each directory a watched scan enters, before its entries are listed (a watcher
+/// adds its watch there, so nothing created in it afterwards goes unseen).
+pub type OnDir = std::sync::Arc<dyn Fn(&Path) + Send + Sync>;
+
+/// [`scan`] of only what `dirty` names: the listed directories' entries, the deep ones'
+/// subtrees; an indexed path under them that is not there any more is deleted (with whatever
+/// the index holds below it). The same ignore rules apply as in a full walk, since the walk
+/// starts at the root and only skips what is clean.
+pub fn scan_dirty(
+    root: &Path,
+    blobs: &BlobStore,
+    index: &Index,
+    withhold: Option<&Withholder>,
+    dirty: &Dirty,
+    on_dir: Option<OnDir>,
+) -> Result<ScanOutcome> {
+    let started_ns = horde_core::time::now_micros().saturating_mul(1000);
+    let listed: std::sync::Arc<std::sync::Mutex<Vec<ignore::DirEntry>>> = Default::default();
+    let filter = {
+        let (dirty, listed, root) = (dirty.clone(), listed.clone(), root.to_owned());
+        let on_dir = on_dir.clone();
+        std::sync::Arc::new(move |e: &ignore::DirEntry| {
+            let Ok(rel) = e.path().strip_prefix(&root) else {
+                return false;
+            };
+            let rel = rel.to_string_lossy();
+            let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
+            let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+            if is_dir && dirty.enters(&rel) {
+                if let Some(f) = &on_dir {
+                    f(e.path());
+                }
+                return true;
+            }
+            if dirty.lists(parent)
+                && let Ok(mut l) = listed.lock()
+            {
+                l.push(e.clone());
+            }
+            false
+        }) as Filter
+    };
+    let mut w = Walked::default();
+    if dirty.is_empty() {
+        return Ok(w.out);
+    }
+    if let Some(f) = &on_dir {
+        f(root);
+    }
+    for item in walk_builder_filtered(root, Some(filter)).build() {
+        w.absorb(visit(root, blobs, index, withhold, started_ns, item))?;
+    }
+    let listed = std::mem::take(&mut *listed.lock().map_err(|_| {
+        crate::store::StoreError::io("a scan thread panicked", std::io::Error::other("poisoned"))
+    })?);
+    for e in listed {
+        w.absorb(visit(root, blobs, index, withhold, started_ns, Ok(e)))?;
+    }
+    // Deletions: indexed paths in listed directories that were not seen, and everything the
+    // index holds below a directory that is gone or no longer a directory.
+    let dir = FileKind::Dir as i32;
+    let mut deleted: BTreeMap<RepoPath, WorktreeEntry> = BTreeMap::new();
+    let mut gone_dirs: Vec<RepoPath> = Vec::new();
+    let candidates = index
+        .iter()
+        .filter(|(p, _)| dirty.lists(p.as_str().rsplit_once('/').map_or("", |(d, _)| d)));
+    for (p, e) in candidates {
+        if !w.seen.contains(p) && !w.under_unknown(p) {
+            deleted.insert(p.clone(), e.clone());
+            if e.kind == dir {
+                gone_dirs.push(p.clone());
+            }
+        }
+    }
+    gone_dirs.extend(
+        w.found
+            .iter()
+            .filter(|(p, e)| e.kind != dir && index.get(p).is_some_and(|i| i.kind == dir))
+            .map(|(p, _)| p.clone()),
+    );
+    for d in gone_dirs {
+        let upper = format!("{}0", d.as_str()); // '0' follows '/'
+        for (p, e) in index.range(d.clone()..) {
+            if p.as_str() >= upper.as_str() {
+                break;
+            }
+            if p.starts_with(&d) && p != &d && !w.seen.contains(p) {
+                deleted.insert(p.clone(), e.clone());
+            }
+        }
+    }
+    classify(index, w.out, w.found, deleted.into_iter().collect())
+}
+
+/// Turns what a walk found (`found`: entries hashed because their metadata moved) and what it
+/// no longer sees (`deleted`) into changes against `index`: creates, modifications, renames
+/// (a created file with a deleted one's content), deletes, in replay order.
+fn classify(
+    index: &Index,
+    mut out: ScanOutcome,
+    found: Vec<(RepoPath, WorktreeEntry)>,
+    deleted: Vec<(RepoPath, WorktreeEntry)>,
+) -> Result<ScanOutcome> {
     let mut from_dir = Vec::new();
     let mut dir_creates = Vec::new();
     let mut file_changes = Vec::new();
@@ -416,13 +603,6 @@ pub fn scan_with_progress(
             file_changes.push(change);
         }
     }
-
-    // Deletions: indexed paths not seen, unless they lie under something we could not read.
-    let deleted: Vec<(RepoPath, WorktreeEntry)> = index
-        .iter()
-        .filter(|(p, _)| !seen.contains(*p) && !unknown_dirs.iter().any(|d| p.starts_with(d)))
-        .map(|(p, e)| (p.clone(), e.clone()))
-        .collect();
 
     // Renames: a created file whose content and kind equal a deleted one's (empty files excluded).
     let mut by_hash: HashMap<(BlobHash, i32), Vec<usize>> = HashMap::new();

@@ -285,10 +285,14 @@ pub fn cmd_hook(a: HookArgs) -> Result<ExitCode> {
                 secret_key,
             };
             let (tx, rx) = mpsc::channel();
+            let event = a.event.clone();
+            let left = deadline.saturating_sub(started.elapsed());
             std::thread::Builder::new()
                 .name("horde-hook".into())
                 .spawn(move || {
-                    let _ = tx.send(hooks::record::record(&input, &opts));
+                    let _ = tx.send(crate::daemon::record_hook(
+                        agent, &event, &input, &opts, left,
+                    ));
                 })
                 .context("cannot start a thread")?;
             let left = deadline.saturating_sub(started.elapsed());

@@ -3,6 +3,7 @@
 //! share is in [`crate::session`]. Nothing here imports [`crate::cli`].
 
 pub mod agents;
+pub mod daemon;
 pub mod demo;
 pub mod hooks;
 pub mod ledger;

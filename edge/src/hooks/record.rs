@@ -19,8 +19,9 @@ use horde_policy::decide::{CommandSpec, Request, Verdict};
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
+use super::warm::{State, Warm};
 use super::{Answer, HookInput, Kind, Mode, ToolUse};
-use crate::record::{Recorder, outside_agent};
+use crate::record::outside_agent;
 use crate::store::writer::AppendRequest;
 use crate::store::{Layout, Store};
 
@@ -47,6 +48,7 @@ pub struct NotInitialised(pub String);
 
 struct Ctx<'a> {
     store: &'a Store,
+    state: &'a mut State,
     input: &'a HookInput,
     agent: &'static str,
     role: String,
@@ -137,17 +139,39 @@ fn cut(s: &str, max: usize) -> String {
 /// Records one hook call and decides it (PreToolUse). Errors are horde's own: the caller
 /// answers them by mode.
 pub fn record(input: &HookInput, opts: &HookOptions) -> Result<Answer> {
+    let layout = layout_of(input)?;
+    let store = Store::open(layout, crate::session::load_key()?)
+        .context("cannot open the repository's ledger")?;
+    record_in(&mut Warm::once(store), input, opts)
+}
+
+/// The repository a hook call is about (its `cwd`, else ours).
+pub fn layout_of(input: &HookInput) -> Result<Layout> {
     let start = match &input.cwd {
         Some(c) => c.clone(),
         None => crate::session::cwd()?,
     };
-    let layout =
-        Layout::discover(&start).map_err(|_| NotInitialised(start.display().to_string()))?;
-    let store = Store::open(layout, crate::session::load_key()?)
-        .context("cannot open the repository's ledger")?;
+    Ok(Layout::discover(&start).map_err(|_| NotInitialised(start.display().to_string()))?)
+}
+
+/// [`record`] with an open store and what was kept from earlier calls (the daemon).
+pub fn record_in(warm: &mut Warm, input: &HookInput, opts: &HookOptions) -> Result<Answer> {
+    warm.refresh()?;
+    let result = record_call(&warm.store, &mut warm.state, input, opts);
+    warm.settle();
+    result
+}
+
+fn record_call(
+    store: &Store,
+    state: &mut State,
+    input: &HookInput,
+    opts: &HookOptions,
+) -> Result<Answer> {
     let agent = input.agent.name();
     let mut ctx = Ctx {
-        store: &store,
+        store,
+        state,
         input,
         agent,
         role: opts.role.clone(),
@@ -394,7 +418,7 @@ fn pre_tool(ctx: &mut Ctx<'_>, opts: &HookOptions) -> Result<Answer> {
     let intent = intent_of(&tool);
     // What changed while no call was running is the user's.
     if open_calls(ctx, &tool.call_id)?.is_empty() {
-        record_outside(ctx)?;
+        record_outside(ctx, false)?;
     }
     let (answer, verdict, summary) = match &intent.request {
         None => (
@@ -403,8 +427,7 @@ fn pre_tool(ctx: &mut Ctx<'_>, opts: &HookOptions) -> Result<Answer> {
             "no decision: the agent's own state".to_owned(),
         ),
         Some((request, action, subject)) => {
-            let scope = crate::gate::scope_at(Some(root.clone()));
-            let policy = crate::gate::role_policy_in(&scope, &opts.role)?;
+            let policy = ctx.state.policy(&root, &opts.role)?;
             let ask = crate::gate::Ask {
                 agent: ctx.agent,
                 session: &ctx.input.session,
@@ -558,23 +581,20 @@ fn post_tool(ctx: &mut Ctx<'_>) -> Result<()> {
         .flatten()
         .flatten()
         .collect();
-    // The call's changes, caused by its intent.
-    let mut rec = Recorder::new(ctx.store)?;
-    let mut outcome = rec.scan()?;
+    // The call's changes, caused by its intent; the others' are left for their own ends.
     let under = |path: &str, set: &[String]| {
         set.iter()
             .any(|p| path == p || path.starts_with(&format!("{p}/")))
     };
-    outcome.changes.retain(|c| {
-        let paths: Vec<&str> = std::iter::once(c.path.as_str())
-            .chain(c.from.as_ref().map(|f| f.as_str()))
-            .collect();
+    let keep = |c: &crate::scan::Change| {
+        let mut paths = std::iter::once(c.path.as_str()).chain(c.from.as_ref().map(|f| f.as_str()));
         match &own {
-            Some(declared) => paths.iter().any(|p| under(p, declared)),
-            None => !paths.iter().any(|p| under(p, &others)),
+            Some(declared) => paths.any(|p| under(p, declared)),
+            None => !paths.any(|p| under(p, &others)),
         }
-    });
-    rec.commit(outcome, ctx.agent, intent, Vec::new(), Vec::new(), false)?;
+    };
+    ctx.state
+        .record_changes(ctx.store, &keep, ctx.agent, intent, false)?;
 
     let output_blob = match &tool.response {
         Some(v) => {
@@ -641,16 +661,17 @@ fn post_tool(ctx: &mut Ctx<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Records what changed since the last step as the user's (nobody's call).
-fn record_outside(ctx: &Ctx<'_>) -> Result<()> {
-    Recorder::new(ctx.store)?.step(&outside_agent(), None, Vec::new(), false)?;
-    Ok(())
+/// Records what changed since the last step as the user's (nobody's call); `full`: walk the
+/// whole tree even when a watcher says where the changes are.
+fn record_outside(ctx: &mut Ctx<'_>, full: bool) -> Result<()> {
+    ctx.state
+        .record_changes(ctx.store, &|_| true, &outside_agent(), None, full)
 }
 
 fn end_session(ctx: &mut Ctx<'_>, task: TaskId) -> Result<()> {
     // What changed after the last tool call ended is nobody's call.
     if open_calls(ctx, "")?.is_empty() {
-        record_outside(ctx)?;
+        record_outside(ctx, true)?;
     }
     let d = ctx.draft(Payload::Task(TaskEvent {
         task_id: task.to_vec(),

@@ -1,0 +1,291 @@
+//! `horde hook` through the repository's daemon (`horde daemon`): the same events as a hook
+//! working alone, file changes attributed to the tool call that made them (found by the
+//! daemon's watcher, not by walking the tree), other processes' recordings in between, a
+//! timeline switched under it, a daemon SIGKILLed mid-session, and its lifecycle.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::Repo;
+use serde_json::{Value, json};
+
+/// Runs `horde hook claude EVENT` with `payload`; returns stdout. `daemon`: may use (and
+/// start) the daemon.
+fn hook(r: &Repo, event: &str, payload: &Value, daemon: bool) -> String {
+    let mut c = r.cmd(&["hook", "claude", event, "--mode", "enforce"]);
+    if !daemon {
+        c.env("HORDE_DAEMON", "off");
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(payload.to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "hook {event}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn pre(r: &Repo, call: &str, tool: &str, input: Value, daemon: bool) -> String {
+    hook(
+        r,
+        "PreToolUse",
+        &json!({"session_id": "s1", "cwd": r.root, "hook_event_name": "PreToolUse",
+                "tool_name": tool, "tool_input": input, "tool_use_id": call}),
+        daemon,
+    )
+}
+
+fn post(r: &Repo, call: &str, tool: &str, input: Value, daemon: bool) {
+    hook(
+        r,
+        "PostToolUse",
+        &json!({"session_id": "s1", "cwd": r.root, "hook_event_name": "PostToolUse",
+                "tool_name": tool, "tool_input": input, "tool_use_id": call,
+                "tool_response": {"stdout": "", "stderr": "", "interrupted": false}}),
+        daemon,
+    );
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(30), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn daemon_pid(r: &Repo) -> Option<u32> {
+    let out = r.run(&["daemon", "status"]);
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.split("pid ").nth(1)?.split(')').next()?.parse().ok()
+}
+
+/// The changes recorded as caused by each tool call's intent, and the user's, in order.
+fn attribution(r: &Repo) -> Vec<String> {
+    let log = r.events();
+    let mut intents = std::collections::HashMap::new();
+    for e in &log {
+        if e["type"] == "tool_call" && e["payload"]["intent"] == true {
+            intents.insert(
+                e["id"].as_str().expect("id").to_owned(),
+                e["payload"]["call_id"].as_str().expect("call").to_owned(),
+            );
+        }
+    }
+    log.iter()
+        .filter(|e| e["type"] == "state_change")
+        .map(|e| {
+            let by = e["causation_id"]
+                .as_str()
+                .and_then(|c| intents.get(c))
+                .cloned()
+                .unwrap_or_else(|| "user".into());
+            format!(
+                "{by}: {} {}",
+                e["payload"]["op"].as_str().unwrap_or(""),
+                e["payload"]["path"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// One scripted session: tool calls that write, rename and delete, the user's edits between
+/// them, another process recording in between.
+fn session(r: &Repo, daemon: bool) {
+    let bash = |c: &str| json!({"command": c});
+    pre(
+        r,
+        "t1",
+        "Bash",
+        bash("mkdir -p gen && echo a > gen/a.txt"),
+        daemon,
+    );
+    std::fs::create_dir_all(r.path("gen/deep")).expect("mkdir");
+    std::fs::write(r.path("gen/a.txt"), "a\n").expect("write");
+    std::fs::write(r.path("gen/deep/b.txt"), "b\n").expect("write");
+    post(
+        r,
+        "t1",
+        "Bash",
+        bash("mkdir -p gen && echo a > gen/a.txt"),
+        daemon,
+    );
+    // The user edits between calls: recorded as theirs at the next call's start.
+    r.write("notes.txt", "the user's notes\n");
+    let w = json!({"file_path": r.path("src/lib.rs"), "content": "pub fn f() {}\n"});
+    pre(r, "t2", "Write", w.clone(), daemon);
+    r.write("src/lib.rs", "pub fn f() {}\n");
+    post(r, "t2", "Write", w, daemon);
+    // Another process records a change of its own in between.
+    r.write("README.md", "# changed outside\n");
+    r.ok(&["snapshot", "-m", "by hand"]);
+    pre(
+        r,
+        "t3",
+        "Bash",
+        bash("mv gen out && rm src/main.rs"),
+        daemon,
+    );
+    std::fs::rename(r.path("gen"), r.path("out")).expect("mv");
+    std::fs::remove_file(r.path("src/main.rs")).expect("rm");
+    std::fs::write(r.path("out/deep/b.txt"), "b2\n").expect("write");
+    post(
+        r,
+        "t3",
+        "Bash",
+        bash("mv gen out && rm src/main.rs"),
+        daemon,
+    );
+}
+
+#[test]
+fn through_the_daemon_a_session_is_recorded_as_by_a_hook_alone() {
+    let alone = Repo::init();
+    session(&alone, false);
+    assert_eq!(
+        daemon_pid(&alone),
+        None,
+        "HORDE_DAEMON=off starts no daemon"
+    );
+
+    let warm = Repo::init();
+    warm.ok(&["daemon", "start"]);
+    let pid = daemon_pid(&warm).expect("the daemon runs");
+    session(&warm, true);
+    assert_eq!(daemon_pid(&warm), Some(pid), "one daemon served every call");
+
+    let (a, w) = (attribution(&alone), attribution(&warm));
+    assert_eq!(w, a, "the daemon records what a hook alone records");
+    for want in [
+        "t1: create gen/a.txt",
+        "t1: create gen/deep/b.txt",
+        "user: modify notes.txt",
+        "t2: create src/lib.rs",
+        "user: modify README.md",
+        "t3: delete src/main.rs",
+        "t3: rename out/a.txt",
+    ] {
+        assert!(w.iter().any(|c| c == want), "{want} missing from {w:#?}");
+    }
+    warm.ok(&["verify"]);
+    assert_eq!(warm.json(&["status"])["unrecorded_changes"], 0);
+    // Restore at each call's intent reproduces what the tree was when it started.
+    let log = warm.events();
+    let t3 = log
+        .iter()
+        .find(|e| e["payload"]["call_id"] == "t3" && e["payload"]["intent"] == true)
+        .expect("t3's intent");
+    let to = warm.root.parent().expect("tmp").join("at-t3");
+    warm.ok(&[
+        "restore",
+        "--at",
+        t3["id"].as_str().expect("id"),
+        "--to",
+        to.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(to.join("gen/deep/b.txt")).expect("b"),
+        "b\n"
+    );
+    assert!(to.join("src/main.rs").exists() && !to.join("out").exists());
+    warm.ok(&["daemon", "stop"]);
+    assert_eq!(daemon_pid(&warm), None);
+}
+
+#[test]
+fn a_hook_starts_the_daemon_and_a_killed_daemon_loses_nothing() {
+    let r = Repo::init();
+    let bash = json!({"command": "true"});
+    pre(&r, "k1", "Bash", bash.clone(), true);
+    wait_for("the daemon a hook started", || daemon_pid(&r).is_some());
+    let pid = daemon_pid(&r).expect("pid");
+    r.write("x.txt", "x\n");
+    post(&r, "k1", "Bash", bash.clone(), true);
+    common::signal(i32::try_from(pid).expect("pid"), libc::SIGKILL);
+    wait_for("the daemon to die", || daemon_pid(&r) != Some(pid));
+    // The next calls go alone (and start another daemon); nothing is missing or doubled.
+    r.write("y.txt", "y\n");
+    pre(&r, "k2", "Bash", bash.clone(), true);
+    r.write("z.txt", "z\n");
+    post(&r, "k2", "Bash", bash, true);
+    let a = attribution(&r);
+    for want in ["k1: create x.txt", "user: create y.txt", "k2: create z.txt"] {
+        assert_eq!(
+            a.iter().filter(|c| *c == want).count(),
+            1,
+            "{want} in {a:#?}"
+        );
+    }
+    r.ok(&["verify"]);
+    wait_for("a new daemon", || daemon_pid(&r).is_some_and(|p| p != pid));
+}
+
+#[test]
+fn the_daemon_follows_a_timeline_switched_under_it() {
+    let r = Repo::init();
+    r.ok(&["daemon", "start"]);
+    let bash = json!({"command": "true"});
+    pre(&r, "f1", "Bash", bash.clone(), true);
+    r.write("before-fork.txt", "1\n");
+    post(&r, "f1", "Bash", bash.clone(), true);
+    let log = r.events();
+    let first = log.first().expect("events")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    r.ok(&["fork", "--at", &first, "--name", "retry"]);
+    pre(&r, "f2", "Bash", bash.clone(), true);
+    r.write("after-fork.txt", "2\n");
+    post(&r, "f2", "Bash", bash, true);
+    // On the current timeline (what `log` shows), and nothing on disk left unrecorded.
+    let log = r.json(&["log", "--path", "after-fork.txt"]);
+    assert_eq!(log.as_array().map(Vec::len), Some(1), "{log:#}");
+    assert_eq!(r.json(&["status"])["unrecorded_changes"], 0);
+    r.ok(&["verify"]);
+    r.ok(&["daemon", "stop"]);
+}
+
+#[test]
+fn one_daemon_per_repository_and_it_leaves_with_its_repository() {
+    let r = Repo::init();
+    r.ok(&["daemon", "start"]);
+    let pid = daemon_pid(&r).expect("running");
+    // A second start is a no-op; a second foreground daemon refuses.
+    assert!(r.ok(&["daemon", "start"]).contains(&pid.to_string()));
+    let second = r.run(&["daemon", "run"]);
+    assert!(!second.status.success());
+    assert!(
+        common::stderr(&second).contains("already runs"),
+        "{}",
+        common::stderr(&second)
+    );
+    // Removing the repository's .horde/ ends it.
+    std::fs::remove_dir_all(r.path(".horde")).expect("rm");
+    wait_for("the daemon to leave", || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    // Outside a repository the commands say so.
+    let out = r.run(&["daemon", "status"]);
+    assert!(!out.status.success());
+    assert!(common::stderr(&out).contains("not in a horde repository"));
+}
