@@ -302,3 +302,45 @@ proptest! {
         prop_assert!(horde_replay::diff(&now, &state).is_empty());
     }
 }
+
+/// A scan's changes, comparable: op, path, source and what the entry became (not its mtime).
+fn change_list(out: &horde::scan::ScanOutcome) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .changes
+        .iter()
+        .map(|c| {
+            let after = c.after.as_ref().map(|e| (e.kind, e.mode, e.hash, e.size));
+            format!("{:?} {} {:?} {after:?}", c.op, c.path, c.from)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    /// (3) What the daemon's watched scan finds (only the directories inotify saw change)
+    /// equals what a full walk finds, after any history of operations.
+    #[test]
+    fn a_watched_scan_finds_what_a_full_scan_finds(steps in prop::collection::vec(prop::collection::vec(op(), 1..6), 1..8)) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().canonicalize().expect("canon");
+        fs::write(root.join("x"), "start\n").expect("write");
+        let store = init(&root, DeviceKey::generate().expect("key")).expect("init").store;
+        let mut rec = Recorder::new(&store).expect("recorder");
+        let mut w = horde::watch::Watcher::new(&root).expect("inotify");
+        let blobs = &store.ledger.blobs;
+        let first = horde::scan::scan_dirty(&root, blobs, &rec.index, None, &w.drain(), Some(w.on_dir())).expect("scan");
+        prop_assert!(first.changes.is_empty());
+        for ops in &steps {
+            for o in ops {
+                apply(&root, o);
+            }
+            let dirty = w.drain();
+            let watched = horde::scan::scan_dirty(&root, blobs, &rec.index, None, &dirty, Some(w.on_dir())).expect("scan");
+            let full = horde::scan::scan(&root, blobs, &rec.index, None).expect("scan");
+            prop_assert_eq!(change_list(&watched), change_list(&full), "after {:?} (dirty {:?})", ops, dirty);
+            rec.commit(watched, "prop", None, Vec::new(), Vec::new(), false).expect("commit");
+        }
+    }
+}

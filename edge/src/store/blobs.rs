@@ -4,10 +4,13 @@
 //! either does not exist or holds exactly the content its name says. Content is hashed first:
 //! a blob that exists already is never written again.
 //!
-//! Durability: new blobs are not fsynced one by one. [`BlobStore::sync`] flushes the
-//! filesystem once (`syncfs`) if anything was written since the last call; every writer of
-//! events calls it before committing events that name new blobs, so an acknowledged event
-//! never points at a blob a power cut took back.
+//! Durability: new blobs are not fsynced as they are written. [`BlobStore::sync`] makes
+//! everything written since its last call durable: a few blobs (a hook's, a tool call's) with
+//! an fsync of each file and of its directory, many (a scan of a large tree) with one `syncfs`
+//! of the filesystem; every writer of events calls it before committing events that name new
+//! blobs, so an acknowledged event never points at a blob a power cut took back. (`syncfs`
+//! waits for everything any process wrote to that filesystem: a build running beside an agent
+//! would make every hook wait for it.)
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -22,8 +25,21 @@ use super::{Result, StoreError};
 pub struct BlobStore {
     dir: PathBuf,
     tmp: PathBuf,
-    /// Blobs were written since the last [`BlobStore::sync`].
-    dirty: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Blobs written since the last [`BlobStore::sync`].
+    written: std::sync::Arc<std::sync::Mutex<Written>>,
+}
+
+/// Up to this many new blobs are made durable one by one; more, with one `syncfs`.
+const FSYNC_EACH_UP_TO: usize = 32;
+
+#[derive(Debug, Default)]
+struct Written {
+    /// Blob files renamed into place (only while there are few).
+    files: Vec<PathBuf>,
+    /// Fan-out directories made.
+    dirs: bool,
+    /// More than [`FSYNC_EACH_UP_TO`]: sync the filesystem.
+    many: bool,
 }
 
 /// Files up to this size are read whole, hashed, and written only if their blob is missing;
@@ -46,20 +62,49 @@ impl BlobStore {
         Self {
             dir,
             tmp,
-            dirty: Default::default(),
+            written: Default::default(),
         }
     }
 
-    /// Makes every blob written so far durable (one `syncfs`), if any was written.
+    fn written(&self) -> std::sync::MutexGuard<'_, Written> {
+        // A panic elsewhere cannot leave a Written half-updated in a harmful way.
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes every blob written so far durable, if any was written.
     pub fn sync(&self) -> Result<()> {
-        use std::sync::atomic::Ordering;
-        if self.dirty.swap(false, Ordering::AcqRel) {
-            let dir = File::open(&self.dir)
-                .map_err(|e| StoreError::io("cannot open the blob store", e))?;
-            if let Err(e) = crate::sys::syncfs(&dir) {
-                self.dirty.store(true, Ordering::Release);
-                return Err(StoreError::io("cannot flush new blobs to disk", e));
+        let w = std::mem::take(&mut *self.written());
+        if let Err(e) = Self::flush(&self.dir, &w) {
+            // Still not durable: the next sync tries again.
+            let mut now = self.written();
+            now.many |= w.many;
+            now.dirs |= w.dirs;
+            now.files.extend(w.files);
+            return Err(StoreError::io("cannot flush new blobs to disk", e));
+        }
+        Ok(())
+    }
+
+    fn flush(dir: &Path, w: &Written) -> io::Result<()> {
+        if w.many {
+            return crate::sys::syncfs(&File::open(dir)?);
+        }
+        let mut parents: Vec<&Path> = Vec::new();
+        for f in &w.files {
+            File::open(f)?.sync_all()?;
+            if let Some(p) = f.parent()
+                && !parents.contains(&p)
+            {
+                parents.push(p);
             }
+        }
+        if w.dirs {
+            parents.push(dir);
+        }
+        for p in parents {
+            File::open(p)?.sync_all()?;
         }
         Ok(())
     }
@@ -179,15 +224,23 @@ impl BlobStore {
     fn commit(&self, tmp: File, tmp_path: &Path, hash: &BlobHash) -> Result<()> {
         let io = |e| StoreError::io(format!("cannot store blob {hash}"), e);
         drop(tmp);
-        self.dirty.store(true, std::sync::atomic::Ordering::Release);
         let dest = self.path_of(hash);
         let parent = dest.parent().expect("blob paths have a fan-out directory");
-        if let Err(e) = fs::create_dir(parent)
-            && e.kind() != io::ErrorKind::AlreadyExists
-        {
-            return Err(io(e));
+        let made = match fs::create_dir(parent) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(io(e)),
+        };
+        fs::rename(tmp_path, &dest).map_err(io)?;
+        let mut w = self.written();
+        w.dirs |= made;
+        if w.files.len() < FSYNC_EACH_UP_TO && !w.many {
+            w.files.push(dest);
+        } else {
+            w.many = true;
+            w.files.clear();
         }
-        fs::rename(tmp_path, &dest).map_err(io)
+        Ok(())
     }
 }
 
