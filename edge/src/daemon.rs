@@ -160,10 +160,12 @@ pub fn ask(
     };
     let _ = s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
     let _ = s.set_write_timeout(Some(timeout.max(Duration::from_millis(1))));
-    let sent = serde_json::to_writer(&mut s, &req)
-        .map_err(std::io::Error::from)
-        .and_then(|()| s.write_all(b"\n"));
-    if sent.is_err() {
+    // One write: a writer straight on the socket would send each JSON token on its own.
+    let Ok(mut bytes) = serde_json::to_vec(&req) else {
+        return Asked::Alone;
+    };
+    bytes.push(b'\n');
+    if s.write_all(&bytes).is_err() {
         return Asked::Alone;
     }
     let mut line = String::new();
@@ -401,9 +403,9 @@ struct Shared {
 /// Serves one connection; Some(why) when the daemon should leave after it.
 fn serve_one(conn: UnixStream, warm: &Mutex<Warm>, shared: &Shared) -> Option<&'static str> {
     let reply = |mut c: &UnixStream, r: Reply| {
-        if let Ok(line) = serde_json::to_string(&r) {
-            let _ = c.write_all(line.as_bytes());
-            let _ = c.write_all(b"\n");
+        if let Ok(mut line) = serde_json::to_vec(&r) {
+            line.push(b'\n');
+            let _ = c.write_all(&line);
         }
     };
     let alone = |why: &str| Reply {

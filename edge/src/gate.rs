@@ -4,6 +4,7 @@
 //! `horde run --role`, `horde policy check` and the agents' hooks (`horde hook`); it never
 //! imports a command.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -138,6 +139,76 @@ pub fn gate_command(
     gate(store, policy, &ask, wait.map(Duration::from_secs), standing)
 }
 
+/// What a decision reads from the log — whether the session is quarantined, the answers
+/// people asked to be remembered — kept between decisions of one process (the daemon) until
+/// an event that could change it is appended: an `approval` for remembered answers, an
+/// `observation` for quarantine. Each is a fold over the whole log, which has no index by
+/// type.
+#[derive(Default)]
+pub struct LogFacts {
+    /// The newest event id looked at.
+    upto: i64,
+    quarantined: HashMap<(String, String), bool>,
+    remembered: HashMap<(String, String), Vec<Remembered>>,
+}
+
+impl LogFacts {
+    /// Forgets what events appended since the last call may have changed.
+    fn refresh(&mut self, conn: &rusqlite::Connection) -> Result<()> {
+        let top: i64 =
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+        if top == self.upto {
+            return Ok(());
+        }
+        let mut st = conn.prepare_cached(
+            "SELECT DISTINCT type FROM events WHERE id > ?1 AND type IN ('approval', 'observation')",
+        )?;
+        let types = st
+            .query_map([self.upto], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        // The id went back (another ledger file under the same path): forget everything.
+        let all = top < self.upto;
+        if all || types.iter().any(|t| t == "approval") {
+            self.remembered.clear();
+        }
+        if all || types.iter().any(|t| t == "observation") {
+            self.quarantined.clear();
+        }
+        self.upto = top;
+        Ok(())
+    }
+
+    fn quarantined(
+        &mut self,
+        conn: &rusqlite::Connection,
+        agent: &str,
+        session: &str,
+    ) -> Result<bool> {
+        let key = (agent.to_owned(), session.to_owned());
+        if let Some(q) = self.quarantined.get(&key) {
+            return Ok(*q);
+        }
+        let q = crate::trust::quarantined(conn, agent, session)?;
+        self.quarantined.insert(key, q);
+        Ok(q)
+    }
+
+    fn remembered(
+        &mut self,
+        conn: &rusqlite::Connection,
+        role: &str,
+        session: &str,
+    ) -> Result<Vec<Remembered>> {
+        let key = (role.to_owned(), session.to_owned());
+        if let Some(r) = self.remembered.get(&key) {
+            return Ok(r.clone());
+        }
+        let r = approvals::remembered(conn, role, session)?;
+        self.remembered.insert(key, r.clone());
+        Ok(r)
+    }
+}
+
 /// Decides a request of `ask.agent` under `policy`. A deny is recorded (an `Approval` by
 /// `policy`); an ask records a request and, with `wait`, waits that long for a person's
 /// answer. Remembered answers apply (argv patterns for commands, the exact subject for the
@@ -149,8 +220,22 @@ pub fn gate(
     wait: Option<Duration>,
     standing: Option<&crate::trust::Current>,
 ) -> Result<Gate> {
+    gate_with(store, policy, ask, wait, standing, &mut LogFacts::default())
+}
+
+/// [`gate`] reading the log through `facts` (kept by the caller between decisions).
+pub fn gate_with(
+    store: &crate::store::Store,
+    policy: &RolePolicy,
+    ask: &Ask<'_>,
+    wait: Option<Duration>,
+    standing: Option<&crate::trust::Current>,
+    facts: &mut LogFacts,
+) -> Result<Gate> {
     let (agent, session) = (ask.agent, ask.session);
-    let quarantined = crate::trust::quarantined(&store.ledger.conn, agent, session)?;
+    let conn = &store.ledger.conn;
+    facts.refresh(conn)?;
+    let quarantined = facts.quarantined(conn, agent, session)?;
     let (set, role) = (&policy.set, policy.role.as_str());
     let who = Agent {
         id: agent.to_owned(),
@@ -160,7 +245,7 @@ pub fn gate(
         budget_exhausted: standing.is_some_and(|s| s.revoked().is_some()),
         quarantined,
     };
-    let remembered = approvals::remembered(&store.ledger.conn, role, session)?;
+    let remembered = facts.remembered(conn, role, session)?;
     let patterns: Vec<_> = approvals::exec_patterns(&remembered)
         .into_iter()
         .map(|(p, _)| p)

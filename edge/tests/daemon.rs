@@ -289,3 +289,27 @@ fn one_daemon_per_repository_and_it_leaves_with_its_repository() {
     assert!(!out.status.success());
     assert!(common::stderr(&out).contains("not in a horde repository"));
 }
+
+#[test]
+fn an_answer_remembered_meanwhile_applies_to_the_next_call_through_the_daemon() {
+    let r = Repo::init();
+    r.ok(&["daemon", "start"]);
+    let add = json!({"command": "cargo add serde"});
+    let first = pre(&r, "a1", "Bash", add.clone(), true);
+    assert!(
+        first.contains("\"ask\""),
+        "builder asks for cargo add: {first}"
+    );
+    let id = first
+        .split("horde approve ")
+        .nth(1)
+        .and_then(|s| s.get(..8))
+        .expect("the answer names the request");
+    r.ok(&["approve", id, "--remember", "exact", "--for", "session"]);
+    let second = pre(&r, "a2", "Bash", add, true);
+    assert!(
+        !second.contains("\"ask\"") && !second.contains("\"deny\""),
+        "the remembered answer applies: {second}"
+    );
+    r.ok(&["daemon", "stop"]);
+}

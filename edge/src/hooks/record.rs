@@ -142,7 +142,7 @@ pub fn record(input: &HookInput, opts: &HookOptions) -> Result<Answer> {
     let layout = layout_of(input)?;
     let store = Store::open(layout, crate::session::load_key()?)
         .context("cannot open the repository's ledger")?;
-    record_in(&mut Warm::once(store), input, opts)
+    record_in(&mut Warm::once(store)?, input, opts)
 }
 
 /// The repository a hook call is about (its `cwd`, else ours).
@@ -437,7 +437,14 @@ fn pre_tool(ctx: &mut Ctx<'_>, opts: &HookOptions) -> Result<Answer> {
                 // In audit mode the call goes ahead: nothing to deny or to ask anybody.
                 record: opts.mode == Mode::Enforce,
             };
-            let g = crate::gate::gate(ctx.store, &policy, &ask, opts.wait, None)?;
+            let g = crate::gate::gate_with(
+                ctx.store,
+                &policy,
+                &ask,
+                opts.wait,
+                None,
+                &mut ctx.state.facts,
+            )?;
             match g.verdict {
                 // Horde only adds restrictions: an allow leaves the agent's own permission
                 // rules in charge, unless a person approved the call through horde.

@@ -73,18 +73,32 @@ pub struct State {
     /// The worktree index as this process last committed or loaded it; None: load it.
     index: Option<(Index, Withholder, Sources)>,
     watcher: Option<Watcher>,
+    /// What decisions read from the log.
+    pub facts: crate::gate::LogFacts,
+}
+
+/// The hook's own writes on the reading connection are to `agent_sessions` and `agent_calls`,
+/// a cache of the log: they need not wait for the disk. In WAL mode they survive a crash of
+/// the process, and the writer's next commit (FULL) flushes them with its own frames.
+fn relax(store: &Store) -> Result<()> {
+    store
+        .ledger
+        .conn
+        .pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
 }
 
 impl Warm {
     /// For one call: nothing is kept, the tree is scanned whole.
-    pub fn once(store: Store) -> Self {
-        Self {
+    pub fn once(store: Store) -> Result<Self> {
+        relax(&store)?;
+        Ok(Self {
             store,
             state: State::default(),
             lasting: false,
             config_stamp: None,
             data_version: None,
-        }
+        })
     }
 
     /// For many calls (the daemon): the store opened with `key`, the tree watched.
@@ -92,6 +106,7 @@ impl Warm {
         let config_stamp = stamp(&layout.config());
         let watcher = Watcher::new(&layout.root).context("cannot start an inotify watcher")?;
         let store = Store::open(layout, key).context("cannot open the ledger")?;
+        relax(&store)?;
         Ok(Self {
             store,
             state: State {
@@ -143,6 +158,7 @@ impl Warm {
             let layout = self.store.ledger.layout.clone();
             let key = crate::session::load_key()?;
             self.store = Store::open(layout, key).context("cannot open the ledger")?;
+            relax(&self.store)?;
             self.config_stamp = config;
         }
         // Someone else committed: the index may be behind.
