@@ -58,6 +58,11 @@ pub struct RunOptions {
     /// `horde run --sandbox`: the command confined (`Some(None)`: asked for, but run
     /// unsandboxed because of `--unsandboxed` on a machine without a sandbox).
     pub sandbox: Option<Option<horde_sandbox::Prepared>>,
+    /// Record file changes as they happen (watcher-triggered scans). Off when the command's
+    /// own hooks record them, call by call (`horde run -- claude`): the final scan remains.
+    pub flush: bool,
+    /// The agent's session the command ran (its hooks record it), for the ToolCall.
+    pub session: String,
 }
 
 /// How the command's output reaches the user and the ledger.
@@ -362,10 +367,14 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
 
     // 3. Watch the directories the scan walked (non-recursive: ignored trees cost nothing).
     let (wtx, wrx) = mpsc::channel::<notify::Result<notify::Event>>();
-    let mut watcher = notify::recommended_watcher(move |ev| {
-        let _ = wtx.send(ev);
-    })
-    .ok();
+    let mut watcher = if opts.flush {
+        notify::recommended_watcher(move |ev| {
+            let _ = wtx.send(ev);
+        })
+        .ok()
+    } else {
+        None
+    };
     let mut watched: HashSet<PathBuf> = HashSet::new();
     let mut watch_dirs = |watcher: &mut Option<notify::RecommendedWatcher>,
                           dirs: &mut Vec<PathBuf>| {
@@ -616,6 +625,7 @@ pub fn run(store: &Store, opts: RunOptions) -> Result<RunOutcome> {
                 duration_ms: duration.as_millis() as u64,
                 policy_verdict: opts.policy_verdict.clone(),
                 sandbox: sandbox_report,
+                session: opts.session.clone(),
                 ..Default::default()
             }),
         )

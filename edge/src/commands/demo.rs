@@ -81,6 +81,8 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
         wait: None,
         sandbox: false,
         sandbox_opts: Default::default(),
+        hooks: "off".into(),
+        hook_role: "builder".into(),
         command: vec!["sh".into(), "-c".into(), SCRIPT.into()],
     })?;
 

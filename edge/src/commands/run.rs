@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::session::{EXIT_ASK, EXIT_DENIED, EXIT_INCOMPLETE, open_store, print_problems};
@@ -46,6 +46,14 @@ pub struct RunArgs {
     pub sandbox: bool,
     #[command(flatten)]
     pub sandbox_opts: crate::commands::sandbox::SandboxOpts,
+    /// When the command is Claude Code: pass horde's hooks for this run (`--settings`, no
+    /// install needed) in this mode, so each tool call and the file changes it made are
+    /// recorded as `horde hooks install` records them; `off`: record the run only.
+    #[arg(long, value_name = "MODE", default_value = "audit", value_parser = ["audit", "enforce", "off"])]
+    pub hooks: String,
+    /// The manifest role the hooks decide tool calls under.
+    #[arg(long, value_name = "ROLE", default_value = "builder")]
+    pub hook_role: String,
     /// The command and its arguments, after `--`.
     #[arg(required = true, value_name = "CMD", allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -172,15 +180,18 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    let (argv, hooked) = agent_hooks(&args, &store.ledger.layout.root)?;
     let out = crate::run::run(
         &store,
         crate::run::RunOptions {
             sandbox,
-            argv: args.command,
+            argv,
             agent: args.agent.clone(),
             output,
             secret_key: crate::config::fingerprint_key()?,
             policy_verdict,
+            flush: hooked.is_none(),
+            session: hooked.flatten().unwrap_or_default(),
         },
     )?;
     print_problems(&out.skipped, &out.warnings);
@@ -220,6 +231,59 @@ pub fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         u8::try_from(out.exit_code.clamp(0, 255)).unwrap_or(1)
     };
     Ok(ExitCode::from(code))
+}
+
+/// The command line to run: Claude Code with horde's hooks for this run (unless `--hooks
+/// off`, or they are installed already). Some(session) when the agent's hooks record the
+/// session (the session id when horde chose it).
+fn agent_hooks(
+    args: &RunArgs,
+    root: &std::path::Path,
+) -> Result<(Vec<std::ffi::OsString>, Option<Option<String>>)> {
+    use crate::hooks::{AgentKind, Mode, install};
+    let is_claude = args
+        .command
+        .first()
+        .and_then(|p| std::path::Path::new(p).file_name())
+        .is_some_and(|n| n == "claude");
+    let Some(mode) = Mode::parse(&args.hooks).filter(|_| is_claude) else {
+        return Ok((args.command.clone(), None));
+    };
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    if home
+        .as_deref()
+        .is_some_and(|h| install::installed(AgentKind::Claude, root, h))
+    {
+        if !args.quiet {
+            eprintln!("horde: Claude Code's installed hooks record this session");
+        }
+        return Ok((args.command.clone(), Some(None)));
+    }
+    // The role must exist before the agent depends on it.
+    crate::gate::role_policy(&args.hook_role)?;
+    let plan = install::Plan {
+        agent: AgentKind::Claude,
+        mode,
+        role: args.hook_role.clone(),
+        timeout_secs: 30,
+        wait_secs: 0,
+        exe: std::env::current_exe()
+            .and_then(|e| e.canonicalize())
+            .context("cannot tell where this horde binary is")?,
+    };
+    let (argv, session) =
+        install::claude_run_argv(&plan, &args.command).context("the command is Claude Code")?;
+    if !args.quiet {
+        eprintln!(
+            "horde: recording Claude Code through its hooks ({} mode{})",
+            mode.as_str(),
+            session
+                .as_deref()
+                .map(|s| format!(", session {s}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok((argv, Some(session)))
 }
 
 /// Tells the user what a task did to the agent's standing.

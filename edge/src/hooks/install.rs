@@ -330,6 +330,68 @@ pub fn status(path: &Path, agent: AgentKind) -> Result<Status> {
     })
 }
 
+/// horde's hooks for `plan.agent` as one settings document (what `install` merges into a
+/// file), for an agent that takes settings on its command line.
+pub fn settings(plan: &Plan) -> Value {
+    let hooks: Map<String, Value> = plan
+        .agent
+        .events()
+        .iter()
+        .map(|e| ((*e).to_owned(), json!([entry(plan, e)])))
+        .collect();
+    json!({ "hooks": hooks })
+}
+
+/// Whether horde's hooks for `agent` are in any configuration it reads in repository `root`
+/// (the repository's, the user's).
+pub fn installed(agent: AgentKind, root: &Path, home: &Path) -> bool {
+    let mut places = vec![
+        config_path(agent, Some(root), home),
+        config_path(agent, None, home),
+    ];
+    if agent == AgentKind::Claude {
+        places.push(root.join(".claude/settings.json"));
+    }
+    places
+        .iter()
+        .any(|p| status(p, agent).is_ok_and(|s| !s.events.is_empty()))
+}
+
+/// Claude Code's command line with horde's hooks passed for this run only (`--settings`), and
+/// a session id when the command does not resume or name one; None when `argv` does not run
+/// Claude Code. The id is returned so the run can name the session it recorded.
+pub fn claude_run_argv(
+    plan: &Plan,
+    argv: &[std::ffi::OsString],
+) -> Option<(Vec<std::ffi::OsString>, Option<String>)> {
+    let program = Path::new(argv.first()?).file_name()?;
+    if program != "claude" {
+        return None;
+    }
+    let has = |flags: &[&str]| {
+        argv[1..].iter().any(|a| {
+            let a = a.to_string_lossy();
+            flags
+                .iter()
+                .any(|f| a == *f || a.starts_with(&format!("{f}=")))
+        })
+    };
+    let mut out = vec![
+        argv[0].clone(),
+        "--settings".into(),
+        settings(plan).to_string().into(),
+    ];
+    let session = if has(&["--session-id", "--resume", "-r", "--continue", "-c"]) {
+        None
+    } else {
+        let id = uuid::Uuid::now_v7().to_string();
+        out.extend(["--session-id".into(), id.clone().into()]);
+        Some(id)
+    };
+    out.extend(argv[1..].iter().cloned());
+    Some((out, session))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,5 +487,34 @@ mod tests {
             );
             assert_eq!(std::fs::read_to_string(&p).expect("read"), bad);
         }
+    }
+
+    #[test]
+    fn claude_runs_with_the_hooks_passed_and_a_session_id() {
+        let plan = Plan {
+            agent: AgentKind::Claude,
+            mode: Mode::Enforce,
+            role: "builder".into(),
+            timeout_secs: 30,
+            wait_secs: 0,
+            exe: "/opt/horde".into(),
+        };
+        let argv: Vec<std::ffi::OsString> =
+            vec!["/usr/bin/claude".into(), "-p".into(), "hi".into()];
+        let (out, session) = claude_run_argv(&plan, &argv).expect("claude");
+        assert_eq!(out[1], "--settings");
+        let settings: Value = serde_json::from_str(out[2].to_str().expect("utf-8")).expect("json");
+        let pre = &settings["hooks"]["PreToolUse"][0]["hooks"][0];
+        assert_eq!(pre["command"], "/opt/horde");
+        assert_eq!(pre["onFailure"], "block");
+        let id = session.expect("a new session gets an id");
+        assert_eq!(out[3], "--session-id");
+        assert_eq!(out[4].to_str(), Some(id.as_str()));
+        assert_eq!(&out[5..], &argv[1..]);
+        // Resuming keeps the agent's own session id; other programs are left alone.
+        let resume: Vec<std::ffi::OsString> =
+            vec!["claude".into(), "--resume".into(), "abc".into()];
+        assert_eq!(claude_run_argv(&plan, &resume).expect("claude").1, None);
+        assert!(claude_run_argv(&plan, &["cargo".into(), "test".into()]).is_none());
     }
 }
