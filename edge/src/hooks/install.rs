@@ -97,10 +97,19 @@ fn entry(plan: &Plan, event: &str) -> Value {
             json!({ "type": "command", "command": line, "timeout": timeout })
         }
         AgentKind::Gemini => {
-            let line = std::iter::once(shell_quote(&exe))
+            let mut line = std::iter::once(shell_quote(&exe))
                 .chain(a.iter().map(|s| shell_quote(s)))
                 .collect::<Vec<_>>()
                 .join(" ");
+            // Gemini CLI lets the tool run when a hook is killed or exits with 1, and blocks
+            // it on an exit of 2 or more (stderr says why): enforce mode turns any failure
+            // of horde into such an exit, audit mode into an empty answer.
+            line.push_str(match plan.mode {
+                Mode::Enforce => {
+                    " || { echo 'horde (enforce mode) could not check this call, so it is denied' >&2; exit 2; }"
+                }
+                Mode::Audit => " || true",
+            });
             json!({ "type": "command", "command": line, "timeout": timeout * 1000, "name": "horde" })
         }
     };
