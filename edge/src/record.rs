@@ -86,11 +86,47 @@ impl<'a> Recorder<'a> {
         after: Vec<Draft>,
         sign_head: bool,
     ) -> Result<Step> {
+        self.commit_with(
+            outcome,
+            agent,
+            cause,
+            before,
+            after,
+            sign_head,
+            &Default::default(),
+        )
+    }
+
+    /// [`Recorder::commit`] of changes that belong to a trace's span (an agent's tool call).
+    fn commit_traced(
+        &mut self,
+        outcome: ScanOutcome,
+        agent: &str,
+        cause: Option<EventId>,
+        trace: &crate::store::writer::Trace,
+    ) -> Result<Step> {
+        self.commit_with(outcome, agent, cause, Vec::new(), Vec::new(), false, trace)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit_with(
+        &mut self,
+        outcome: ScanOutcome,
+        agent: &str,
+        cause: Option<EventId>,
+        before: Vec<Draft>,
+        after: Vec<Draft>,
+        sign_head: bool,
+        trace: &crate::store::writer::Trace,
+    ) -> Result<Step> {
         let now = horde_core::time::now_micros();
         let mut changes: Vec<FileChange> = outcome
             .changes
             .iter()
-            .map(|c| c.to_file_change(self.timeline, agent, cause, now))
+            .map(|c| FileChange {
+                trace: trace.clone(),
+                ..c.to_file_change(self.timeline, agent, cause, now)
+            })
             .collect();
         changes.extend(outcome.touched.iter().map(|(path, e)| FileChange {
             timeline: self.timeline,
@@ -100,6 +136,7 @@ impl<'a> Recorder<'a> {
             agent: agent.to_owned(),
             causation: cause,
             occurred_at: now,
+            trace: Default::default(),
         }));
         // New blobs are durable before any event naming them commits.
         self.store.ledger.blobs.sync()?;
@@ -135,6 +172,7 @@ impl<'a> Recorder<'a> {
         keep: &dyn Fn(&scan::Change) -> bool,
         agent: &str,
         cause: Option<EventId>,
+        trace: &crate::store::writer::Trace,
     ) -> Result<(Step, Vec<scan::Change>)> {
         let (kept, left): (Vec<_>, Vec<_>) = outcome.changes.into_iter().partition(|c| keep(c));
         outcome.changes = kept;
@@ -145,7 +183,7 @@ impl<'a> Recorder<'a> {
         outcome.ops.retain(|op| match op {
             WorktreeOp::Put(p, _) | WorktreeOp::Remove(p) => !left_paths.contains(p),
         });
-        let step = self.commit(outcome, agent, cause, Vec::new(), Vec::new(), false)?;
+        let step = self.commit_traced(outcome, agent, cause, trace)?;
         Ok((step, left))
     }
 

@@ -66,6 +66,7 @@ impl Change {
             agent: agent.to_owned(),
             causation: cause,
             occurred_at: at,
+            trace: Default::default(),
         }
     }
 }

@@ -185,6 +185,24 @@ fn through_the_daemon_a_session_is_recorded_as_by_a_hook_alone() {
     ] {
         assert!(w.iter().any(|c| c == want), "{want} missing from {w:#?}");
     }
+    // A call's changes are in its session's trace, in the call's span.
+    let log = warm.events();
+    let intent = |call: &str| {
+        log.iter()
+            .find(|e| e["payload"]["call_id"] == call && e["payload"]["intent"] == true)
+            .cloned()
+            .expect("intent")
+    };
+    let t1 = intent("t1");
+    let by_t1: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["type"] == "state_change" && e["causation_id"] == t1["id"])
+        .collect();
+    assert!(!by_t1.is_empty());
+    for c in by_t1 {
+        assert_eq!(c["trace_id"], t1["trace_id"]);
+        assert_eq!(c["span_id"], t1["span_id"]);
+    }
     warm.ok(&["verify"]);
     assert_eq!(warm.json(&["status"])["unrecorded_changes"], 0);
     // Restore at each call's intent reproduces what the tree was when it started.

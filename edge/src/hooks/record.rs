@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::warm::{State, Warm};
 use super::{Answer, HookInput, Kind, Mode, ToolUse};
 use crate::record::outside_agent;
-use crate::store::writer::AppendRequest;
+use crate::store::writer::{AppendRequest, Trace};
 use crate::store::{Layout, Store};
 
 /// Text kept inline in events; the whole of it goes to a blob.
@@ -600,8 +600,12 @@ fn post_tool(ctx: &mut Ctx<'_>) -> Result<()> {
             None => !paths.any(|p| under(p, &others)),
         }
     };
+    let trace = Trace {
+        trace_id: ctx.trace.clone(),
+        span_id: ctx.span(&tool.call_id),
+    };
     ctx.state
-        .record_changes(ctx.store, &keep, ctx.agent, intent, false)?;
+        .record_changes(ctx.store, &keep, ctx.agent, intent, &trace, false)?;
 
     let output_blob = match &tool.response {
         Some(v) => {
@@ -671,8 +675,14 @@ fn post_tool(ctx: &mut Ctx<'_>) -> Result<()> {
 /// Records what changed since the last step as the user's (nobody's call); `full`: walk the
 /// whole tree even when a watcher says where the changes are.
 fn record_outside(ctx: &mut Ctx<'_>, full: bool) -> Result<()> {
-    ctx.state
-        .record_changes(ctx.store, &|_| true, &outside_agent(), None, full)
+    ctx.state.record_changes(
+        ctx.store,
+        &|_| true,
+        &outside_agent(),
+        None,
+        &Trace::default(),
+        full,
+    )
 }
 
 fn end_session(ctx: &mut Ctx<'_>, task: TaskId) -> Result<()> {

@@ -254,6 +254,7 @@ impl State {
         keep: &dyn Fn(&Change) -> bool,
         agent: &str,
         cause: Option<EventId>,
+        trace: &crate::store::writer::Trace,
         full: bool,
     ) -> Result<()> {
         let mut rec = self.recorder(store)?;
@@ -264,7 +265,7 @@ impl State {
                 return Err(e);
             }
         };
-        let result = rec.commit_some(outcome, keep, agent, cause);
+        let result = rec.commit_some(outcome, keep, agent, cause, trace);
         self.keep(rec);
         match result {
             Ok((_, left)) => {

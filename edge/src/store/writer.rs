@@ -80,6 +80,15 @@ pub struct FileChange {
     pub agent: String,
     pub causation: Option<EventId>,
     pub occurred_at: i64,
+    /// The trace and span the change belongs to (an agent's session and tool call), or empty.
+    pub trace: Trace,
+}
+
+/// An event's trace and span ids (empty: none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trace {
+    pub trace_id: Vec<u8>,
+    pub span_id: Vec<u8>,
 }
 
 /// Everything one append commits atomically, in this order: `drafts`, then the events
@@ -676,6 +685,8 @@ impl<'t> Statements<'t> {
                     let mut d = Draft::new(fc.timeline, fc.agent.clone(), Payload::StateChange(sc));
                     d.causation = fc.causation;
                     d.occurred_at = fc.occurred_at;
+                    d.trace_id = fc.trace.trace_id.clone();
+                    d.span_id = fc.trace.span_id.clone();
                     drafts.push(d);
                     changes += 1;
                     match per_timeline.iter_mut().find(|(t, _)| *t == fc.timeline) {
