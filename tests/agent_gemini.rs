@@ -9,14 +9,11 @@
 //!
 //! Without `HORDE_GEMINI_BIN` the tests say they are skipped, and fail under CI.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use horde_e2e::binary;
+use horde_e2e::agents::{AgentRepo, agent_bin, changes_caused_by, payload, serve_http, tool_calls};
 use serde_json::{Value, json};
 
 /// The model's replies, by turn: a function call or the final text.
@@ -37,16 +34,11 @@ struct ModelServer {
 
 impl ModelServer {
     fn start(script: Vec<Reply>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let (reqs, script) = (requests.clone(), Arc::new(script));
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (reqs, script) = (reqs.clone(), script.clone());
-                std::thread::spawn(move || serve(stream, &reqs, &script));
-            }
-        });
+        let reqs = requests.clone();
+        let port = serve_http(Arc::new(move |path: &str, req: &Value| {
+            answer(path, req, &reqs, &script)
+        }));
         Self { port, requests }
     }
 
@@ -70,85 +62,41 @@ fn turn(req: &Value) -> usize {
         .count()
 }
 
-fn serve(stream: TcpStream, reqs: &Mutex<Vec<Value>>, script: &[Reply]) {
-    let mut r = BufReader::new(stream.try_clone().expect("clone"));
-    let mut w = stream;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; len];
-        if r.read_exact(&mut body).is_err() {
-            return;
-        }
-        let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let usage = json!({"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": OUTPUT_TOKENS,
-            "totalTokenCount": PROMPT_TOKENS + OUTPUT_TOKENS});
-        let (ctype, out) = if path.contains(":streamGenerateContent") {
-            reqs.lock().expect("lock").push(req.clone());
-            let part = match script
-                .get(turn(&req))
-                .cloned()
-                .unwrap_or(Reply::Text("done"))
-            {
-                Reply::Call(name, args) => json!({"functionCall": {"name": name, "args": args}}),
-                Reply::Text(t) => json!({"text": t}),
-            };
-            let chunk = json!({"candidates": [{"content": {"role": "model", "parts": [part]},
-                "finishReason": "STOP", "index": 0}], "usageMetadata": usage,
-                "modelVersion": "gemini-2.5-pro"});
-            ("text/event-stream", format!("data: {chunk}\r\n\r\n"))
-        } else if path.contains(":countTokens") {
-            ("application/json", json!({"totalTokens": 10}).to_string())
-        } else {
-            // Side requests (a router, a next-speaker check): a short JSON text.
-            let text = json!({"reasoning": "done", "next_speaker": "user"}).to_string();
-            let v = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
-                "finishReason": "STOP", "index": 0}], "usageMetadata": usage});
-            ("application/json", v.to_string())
+fn answer(
+    path: &str,
+    req: &Value,
+    reqs: &Mutex<Vec<Value>>,
+    script: &[Reply],
+) -> (&'static str, String) {
+    let usage = json!({"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": OUTPUT_TOKENS,
+        "totalTokenCount": PROMPT_TOKENS + OUTPUT_TOKENS});
+    if path.contains(":streamGenerateContent") {
+        reqs.lock().expect("lock").push(req.clone());
+        let part = match script
+            .get(turn(req))
+            .cloned()
+            .unwrap_or(Reply::Text("done"))
+        {
+            Reply::Call(name, args) => json!({"functionCall": {"name": name, "args": args}}),
+            Reply::Text(t) => json!({"text": t}),
         };
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\r\n",
-            out.len()
-        );
-        if w.write_all(head.as_bytes()).is_err() || w.write_all(out.as_bytes()).is_err() {
-            return;
-        }
+        let chunk = json!({"candidates": [{"content": {"role": "model", "parts": [part]},
+            "finishReason": "STOP", "index": 0}], "usageMetadata": usage,
+            "modelVersion": "gemini-2.5-pro"});
+        ("text/event-stream", format!("data: {chunk}\r\n\r\n"))
+    } else if path.contains(":countTokens") {
+        ("application/json", json!({"totalTokens": 10}).to_string())
+    } else {
+        // Side requests (a router, a next-speaker check): a short JSON text.
+        let text = json!({"reasoning": "done", "next_speaker": "user"}).to_string();
+        let v = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+            "finishReason": "STOP", "index": 0}], "usageMetadata": usage});
+        ("application/json", v.to_string())
     }
 }
 
-fn gemini_bin() -> Option<PathBuf> {
-    match std::env::var_os("HORDE_GEMINI_BIN") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "HORDE_GEMINI_BIN is not set under CI: `cargo xtask test` installs Gemini CLI"
-            );
-            eprintln!(
-                "skipped: HORDE_GEMINI_BIN is not set (`cargo xtask test` installs Gemini CLI)"
-            );
-            None
-        }
-    }
+fn gemini_bin() -> Option<std::path::PathBuf> {
+    agent_bin("HORDE_GEMINI_BIN", "Gemini CLI")
 }
 
 const ROLE: &str = "role: gemini-test
@@ -162,67 +110,32 @@ commands:
   deny: ['rm *']
 ";
 
-/// A repository with its own home (Gemini's settings: API key auth, no telemetry) and horde
-/// config, and a role for the agent.
-struct Repo {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    home: PathBuf,
+/// A repository for the agent, with Gemini's user settings (API key auth, no telemetry).
+struct Repo(AgentRepo);
+
+impl std::ops::Deref for Repo {
+    type Target = AgentRepo;
+    fn deref(&self) -> &AgentRepo {
+        &self.0
+    }
 }
 
 impl Repo {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let root = dir.path().join("repo");
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(root.join("src")).expect("mkdir");
-        std::fs::create_dir_all(home.join(".gemini")).expect("mkdir");
-        std::fs::write(root.join("src/lib.rs"), "pub mod x;\n").expect("write");
+        let repo = AgentRepo::new("gemini-test", ROLE);
         let settings = json!({
             "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": false}},
             "privacy": {"usageStatisticsEnabled": false},
             "telemetry": {"enabled": false},
             "general": {"enableAutoUpdate": false, "enableAutoUpdateNotification": false},
         });
-        std::fs::write(home.join(".gemini/settings.json"), settings.to_string()).expect("write");
-        let repo = Self {
-            _dir: dir,
-            root,
-            home,
-        };
-        repo.horde(&["init"]);
-        std::fs::create_dir_all(repo.root.join(".horde/agents")).expect("mkdir");
-        std::fs::write(repo.root.join(".horde/agents/gemini-test.yaml"), ROLE).expect("role");
-        repo
-    }
-
-    fn cmd(&self, program: &Path) -> Command {
-        let mut c = Command::new(program);
-        c.current_dir(&self.root)
-            .env("HOME", &self.home)
-            .env("HORDE_CONFIG_DIR", self.home.join(".config/horde"))
-            .env_remove("HORDE_AGENT");
-        c
-    }
-
-    fn horde(&self, args: &[&str]) -> Output {
-        let out = self
-            .cmd(&binary("horde"))
-            .args(args)
-            .output()
-            .expect("horde");
-        assert!(
-            out.status.success(),
-            "horde {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn log(&self) -> Vec<Value> {
-        let out = self.horde(&["log", "--json", "--reverse"]);
-        serde_json::from_slice(&out.stdout).expect("log json")
+        std::fs::create_dir_all(repo.home.join(".gemini")).expect("mkdir");
+        std::fs::write(
+            repo.home.join(".gemini/settings.json"),
+            settings.to_string(),
+        )
+        .expect("write");
+        Self(repo)
     }
 
     /// Runs Gemini CLI headless on `prompt` against `model`.
@@ -244,46 +157,6 @@ impl Repo {
         );
         out
     }
-}
-
-fn payload<'a>(e: &'a Value, kind: &str) -> Option<&'a Value> {
-    (e["type"] == kind).then(|| &e["payload"])
-}
-
-/// The tool calls of the log in order: (tool, intent event, result event).
-fn calls(log: &[Value]) -> Vec<(String, Value, Option<Value>)> {
-    let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
-    let mut out: Vec<(String, Value, Option<Value>)> = Vec::new();
-    for e in log {
-        let Some(p) = payload(e, "tool_call") else {
-            continue;
-        };
-        let id = p["call_id"].as_str().unwrap_or("").to_owned();
-        if p["intent"] == true {
-            by_id.insert(id, out.len());
-            out.push((p["tool"].as_str().unwrap_or("").to_owned(), e.clone(), None));
-        } else if let Some(&i) = by_id.get(&id) {
-            out[i].2 = Some(e.clone());
-        }
-    }
-    out
-}
-
-fn changes_caused_by(log: &[Value], id: &Value) -> Vec<String> {
-    let mut v: Vec<String> = log
-        .iter()
-        .filter(|e| e["type"] == "state_change" && &e["causation_id"] == id)
-        .map(|e| {
-            let p = &e["payload"];
-            format!(
-                "{} {}",
-                p["op"].as_str().unwrap_or(""),
-                p["path"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -332,7 +205,7 @@ fn a_gemini_cli_session_is_recorded_call_by_call_and_the_policy_stops_what_it_de
     );
 
     let log = repo.log();
-    let c = calls(&log);
+    let c = tool_calls(&log);
     let tools: Vec<&str> = c.iter().map(|(t, _, _)| t.as_str()).collect();
     assert_eq!(
         tools,
@@ -393,32 +266,7 @@ fn when_horde_is_killed_in_the_hook_enforce_blocks_the_tool_and_audit_records_it
             "--role",
             "gemini-test",
         ]);
-        // A horde that dies by SIGKILL in BeforeTool and works otherwise.
-        let wrapper = repo.home.join("horde-dies");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\n[ \"$3\" = BeforeTool ] && kill -9 $$\nexec '{}' \"$@\"\n",
-                binary("horde").display()
-            ),
-        )
-        .expect("wrapper");
-        std::fs::set_permissions(
-            &wrapper,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .expect("chmod");
-        let settings = repo.root.join(".gemini/settings.json");
-        let text = std::fs::read_to_string(&settings).expect("settings");
-        let exe = binary("horde").canonicalize().expect("exe");
-        std::fs::write(
-            &settings,
-            text.replace(
-                exe.to_str().expect("utf-8"),
-                wrapper.to_str().expect("utf-8"),
-            ),
-        )
-        .expect("write");
+        repo.horde_dies_on("BeforeTool", ".gemini/settings.json");
         let model = ModelServer::start(vec![
             Reply::Call(
                 "run_shell_command",

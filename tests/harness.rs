@@ -2,6 +2,8 @@
 //! --workspace` / `cargo xtask test`) on a free port with its own store and blob directory,
 //! talks to it over HTTP, and plays devices that record signed, hash-chained events.
 
+pub mod agents;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
