@@ -23,10 +23,23 @@ enum Reply {
 }
 
 /// A Messages API server: the agent's main requests (those offering tools) get the script in
-/// order; side requests (titles, summaries) get a short text. Every request body is kept.
+/// order; side requests (titles, summaries) get a short text. Every request body is kept, and
+/// the usage each message reported.
 struct ModelServer {
     port: u16,
     requests: Arc<Mutex<Vec<Value>>>,
+    sent: Arc<Mutex<Vec<Sent>>>,
+}
+
+/// What the server said a message used: distinct numbers for every message.
+#[derive(Debug, Clone, PartialEq)]
+struct Sent {
+    id: String,
+    main: bool,
+    input: u64,
+    output: u64,
+    cache_read: u64,
+    cache_write: u64,
 }
 
 impl ModelServer {
@@ -34,15 +47,24 @@ impl ModelServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new((script, 0usize)));
-        let reqs = requests.clone();
+        let (reqs, sent2) = (requests.clone(), sent.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (reqs, script) = (reqs.clone(), script.clone());
-                std::thread::spawn(move || serve(stream, &reqs, &script));
+                let (reqs, sent, script) = (reqs.clone(), sent2.clone(), script.clone());
+                std::thread::spawn(move || serve(stream, &reqs, &sent, &script));
             }
         });
-        Self { port, requests }
+        Self {
+            port,
+            requests,
+            sent,
+        }
+    }
+
+    fn sent(&self) -> Vec<Sent> {
+        self.sent.lock().expect("lock").clone()
     }
 
     fn url(&self) -> String {
@@ -56,7 +78,7 @@ impl ModelServer {
 
 type Script = Mutex<(Vec<Reply>, usize)>;
 
-fn serve(stream: TcpStream, reqs: &Mutex<Vec<Value>>, script: &Script) {
+fn serve(stream: TcpStream, reqs: &Mutex<Vec<Value>>, sent: &Mutex<Vec<Sent>>, script: &Script) {
     let mut r = BufReader::new(stream.try_clone().expect("clone"));
     let mut w = stream;
     loop {
@@ -100,7 +122,21 @@ fn serve(stream: TcpStream, reqs: &Mutex<Vec<Value>>, script: &Script) {
                 Reply::Text("ok")
             };
             let n = reqs.lock().expect("lock").len();
-            ("text/event-stream", sse(&reply, &req, n))
+            let usage = {
+                let mut sent = sent.lock().expect("lock");
+                let k = sent.len() as u64 + 1;
+                let u = Sent {
+                    id: format!("msg_{k:03}"),
+                    main,
+                    input: 1000 + k,
+                    output: 40 + 3 * k,
+                    cache_read: 20_000 + 7 * k,
+                    cache_write: 300 + 11 * k,
+                };
+                sent.push(u.clone());
+                u
+            };
+            ("text/event-stream", sse(&reply, &req, n, &usage))
         };
         let head = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\r\n",
@@ -112,13 +148,16 @@ fn serve(stream: TcpStream, reqs: &Mutex<Vec<Value>>, script: &Script) {
     }
 }
 
-/// The streamed events of one message.
-fn sse(reply: &Reply, req: &Value, n: usize) -> String {
+/// The streamed events of one message: the usage as the API streams it (input and cache in
+/// message_start, the final output count in message_delta).
+fn sse(reply: &Reply, req: &Value, n: usize, usage: &Sent) -> String {
     let model = req["model"].as_str().unwrap_or("claude");
     let mut events = vec![json!({"type": "message_start", "message": {
-        "id": format!("msg_{n}"), "type": "message", "role": "assistant", "model": model,
+        "id": usage.id, "type": "message", "role": "assistant", "model": model,
         "content": [], "stop_reason": null, "stop_sequence": null,
-        "usage": {"input_tokens": 100, "output_tokens": 1}}})];
+        "usage": {"input_tokens": usage.input, "output_tokens": 1,
+            "cache_read_input_tokens": usage.cache_read,
+            "cache_creation_input_tokens": usage.cache_write}}})];
     let stop = match reply {
         Reply::Tool(name, input) => {
             events.push(
@@ -140,7 +179,7 @@ fn sse(reply: &Reply, req: &Value, n: usize) -> String {
     events.push(json!({"type": "content_block_stop", "index": 0}));
     events.push(
         json!({"type": "message_delta", "delta": {"stop_reason": stop,
-        "stop_sequence": null}, "usage": {"output_tokens": 40}}),
+        "stop_sequence": null}, "usage": {"output_tokens": usage.output}}),
     );
     events.push(json!({"type": "message_stop"}));
     events
@@ -433,7 +472,164 @@ fn a_claude_code_session_is_recorded_call_by_call_and_the_policy_stops_what_it_d
         ]);
         assert_eq!(files(&to), want);
     }
+
+    // Every model call of the conversation is one decision with exactly the tokens the server
+    // sent for it.
+    let sent = model.sent();
+    eprintln!("the server sent: {sent:?}");
+    let decisions: Vec<&Value> = log.iter().filter_map(|e| payload(e, "decision")).collect();
+    let recorded = tokens_by_call(&decisions);
+    assert_eq!(recorded.len(), decisions.len(), "one decision per call");
+    // Claude Code 2.1.332 in `-p` mode without nonessential traffic makes no side requests
+    // (titles, summaries): every request is the conversation's, and its transcript has each.
+    assert!(sent.iter().all(|s| s.main), "{sent:?}");
+    let main = by_id(&sent);
+    assert_eq!(main.len(), 4, "{sent:?}");
+    assert_eq!(recorded, main, "sent: {sent:?}");
+    let sum = |m: &BTreeMap<String, [u64; 4]>, i: usize| m.values().map(|v| v[i]).sum::<u64>();
+    for i in 0..4 {
+        assert_eq!(sum(&recorded, i), sum(&main, i));
+    }
+    for d in &decisions {
+        assert_eq!(d["session"], prompt_session(&log));
+        assert_eq!(d["price"], "default: claude-opus", "{d}");
+        let n = |k: &str| d[k].as_u64().expect("a count");
+        // Dollars per million tokens are micro-dollars per token: 5, 25, 0.5, 6.25.
+        let want = (n("tokens_in") as f64 * 5.0
+            + n("tokens_out") as f64 * 25.0
+            + n("cache_read_tokens") as f64 * 0.5
+            + n("cache_write_tokens") as f64 * 6.25)
+            .round() as u64;
+        assert_eq!(n("cost_micro_usd"), want, "{d}");
+    }
+    // The first call's prompt is the user's; its response names the tool it called.
+    let first = log
+        .iter()
+        .find(|e| e["type"] == "decision" && e["payload"]["call_id"] == "msg_001")
+        .expect("the first call");
+    assert!(first["payload"]["prompt_blob"].is_string());
+    let out = repo.horde(&["show", first["id"].as_str().expect("id")]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("make the files") && shown.contains("[tool_use Bash toolu_1]"),
+        "{shown}"
+    );
+    let text = String::from_utf8_lossy(&repo.horde(&["log"]).stdout).into_owned();
+    assert!(
+        text.contains("model call claude-") && text.contains(" out, $"),
+        "{text}"
+    );
     repo.horde(&["verify"]);
+}
+
+/// Decisions' tokens by call id: in, out, cache read, cache write.
+fn tokens_by_call(decisions: &[&Value]) -> BTreeMap<String, [u64; 4]> {
+    decisions
+        .iter()
+        .map(|d| {
+            let n = |k: &str| d[k].as_u64().expect("a count");
+            (
+                d["call_id"].as_str().expect("call id").to_owned(),
+                [
+                    n("tokens_in"),
+                    n("tokens_out"),
+                    n("cache_read_tokens"),
+                    n("cache_write_tokens"),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// What the server sent, by message id, in the same order.
+fn by_id(sent: &[Sent]) -> BTreeMap<String, [u64; 4]> {
+    sent.iter()
+        .map(|s| {
+            (
+                s.id.clone(),
+                [s.input, s.output, s.cache_read, s.cache_write],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_subagents_model_calls_are_recorded_from_its_own_transcript() {
+    let Some(bin) = claude_bin() else { return };
+    let repo = Repo::new();
+    repo.horde(&["hooks", "install", "claude", "--role", "claude-test"]);
+    // The first request starts a subagent; every later one (the subagent's, the main
+    // conversation's, the one after the subagent's notification) answers with text.
+    let model = ModelServer::start(vec![Reply::Tool(
+        "Agent",
+        json!({"description": "look", "prompt": "list the files",
+               "subagent_type": "general-purpose"}),
+    )]);
+    assert!(repo.claude(&bin, &model, "ask a helper").status.success());
+    let sent = model.sent();
+    eprintln!("the server sent: {sent:?}");
+    let log = repo.log();
+    let decisions: Vec<&Value> = log.iter().filter_map(|e| payload(e, "decision")).collect();
+    assert_eq!(tokens_by_call(&decisions), by_id(&sent));
+    let sub: Vec<&&Value> = decisions.iter().filter(|d| d["subagent"] != "").collect();
+    assert_eq!(sub.len(), 1, "one call made by the subagent: {decisions:?}");
+    // Read again (another Stop of the same session): nothing is counted twice.
+    let transcript = log
+        .iter()
+        .filter_map(|e| payload(e, "task"))
+        .find_map(|t| {
+            let d: Value = serde_json::from_str(t["detail"].as_str()?).ok()?;
+            Some((
+                d["session"].as_str()?.to_owned(),
+                d["transcript"].as_str()?.to_owned(),
+            ))
+        })
+        .expect("the session's transcript");
+    let stop = |path: &Path| {
+        let payload = json!({"session_id": transcript.0, "transcript_path": path,
+            "cwd": repo.root, "hook_event_name": "Stop"});
+        let mut hook = repo
+            .cmd(&binary("horde"))
+            .args(["hook", "claude", "Stop"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("horde hook");
+        hook.stdin
+            .take()
+            .expect("stdin")
+            .write_all(payload.to_string().as_bytes())
+            .expect("write");
+        let out = hook.wait_with_output().expect("hook");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // The same transcript again, and a copy read from its start: nothing is counted twice.
+    let original = PathBuf::from(&transcript.1);
+    stop(&original);
+    let copy = repo.home.join("copy.jsonl");
+    std::fs::copy(&original, &copy).expect("copy");
+    stop(&copy);
+    // A transcript gone: said, and the agent is not failed.
+    let err = stop(&repo.home.join("gone.jsonl"));
+    assert!(err.contains("missing"), "{err}");
+    let n = repo
+        .log()
+        .iter()
+        .filter(|e| e["type"] == "decision")
+        .count();
+    assert_eq!(n, decisions.len());
+    repo.horde(&["verify"]);
+}
+
+/// The session id of the log's agent events.
+fn prompt_session(log: &[Value]) -> Value {
+    log.iter()
+        .filter_map(|e| payload(e, "tool_call"))
+        .map(|p| p["session"].clone())
+        .next()
+        .expect("a tool call")
 }
 
 #[test]

@@ -33,6 +33,8 @@ pub struct Config {
     pub checkpoint_interval: u64,
     /// Seconds an approval request waits for a person before it expires.
     pub approval_ttl_secs: u64,
+    /// Model prices by model-name prefix (`[prices."claude-opus"]`), over the built-in ones.
+    pub prices: std::collections::BTreeMap<String, crate::prices::Price>,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             capture_limit: DEFAULT_CAPTURE_LIMIT,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             approval_ttl_secs: DEFAULT_APPROVAL_TTL_SECS,
+            prices: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -105,6 +108,17 @@ impl Config {
                 format!("approval_ttl_secs must be between 1 and {MAX_APPROVAL_TTL_SECS} (a week)"),
             ));
         }
+        for (prefix, price) in &cfg.prices {
+            if prefix.is_empty() {
+                return Err(ConfigError::Parse(
+                    path.to_owned(),
+                    "[prices.\"\"]: a price needs a model-name prefix".into(),
+                ));
+            }
+            price.check().map_err(|e| {
+                ConfigError::Parse(path.to_owned(), format!("[prices.{prefix:?}]: {e}"))
+            })?;
+        }
         if cfg.checkpoint_interval == 0 {
             return Err(ConfigError::Parse(
                 path.to_owned(),
@@ -142,6 +156,15 @@ checkpoint_interval = 1000
 
 # Seconds an approval request waits for a person before it expires (at most a week).
 approval_ttl_secs = 3600
+
+# Model prices in US dollars per million tokens, by model-name prefix (the longest matching
+# prefix wins), over horde's built-in list prices. They price the model calls read from agents'
+# transcripts. cache_read and cache_write default to the input price.
+# [prices.\"claude-opus\"]
+# input = 5.0
+# output = 25.0
+# cache_read = 0.5
+# cache_write = 6.25
 ";
 
 static CONFIG_DIR_OVERRIDE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -232,4 +255,34 @@ pub fn fingerprint_key() -> anyhow::Result<horde_policy::secrets::FingerprintKey
 /// The device key file.
 pub fn device_key_path() -> PathBuf {
     user_config_dir().join("device.key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_are_read_by_prefix_and_checked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("config.toml");
+        std::fs::write(
+            &p,
+            "[prices.\"claude-opus\"]\ninput = 4.0\noutput = 20.0\n\n[prices.\"my-model\"]\ninput = 1\noutput = 2\ncache_read = 0.1\n",
+        )
+        .expect("write");
+        let cfg = Config::load(&p).expect("valid");
+        assert_eq!(cfg.prices["claude-opus"].input, 4.0);
+        assert_eq!(cfg.prices["my-model"].cache_read, Some(0.1));
+        let (name, _) = crate::prices::lookup(&cfg.prices, "my-model-2").expect("priced");
+        assert_eq!(name, "config: my-model");
+
+        std::fs::write(&p, "[prices.\"x\"]\ninput = -1.0\noutput = 1.0\n").expect("write");
+        let e = Config::load(&p).expect_err("negative").to_string();
+        assert!(e.contains("prices") && e.contains("\"x\""), "{e}");
+        std::fs::write(&p, "[prices.\"x\"]\ninput = 1.0\n").expect("write");
+        assert!(Config::load(&p).is_err(), "output is required");
+        // The commented example `horde init` writes parses.
+        std::fs::write(&p, DEFAULT_CONFIG_TOML).expect("write");
+        assert!(Config::load(&p).expect("default").prices.is_empty());
+    }
 }

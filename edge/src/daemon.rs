@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::hooks::record::{HookOptions, NotInitialised, layout_of, record, record_in};
-use crate::hooks::warm::Warm;
+use crate::hooks::warm::{Warm, collecting};
 use crate::hooks::{self, AgentKind, Answer, Mode};
 use crate::store::Layout;
 use crate::sys::{peer_uid, uid};
@@ -86,6 +86,9 @@ struct Reply {
     not_initialised: bool,
     /// The daemon will not serve this call: the hook records it alone.
     alone: Option<String>,
+    /// What the recording had to say to the person running the hook (its stderr).
+    #[serde(default)]
+    notes: Vec<String>,
 }
 
 fn encode(a: &Answer) -> (String, String) {
@@ -190,6 +193,9 @@ pub fn ask(
     let Ok(reply) = serde_json::from_str::<Reply>(&line) else {
         return Asked::Alone;
     };
+    for n in &reply.notes {
+        eprintln!("{n}");
+    }
     if reply.alone.is_some() {
         return Asked::Alone;
     }
@@ -458,25 +464,27 @@ fn serve_one(conn: UnixStream, warm: &Mutex<Warm>, shared: &Shared) -> Option<&'
         wait: (req.wait_secs > 0).then(|| Duration::from_secs(req.wait_secs)),
         secret_key: shared.secret_key.clone(),
     };
-    let result = if opts.wait.is_some() && input.kind == hooks::Kind::PreTool {
+    let (result, notes) = if opts.wait.is_some() && input.kind == hooks::Kind::PreTool {
         // May wait minutes for a person: not while holding everyone else up.
-        record(&input, &opts)
+        collecting(|| record(&input, &opts))
     } else {
         let Ok(mut w) = warm.lock() else {
             // A call panicked mid-way: the hooks go alone until a fresh daemon starts.
             reply(&conn, alone("the daemon failed"));
             return Some("a call failed mid-way");
         };
-        record_in(&mut w, &input, &opts)
+        collecting(|| record_in(&mut w, &input, &opts))
     };
     let r = match result {
         Ok(a) => Reply {
             answer: Some(encode(&a)),
+            notes,
             ..Reply::default()
         },
         Err(e) => Reply {
             not_initialised: e.downcast_ref::<NotInitialised>().is_some(),
             error: Some(format!("{e:#}")),
+            notes,
             ..Reply::default()
         },
     };

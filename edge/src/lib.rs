@@ -10,6 +10,7 @@ pub mod gate;
 pub mod hooks;
 pub mod merge;
 pub mod output;
+pub mod prices;
 pub mod pty;
 pub mod record;
 pub mod redact;

@@ -162,6 +162,26 @@ fn summary_text(ev: &proto::EventBody) -> String {
             c.files,
             human_bytes(c.total_bytes)
         ),
+        Payload::Decision(d) if !d.model.is_empty() || !d.call_id.is_empty() => {
+            let cost = if d.price == "no price" {
+                "no price".to_owned()
+            } else {
+                format!("${:.4}", d.cost_micro_usd as f64 / 1e6)
+            };
+            format!(
+                "model call {}{}: {} in, {} cache read, {} cache write, {} out, {cost}",
+                if d.model.is_empty() { "?" } else { &d.model },
+                if d.subagent.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (subagent {})", d.subagent)
+                },
+                d.tokens_in,
+                d.cache_read_tokens,
+                d.cache_write_tokens,
+                d.tokens_out,
+            )
+        }
         Payload::Decision(d) => format!("decision: {}", d.summary),
         Payload::Message(m) => format!(
             "message {} -> {}: {}",

@@ -65,6 +65,8 @@ pub fn payload_json(p: &Payload) -> Value {
             "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
             "cost_micro_usd": d.cost_micro_usd,
             "prompt_blob": hex_or_null(&d.prompt_blob), "response_blob": hex_or_null(&d.response_blob),
+            "cache_read_tokens": d.cache_read_tokens, "cache_write_tokens": d.cache_write_tokens,
+            "call_id": d.call_id, "session": d.session, "price": d.price, "subagent": d.subagent,
         }),
         Payload::StateChange(s) => json!({
             "path": s.path,

@@ -14,6 +14,7 @@
 
 pub mod install;
 pub mod record;
+pub mod usage;
 pub mod warm;
 
 use serde_json::{Value, json};

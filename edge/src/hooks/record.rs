@@ -182,6 +182,15 @@ fn record_call(
         key: opts.secret_key.clone(),
     };
     let task = ensure_session(&mut ctx)?;
+    // Model calls (tokens, cost) from the agent's own records; never fails the hook.
+    let stamp = super::usage::Stamp {
+        timeline: ctx.timeline,
+        agent,
+        role: ctx.role.clone(),
+        trace: ctx.trace.clone(),
+        key: ctx.key.clone(),
+    };
+    super::usage::record_new_calls(&store, input, &stamp);
     match input.kind {
         Kind::SessionStart => Ok(Answer::Neutral),
         Kind::PreTool => pre_tool(&mut ctx, opts),

@@ -22,6 +22,34 @@ use crate::store::{Layout, Store};
 use crate::watch::Watcher;
 use crate::withhold::Withholder;
 
+thread_local! {
+    /// Where [`warn`] puts what it is told while a call is recorded for someone else.
+    static NOTES: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Tells the person running the hook something (on the hook's stderr): printed here, or
+/// handed back with the answer when the daemon records the call ([`collecting`]).
+pub fn warn(msg: String) {
+    let kept = NOTES.with(|n| match n.borrow_mut().as_mut() {
+        Some(v) => {
+            v.push(msg.clone());
+            true
+        }
+        None => false,
+    });
+    if !kept {
+        eprintln!("{msg}");
+    }
+}
+
+/// Runs `f`, keeping what it [`warn`]s instead of printing it.
+pub fn collecting<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    NOTES.with(|n| *n.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let notes = NOTES.with(|n| n.borrow_mut().take()).unwrap_or_default();
+    (out, notes)
+}
+
 /// A file's identity and version as far as caching goes: (mtime ns, size, inode).
 type Stamp = Option<(i64, u64, u64)>;
 /// The manifests a cached thing was made from, stamped.

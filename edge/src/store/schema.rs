@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/edge/0003_sync.sql"),
     include_str!("../../../migrations/edge/0004_withheld.sql"),
     include_str!("../../../migrations/edge/0005_agent_sessions.sql"),
+    include_str!("../../../migrations/edge/0006_agent_usage.sql"),
 ];
 
 /// Brings the schema up to date; refuses a database from a newer horde.
