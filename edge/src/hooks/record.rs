@@ -190,7 +190,7 @@ fn record_call(
         trace: ctx.trace.clone(),
         key: ctx.key.clone(),
     };
-    super::usage::record_new_calls(&store, input, &stamp);
+    super::usage::record_new_calls(store, input, &stamp);
     match input.kind {
         Kind::SessionStart => Ok(Answer::Neutral),
         Kind::PreTool => pre_tool(&mut ctx, opts),

@@ -324,12 +324,11 @@ pub fn parse_codex(lines: &[u8], fallback_model: &str) -> (Vec<Call>, usize) {
     (calls, garbled)
 }
 
+/// Parses whole lines of a record: the calls found and how many lines were garbled.
+type Parse = dyn Fn(&[u8]) -> (Vec<Call>, usize);
+
 /// Reads one file from `offset` with `parse`.
-fn read_file(
-    path: &Path,
-    offset: u64,
-    parse: &dyn Fn(&[u8]) -> (Vec<Call>, usize),
-) -> std::io::Result<Chunk> {
+fn read_file(path: &Path, offset: u64, parse: &Parse) -> std::io::Result<Chunk> {
     let mut notes = Vec::new();
     let (lines, next) = read_lines(path, offset, &mut notes)?;
     let (calls, garbled) = parse(&lines);
@@ -389,8 +388,7 @@ pub fn record_new_calls(store: &Store, input: &HookInput, stamp: &Stamp) {
 
 fn record_from(store: &Store, input: &HookInput, stamp: &Stamp, transcript: &Path) -> Result<()> {
     let model = input.model.clone().unwrap_or_default();
-    let (files, parse): (Vec<PathBuf>, Box<dyn Fn(&[u8]) -> (Vec<Call>, usize)>) = match input.agent
-    {
+    let (files, parse): (Vec<PathBuf>, Box<Parse>) = match input.agent {
         AgentKind::Claude => {
             let mut f = vec![transcript.to_owned()];
             f.extend(claude_subagent_files(transcript));
