@@ -6,12 +6,12 @@
 //! Without `HORDE_CLAUDE_BIN` the tests say they are skipped, and fail under CI.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
+use horde_e2e::agents::{AgentRepo, agent_bin, changes_caused_by, payload, serve_http};
 use horde_e2e::binary;
 use serde_json::{Value, json};
 
@@ -44,18 +44,13 @@ struct Sent {
 
 impl ModelServer {
     fn start(script: Vec<Reply>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let sent = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new((script, 0usize)));
+        let script = Mutex::new((script, 0usize));
         let (reqs, sent2) = (requests.clone(), sent.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (reqs, sent, script) = (reqs.clone(), sent2.clone(), script.clone());
-                std::thread::spawn(move || serve(stream, &reqs, &sent, &script));
-            }
-        });
+        let port = serve_http(Arc::new(move |path: &str, req: &Value| {
+            answer(path, req, &reqs, &sent2, &script)
+        }));
         Self {
             port,
             requests,
@@ -78,73 +73,43 @@ impl ModelServer {
 
 type Script = Mutex<(Vec<Reply>, usize)>;
 
-fn serve(stream: TcpStream, reqs: &Mutex<Vec<Value>>, sent: &Mutex<Vec<Sent>>, script: &Script) {
-    let mut r = BufReader::new(stream.try_clone().expect("clone"));
-    let mut w = stream;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; len];
-        if r.read_exact(&mut body).is_err() {
-            return;
-        }
-        let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let (ctype, out) = if !path.starts_with("/v1/messages") || path.contains("count_tokens") {
-            ("application/json", json!({"input_tokens": 10}).to_string())
+/// Answers one request of the agent.
+fn answer(
+    path: &str,
+    req: &Value,
+    reqs: &Mutex<Vec<Value>>,
+    sent: &Mutex<Vec<Sent>>,
+    script: &Script,
+) -> (&'static str, String) {
+    if !path.starts_with("/v1/messages") || path.contains("count_tokens") {
+        ("application/json", json!({"input_tokens": 10}).to_string())
+    } else {
+        let main = req["tools"].as_array().is_some_and(|t| t.len() > 3);
+        let reply = if main {
+            reqs.lock().expect("lock").push(req.clone());
+            let mut s = script.lock().expect("lock");
+            let i = s.1;
+            s.1 += 1;
+            s.0.get(i).cloned().unwrap_or(Reply::Text("done"))
         } else {
-            let main = req["tools"].as_array().is_some_and(|t| t.len() > 3);
-            let reply = if main {
-                reqs.lock().expect("lock").push(req.clone());
-                let mut s = script.lock().expect("lock");
-                let i = s.1;
-                s.1 += 1;
-                s.0.get(i).cloned().unwrap_or(Reply::Text("done"))
-            } else {
-                Reply::Text("ok")
-            };
-            let n = reqs.lock().expect("lock").len();
-            let usage = {
-                let mut sent = sent.lock().expect("lock");
-                let k = sent.len() as u64 + 1;
-                let u = Sent {
-                    id: format!("msg_{k:03}"),
-                    main,
-                    input: 1000 + k,
-                    output: 40 + 3 * k,
-                    cache_read: 20_000 + 7 * k,
-                    cache_write: 300 + 11 * k,
-                };
-                sent.push(u.clone());
-                u
-            };
-            ("text/event-stream", sse(&reply, &req, n, &usage))
+            Reply::Text("ok")
         };
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\r\n",
-            out.len()
-        );
-        if w.write_all(head.as_bytes()).is_err() || w.write_all(out.as_bytes()).is_err() {
-            return;
-        }
+        let n = reqs.lock().expect("lock").len();
+        let usage = {
+            let mut sent = sent.lock().expect("lock");
+            let k = sent.len() as u64 + 1;
+            let u = Sent {
+                id: format!("msg_{k:03}"),
+                main,
+                input: 1000 + k,
+                output: 40 + 3 * k,
+                cache_read: 20_000 + 7 * k,
+                cache_write: 300 + 11 * k,
+            };
+            sent.push(u.clone());
+            u
+        };
+        ("text/event-stream", sse(&reply, req, n, &usage))
     }
 }
 
@@ -189,26 +154,17 @@ fn sse(reply: &Reply, req: &Value, n: usize, usage: &Sent) -> String {
 }
 
 fn claude_bin() -> Option<PathBuf> {
-    match std::env::var_os("HORDE_CLAUDE_BIN") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "HORDE_CLAUDE_BIN is not set under CI: `cargo xtask test` installs Claude Code"
-            );
-            eprintln!(
-                "skipped: HORDE_CLAUDE_BIN is not set (`cargo xtask test` installs Claude Code)"
-            );
-            None
-        }
-    }
+    agent_bin("HORDE_CLAUDE_BIN", "Claude Code")
 }
 
-/// A repository with its own home and horde config, and a role for the agent.
-struct Repo {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    home: PathBuf,
+/// A repository for the agent.
+struct Repo(AgentRepo);
+
+impl std::ops::Deref for Repo {
+    type Target = AgentRepo;
+    fn deref(&self) -> &AgentRepo {
+        &self.0
+    }
 }
 
 const ROLE: &str = "role: claude-test
@@ -224,50 +180,7 @@ commands:
 
 impl Repo {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let root = dir.path().join("repo");
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(root.join("src")).expect("mkdir");
-        std::fs::create_dir_all(&home).expect("mkdir");
-        std::fs::write(root.join("src/lib.rs"), "pub mod x;\n").expect("write");
-        let repo = Self {
-            _dir: dir,
-            root,
-            home,
-        };
-        repo.horde(&["init"]);
-        std::fs::create_dir_all(repo.root.join(".horde/agents")).expect("mkdir");
-        std::fs::write(repo.root.join(".horde/agents/claude-test.yaml"), ROLE).expect("role");
-        repo
-    }
-
-    fn cmd(&self, program: &Path) -> Command {
-        let mut c = Command::new(program);
-        c.current_dir(&self.root)
-            .env("HOME", &self.home)
-            .env("HORDE_CONFIG_DIR", self.home.join(".config/horde"))
-            .env_remove("HORDE_AGENT");
-        c
-    }
-
-    fn horde(&self, args: &[&str]) -> Output {
-        let out = self
-            .cmd(&binary("horde"))
-            .args(args)
-            .output()
-            .expect("horde");
-        assert!(
-            out.status.success(),
-            "horde {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn log(&self) -> Vec<Value> {
-        let out = self.horde(&["log", "--json", "--reverse"]);
-        serde_json::from_slice(&out.stdout).expect("log json")
+        Self(AgentRepo::new("claude-test", ROLE))
     }
 
     /// Runs Claude Code headless on `prompt` against `model`.
@@ -293,10 +206,6 @@ impl Repo {
     }
 }
 
-fn payload<'a>(e: &'a Value, kind: &str) -> Option<&'a Value> {
-    (e["type"] == kind).then(|| &e["payload"])
-}
-
 /// The tool calls of the log by call id: (intent event, result event).
 fn calls(log: &[Value]) -> BTreeMap<String, (Option<Value>, Option<Value>)> {
     let mut out: BTreeMap<String, (Option<Value>, Option<Value>)> = BTreeMap::new();
@@ -313,20 +222,6 @@ fn calls(log: &[Value]) -> BTreeMap<String, (Option<Value>, Option<Value>)> {
         }
     }
     out
-}
-
-fn changes_caused_by(log: &[Value], id: &Value) -> Vec<String> {
-    log.iter()
-        .filter(|e| e["type"] == "state_change" && &e["causation_id"] == id)
-        .map(|e| {
-            let p = &e["payload"];
-            format!(
-                "{} {}",
-                p["op"].as_str().unwrap_or(""),
-                p["path"].as_str().unwrap_or("")
-            )
-        })
-        .collect()
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -646,32 +541,7 @@ fn when_horde_is_killed_in_the_hook_enforce_blocks_the_tool_and_audit_records_it
             "--role",
             "claude-test",
         ]);
-        // A horde that dies by SIGKILL in PreToolUse and works otherwise.
-        let wrapper = repo.home.join("horde-dies");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\n[ \"$3\" = PreToolUse ] && kill -9 $$\nexec '{}' \"$@\"\n",
-                binary("horde").display()
-            ),
-        )
-        .expect("wrapper");
-        std::fs::set_permissions(
-            &wrapper,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .expect("chmod");
-        let settings = repo.root.join(".claude/settings.local.json");
-        let text = std::fs::read_to_string(&settings).expect("settings");
-        let exe = binary("horde").canonicalize().expect("exe");
-        std::fs::write(
-            &settings,
-            text.replace(
-                exe.to_str().expect("utf-8"),
-                wrapper.to_str().expect("utf-8"),
-            ),
-        )
-        .expect("write");
+        repo.horde_dies_on("PreToolUse", ".claude/settings.local.json");
         let model = ModelServer::start(vec![
             Reply::Tool("Bash", json!({"command": "echo x > src/x.txt"})),
             Reply::Text("done"),
