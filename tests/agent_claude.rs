@@ -185,8 +185,25 @@ impl Repo {
 
     /// Runs Claude Code headless on `prompt` against `model`.
     fn claude(&self, bin: &Path, model: &ModelServer, prompt: &str) -> Output {
-        let out = self
-            .cmd(bin)
+        self.claude_via(bin, &[], model, prompt)
+    }
+
+    /// [`Repo::claude`] through `horde run HORDE_ARGS --` (none: Claude Code alone).
+    fn claude_via(
+        &self,
+        bin: &Path,
+        horde_args: &[&str],
+        model: &ModelServer,
+        prompt: &str,
+    ) -> Output {
+        let mut c = if horde_args.is_empty() {
+            self.cmd(bin)
+        } else {
+            let mut c = self.cmd(&binary("horde"));
+            c.arg("run").args(horde_args).arg("--").arg(bin);
+            c
+        };
+        let out = c
             .args(["-p", prompt, "--output-format", "json"])
             .args(["--permission-mode", "bypassPermissions"])
             .env("ANTHROPIC_BASE_URL", model.url())
@@ -603,5 +620,57 @@ fn audit_mode_records_what_enforce_would_deny_and_lets_it_run() {
         !log.iter().any(|e| e["type"] == "approval"),
         "audit asks nobody and denies nothing"
     );
+    repo.horde(&["verify"]);
+}
+
+#[test]
+fn horde_run_passes_its_hooks_to_claude_code_for_one_run() {
+    let Some(bin) = claude_bin() else { return };
+    let repo = Repo::new();
+    let model = ModelServer::start(vec![
+        Reply::Tool(
+            "Bash",
+            json!({"command": "mkdir -p src/run && echo r > src/run/r.txt", "description": "make"}),
+        ),
+        Reply::Tool(
+            "Bash",
+            json!({"command": "rm src/lib.rs", "description": "clean"}),
+        ),
+        Reply::Text("done"),
+    ]);
+    // No hooks installed: `horde run` passes them for this run only.
+    let out = repo.claude_via(
+        &bin,
+        &["--hooks", "enforce", "--hook-role", "claude-test"],
+        &model,
+        "make a file",
+    );
+    assert!(out.status.success());
+    assert!(!repo.root.join(".claude").exists(), "nothing was installed");
+    assert!(repo.root.join("src/run/r.txt").is_file());
+    assert!(repo.root.join("src/lib.rs").is_file(), "the denied rm ran");
+    let log = repo.log();
+    let calls = calls(&log);
+    let (i1, r1) = &calls["toolu_1"];
+    let i1 = i1.as_ref().expect("the hooks recorded the first call");
+    assert!(r1.is_some());
+    // The changes are the tool call's, not the run's.
+    assert_eq!(
+        changes_caused_by(&log, &i1["id"]),
+        ["create src/run", "create src/run/r.txt"]
+    );
+    let (i2, _) = &calls["toolu_2"];
+    assert_eq!(
+        i2.as_ref().expect("intent")["payload"]["result_summary"],
+        "denied, not run"
+    );
+    // The run names the session the hooks recorded.
+    let session = i1["payload"]["session"].as_str().expect("session");
+    let run = log
+        .iter()
+        .filter_map(|e| payload(e, "tool_call"))
+        .find(|p| p["tool"] == "exec")
+        .expect("the run's own ToolCall");
+    assert_eq!(run["session"], session);
     repo.horde(&["verify"]);
 }
