@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 #[derive(Clone)]
 enum Reply {
     Tool(&'static str, Value),
+    /// Several tool calls in one message (ids `toolu_N_0`, `toolu_N_1`, …).
+    Tools(Vec<(&'static str, Value)>),
     Text(&'static str),
 }
 
@@ -123,14 +125,24 @@ fn sse(reply: &Reply, req: &Value, n: usize, usage: &Sent) -> String {
         "usage": {"input_tokens": usage.input, "output_tokens": 1,
             "cache_read_input_tokens": usage.cache_read,
             "cache_creation_input_tokens": usage.cache_write}}})];
+    let tool = |events: &mut Vec<Value>, i: usize, id: String, name: &str, input: &Value| {
+        events.push(
+            json!({"type": "content_block_start", "index": i, "content_block": {
+            "type": "tool_use", "id": id, "name": name, "input": {}}}),
+        );
+        events.push(json!({"type": "content_block_delta", "index": i, "delta": {
+            "type": "input_json_delta", "partial_json": input.to_string()}}));
+        events.push(json!({"type": "content_block_stop", "index": i}));
+    };
     let stop = match reply {
         Reply::Tool(name, input) => {
-            events.push(
-                json!({"type": "content_block_start", "index": 0, "content_block": {
-                "type": "tool_use", "id": format!("toolu_{n}"), "name": name, "input": {}}}),
-            );
-            events.push(json!({"type": "content_block_delta", "index": 0, "delta": {
-                "type": "input_json_delta", "partial_json": input.to_string()}}));
+            tool(&mut events, 0, format!("toolu_{n}"), name, input);
+            "tool_use"
+        }
+        Reply::Tools(calls) => {
+            for (i, (name, input)) in calls.iter().enumerate() {
+                tool(&mut events, i, format!("toolu_{n}_{i}"), name, input);
+            }
             "tool_use"
         }
         Reply::Text(t) => {
@@ -138,10 +150,10 @@ fn sse(reply: &Reply, req: &Value, n: usize, usage: &Sent) -> String {
                 "content_block": {"type": "text", "text": ""}}));
             events.push(json!({"type": "content_block_delta", "index": 0,
                 "delta": {"type": "text_delta", "text": t}}));
+            events.push(json!({"type": "content_block_stop", "index": 0}));
             "end_turn"
         }
     };
-    events.push(json!({"type": "content_block_stop", "index": 0}));
     events.push(
         json!({"type": "message_delta", "delta": {"stop_reason": stop,
         "stop_sequence": null}, "usage": {"output_tokens": usage.output}}),
@@ -672,5 +684,42 @@ fn horde_run_passes_its_hooks_to_claude_code_for_one_run() {
         .find(|p| p["tool"] == "exec")
         .expect("the run's own ToolCall");
     assert_eq!(run["session"], session);
+    repo.horde(&["verify"]);
+}
+
+#[test]
+fn tool_calls_in_one_message_each_get_their_own_changes() {
+    let Some(bin) = claude_bin() else { return };
+    let repo = Repo::new();
+    repo.horde(&["hooks", "install", "claude", "--role", "claude-test"]);
+    let file = |name: &str| repo.root.join(name).to_string_lossy().into_owned();
+    let model = ModelServer::start(vec![
+        Reply::Tools(vec![
+            (
+                "Write",
+                json!({"file_path": file("src/a.rs"), "content": "// a\n"}),
+            ),
+            (
+                "Write",
+                json!({"file_path": file("src/b.rs"), "content": "// b\n"}),
+            ),
+            (
+                "Bash",
+                json!({"command": "mkdir -p src/c && echo c > src/c/c.txt", "description": "c"}),
+            ),
+        ]),
+        Reply::Text("done"),
+    ]);
+    assert!(repo.claude(&bin, &model, "three at once").status.success());
+    let log = repo.log();
+    let calls = calls(&log);
+    let changes = |id: &str| {
+        let (intent, result) = &calls[id];
+        assert!(result.is_some(), "{id} ended");
+        changes_caused_by(&log, &intent.as_ref().expect("intent")["id"])
+    };
+    assert_eq!(changes("toolu_1_0"), ["create src/a.rs"]);
+    assert_eq!(changes("toolu_1_1"), ["create src/b.rs"]);
+    assert_eq!(changes("toolu_1_2"), ["create src/c", "create src/c/c.txt"]);
     repo.horde(&["verify"]);
 }
