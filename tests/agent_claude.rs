@@ -187,6 +187,7 @@ files:
   deny: ['.git/**', '.horde/**']
 commands:
   allow: ['mkdir *', 'echo *', 'mv *', 'cat *', 'ls *']
+  ask: ['touch *']
   deny: ['rm *']
 ";
 
@@ -721,5 +722,135 @@ fn tool_calls_in_one_message_each_get_their_own_changes() {
     assert_eq!(changes("toolu_1_0"), ["create src/a.rs"]);
     assert_eq!(changes("toolu_1_1"), ["create src/b.rs"]);
     assert_eq!(changes("toolu_1_2"), ["create src/c", "create src/c/c.txt"]);
+    repo.horde(&["verify"]);
+}
+
+/// Kills a child process when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_person_approves_claude_codes_call_from_another_device_through_the_cloud() {
+    let Some(bin) = claude_bin() else { return };
+    let cloud = horde_e2e::Cloud::start();
+    let acme = cloud.tenant("acme");
+    let alice = acme.user_key("alice@example.com", "member");
+    let repo = Repo::new();
+    repo.horde(&[
+        "remote",
+        "add",
+        "origin",
+        &cloud.url,
+        "--key",
+        acme.api.key.as_deref().expect("key"),
+    ]);
+    repo.horde(&["sync"]);
+    let status: Value =
+        serde_json::from_slice(&repo.horde(&["status", "--json"]).stdout).expect("json");
+    let project = status["project_id"].as_str().expect("project").to_owned();
+    // The policy asks for `touch *`: the hook waits up to a minute for a person.
+    repo.horde(&[
+        "hooks",
+        "install",
+        "claude",
+        "--mode",
+        "enforce",
+        "--role",
+        "claude-test",
+        "--wait",
+        "60",
+    ]);
+    let _watch = Running(
+        repo.cmd(&binary("horde"))
+            .args(["sync", "--watch", "--interval", "3600"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sync --watch"),
+    );
+    let model = Arc::new(ModelServer::start(vec![
+        Reply::Tool(
+            "Bash",
+            json!({"command": "touch src/approved.txt", "description": "touch"}),
+        ),
+        Reply::Text("done"),
+    ]));
+    let agent = {
+        let (bin, root, home, model) = (
+            bin.clone(),
+            repo.root.clone(),
+            repo.home.clone(),
+            model.clone(),
+        );
+        std::thread::spawn(move || {
+            std::process::Command::new(&bin)
+                .current_dir(&root)
+                .env("HOME", &home)
+                .env("HORDE_CONFIG_DIR", home.join(".config/horde"))
+                .args(["-p", "touch it", "--output-format", "json"])
+                .args(["--permission-mode", "bypassPermissions"])
+                .env("ANTHROPIC_BASE_URL", model.url())
+                .env("ANTHROPIC_API_KEY", "sk-ant-test")
+                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+                .env("DISABLE_AUTOUPDATER", "1")
+                .env("IS_SANDBOX", "1")
+                .output()
+                .expect("claude")
+        })
+    };
+    // Another device: the request reaches the cloud; alice grants it there.
+    let started = std::time::Instant::now();
+    let id = loop {
+        let r = alice.get(&format!("/v1/projects/{project}/approvals?state=pending"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let found = r.json["approvals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["subject"] == "touch src/approved.txt")
+            .and_then(|a| a["id"].as_str().map(str::to_owned));
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the request never reached the cloud"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        !repo.root.join("src/approved.txt").exists(),
+        "the call waits for a person"
+    );
+    let r = alice.post(
+        &format!("/v1/projects/{project}/approvals/{id}"),
+        &json!({"decision": "grant", "reason": "fine"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let out = agent.join().expect("agent thread");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        repo.root.join("src/approved.txt").exists(),
+        "approved: the call ran"
+    );
+    let log = repo.log();
+    let calls = calls(&log);
+    let (intent, result) = &calls["toolu_1"];
+    let verdict = intent.as_ref().expect("intent")["payload"]["policy_verdict"]
+        .as_str()
+        .expect("verdict")
+        .to_owned();
+    assert!(verdict.contains("approved by"), "{verdict}");
+    assert!(result.is_some());
     repo.horde(&["verify"]);
 }
