@@ -35,9 +35,11 @@ fn test() -> Result<(), String> {
     let detect_secrets = ensure_detect_secrets()?;
     ensure_venv(SPIKEE)?;
     let claude = ensure_npm(CLAUDE_CODE, "claude")?;
+    let codex = ensure_npm(CODEX, "codex")?;
     let mut c = cargo();
     c.args(["test", "--workspace", "--locked"])
         .env("HORDE_CLAUDE_BIN", claude)
+        .env("HORDE_CODEX_BIN", codex)
         .env("HORDE_S3S_FS", s3s_fs)
         .env("HORDE_SCHEMATHESIS", schemathesis)
         .env("HORDE_DETECT_SECRETS", detect_secrets);
@@ -47,6 +49,10 @@ fn test() -> Result<(), String> {
 
 /// Claude Code, driven by `tests/agent_claude.rs` against a scripted Messages API server.
 const CLAUDE_CODE: &str = "@anthropic-ai/claude-code@2.1.332";
+
+/// The OpenAI Codex CLI, driven by `tests/agent_codex.rs` against a scripted Responses API
+/// server.
+const CODEX: &str = "@openai/codex@0.171.0";
 
 /// Installs an npm package (pinned `NAME@VERSION`) once into
 /// `tools/npm-NAME-VERSION/`; returns its binary `bin`.
