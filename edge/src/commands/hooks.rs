@@ -145,10 +145,11 @@ pub fn cmd_hooks(cmd: HooksCommand) -> Result<ExitCode> {
             );
             match agent {
                 AgentKind::Codex => println!(
-                    "Codex runs new or edited hooks only after you trust them: open `/hooks` in \
-                     codex and trust horde's, or run `codex exec --dangerously-bypass-hook-trust`. \
-                     Codex lets a tool run when a hook fails, so enforce mode blocks only what \
-                     horde answers in time."
+                    "Codex skips these hooks, without a word, until you trust them (and, for a \
+                     repository's hooks, the project): trust them when codex asks you to review \
+                     hooks or in `/hooks`, or run `codex exec --dangerously-bypass-hook-trust`. \
+                     Installing again changes them: trust them again. Codex lets a tool run when \
+                     a hook times out."
                 ),
                 AgentKind::Gemini => println!(
                     "Gemini CLI shows a warning for project hooks the first time and then runs them."

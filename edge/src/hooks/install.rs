@@ -38,14 +38,27 @@ pub fn config_path(agent: AgentKind, root: Option<&Path>, home: &Path) -> PathBu
     }
 }
 
+/// Codex cuts the timeout of its SessionEnd hook to this many seconds, whatever it is told.
+const CODEX_SESSION_END_SECS: u64 = 3;
+
 /// The PreToolUse timeout: long enough for a person's answer when the hook waits for one.
 fn timeout_for(plan: &Plan, event: &str) -> u64 {
     if matches!(event, "PreToolUse" | "BeforeTool") && plan.wait_secs > 0 {
         plan.timeout_secs.max(plan.wait_secs + 10)
+    } else if plan.agent == AgentKind::Codex && event == "SessionEnd" {
+        // So that horde's own deadline falls before Codex's.
+        plan.timeout_secs.min(CODEX_SESSION_END_SECS)
     } else {
         plan.timeout_secs
     }
 }
+
+/// What a Codex PreToolUse hook line adds in enforce mode. Codex lets the tool run when a hook
+/// fails in any way but one: exit code 2, which blocks with stderr as the reason. So a horde
+/// that dies (killed, crashed, missing) becomes a denial. (`sh -c` keeps the line valid in any
+/// shell that has `||`.) A hook that runs past Codex's timeout still lets the tool run.
+const CODEX_FAIL_CLOSED: &str = "|| sh -c 'echo \"horde (enforce mode) could not check this call, so it \
+    is denied: the hook failed\" >&2; exit 2'";
 
 /// horde's arguments for one event.
 fn args(plan: &Plan, event: &str) -> Vec<String> {
@@ -90,10 +103,13 @@ fn entry(plan: &Plan, event: &str) -> Value {
         }
         // Codex and Gemini take a shell line.
         AgentKind::Codex => {
-            let line = std::iter::once(shell_quote(&exe))
+            let mut line = std::iter::once(shell_quote(&exe))
                 .chain(a.iter().map(|s| shell_quote(s)))
                 .collect::<Vec<_>>()
                 .join(" ");
+            if plan.mode == Mode::Enforce && event == "PreToolUse" {
+                line = format!("{line} {CODEX_FAIL_CLOSED}");
+            }
             json!({ "type": "command", "command": line, "timeout": timeout })
         }
         AgentKind::Gemini => {
@@ -477,6 +493,37 @@ mod tests {
             g["hooks"][0]["timeout"], 30_000,
             "Gemini counts milliseconds"
         );
+    }
+
+    #[test]
+    fn codex_hooks_deny_when_horde_dies_in_enforce_mode_and_end_within_codex_limits() {
+        let e = entry(&plan(AgentKind::Codex, Mode::Enforce), "PreToolUse");
+        let line = e["hooks"][0]["command"].as_str().expect("a shell line");
+        assert!(line.starts_with("/usr/local/bin/horde hook codex PreToolUse --mode enforce"));
+        assert!(line.ends_with("exit 2'"), "{line}");
+        assert_eq!(e["matcher"], ".*");
+        for (mode, event) in [(Mode::Audit, "PreToolUse"), (Mode::Enforce, "PostToolUse")] {
+            let line = entry(&plan(AgentKind::Codex, mode), event)["hooks"][0]["command"]
+                .as_str()
+                .expect("line")
+                .to_owned();
+            assert!(!line.contains("exit 2"), "{line}");
+        }
+        // Codex cuts SessionEnd to 3 s: horde's deadline must fall inside it.
+        let end = entry(&plan(AgentKind::Codex, Mode::Enforce), "SessionEnd");
+        assert_eq!(end["hooks"][0]["timeout"], 3);
+        assert!(
+            end["hooks"][0]["command"]
+                .as_str()
+                .is_some_and(|l| l.contains("--deadline-ms 1500"))
+        );
+        // The status still reads the mode and the binary off the longer line.
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("hooks.json");
+        install(&path, &plan(AgentKind::Codex, Mode::Enforce)).expect("install");
+        let s = status(&path, AgentKind::Codex).expect("status");
+        assert_eq!(s.mode.as_deref(), Some("enforce"));
+        assert_eq!(s.exe.as_deref(), Some("/usr/local/bin/horde"));
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! 0.61.0):
 //! - Claude Code: JSON on stdin; a PreToolUse answer is
 //!   `hookSpecificOutput.permissionDecision` allow | deny | ask on stdout with exit 0.
-//! - Codex: the same field names; no `ask` (the tool would run), so an ask is a deny that
-//!   says how to approve.
+//! - Codex: the same field names, but only `deny` (`ask` and `allow` count as a failed hook,
+//!   and the tool runs): an ask is a deny that says how to approve, an allow says nothing.
 //! - Gemini CLI: `BeforeTool`/`AfterTool`…; `{"decision":"deny","reason":…}`; no call id, so
 //!   a call is known by its tool and input.
 
@@ -282,6 +282,11 @@ pub enum Answer {
     Notice(String),
 }
 
+/// What a Codex call the policy asks about is told (Codex has no ask).
+const CODEX_ASK: &str = "Codex cannot wait for a person, so the call is denied for now: \
+    once it is approved (`horde approve ID --remember exact` lets it through again in this \
+    session), run it again";
+
 /// What to print on stdout to answer `event` in `agent`'s protocol (with exit code 0: every
 /// agent reads a JSON answer only then).
 pub fn answer(agent: AgentKind, event: &str, a: &Answer) -> String {
@@ -302,9 +307,15 @@ pub fn answer(agent: AgentKind, event: &str, a: &Answer) -> String {
         Answer::Deny(why) if pre => decision("deny", why),
         Answer::Ask(why) if pre => match agent {
             AgentKind::Claude => decision("ask", why),
-            // Codex runs the tool on "ask"; Gemini in headless mode ends the session.
-            AgentKind::Codex | AgentKind::Gemini => decision("deny", why),
+            // Codex runs the tool on "ask" and cannot wait for a person's answer: deny, and
+            // say how the call can go through next time.
+            AgentKind::Codex => decision("deny", &format!("{why}. {CODEX_ASK}")),
+            // Gemini in headless mode ends the session on "ask".
+            AgentKind::Gemini => decision("deny", why),
         },
+        // Codex 0.171.0 takes `allow` for a failed hook ("unsupported permissionDecision:allow")
+        // and runs the tool anyway: say nothing instead.
+        Answer::Allow(_) if pre && agent == AgentKind::Codex => json!({}),
         Answer::Allow(why) if pre => decision("allow", why),
         _ => json!({}),
     };
@@ -347,5 +358,104 @@ mod tests {
             serde_json::from_str(&answer(AgentKind::Gemini, "BeforeTool", &deny)).expect("json");
         assert_eq!(g["decision"], "deny");
         assert_eq!(answer(AgentKind::Claude, "PostToolUse", &deny), "{}\n");
+    }
+
+    /// Payloads of Codex 0.171.0 as its hooks received them (`codex exec`, gpt-5.5's tools):
+    /// the shell tool `exec_command` is `Bash` with the command as a string, `apply_patch`
+    /// carries its patch in `command`, a response is a string, the call id is `tool_use_id`.
+    #[test]
+    fn codex_payloads_are_read() {
+        let pre: Value = serde_json::from_str(
+            r#"{"session_id":"01a23ba4-954b-70d2-b16a-1560f1485244","turn_id":"01a23ba4-956a-7a81-8f02-216347c2e36e","transcript_path":"/h/.codex/sessions/2026/12/03/rollout-x.jsonl","cwd":"/w","hook_event_name":"PreToolUse","model":"gpt-5.5","permission_mode":"bypassPermissions","tool_name":"Bash","tool_input":{"command":"echo hi > a.txt && mv a.txt b.txt"},"tool_use_id":"call_shell_1"}"#,
+        )
+        .expect("json");
+        let i = parse(AgentKind::Codex, "PreToolUse", pre);
+        assert_eq!(i.kind, Kind::PreTool);
+        assert_eq!(i.session, "01a23ba4-954b-70d2-b16a-1560f1485244");
+        assert_eq!(i.model.as_deref(), Some("gpt-5.5"));
+        assert_eq!(i.cwd.as_deref(), Some(std::path::Path::new("/w")));
+        let t = i.tool.expect("a tool call");
+        assert_eq!(
+            (t.name.as_str(), t.call_id.as_str()),
+            ("Bash", "call_shell_1")
+        );
+        assert_eq!(t.input["command"], "echo hi > a.txt && mv a.txt b.txt");
+
+        let post: Value = serde_json::from_str(
+            r#"{"session_id":"s","turn_id":"t","transcript_path":"p","cwd":"/w","hook_event_name":"PostToolUse","model":"gpt-5.5","permission_mode":"bypassPermissions","tool_name":"apply_patch","tool_input":{"command":"*** Begin Patch\n*** Add File: c.txt\n+patched by apply_patch\n*** End Patch\n"},"tool_response":"Exit code: 0\nWall time: 0 seconds\nOutput:\nSuccess. Updated the following files:\nA c.txt\n","tool_use_id":"call_patch_2"}"#,
+        )
+        .expect("json");
+        let i = parse(AgentKind::Codex, "PostToolUse", post);
+        assert_eq!(i.kind, Kind::PostTool);
+        let t = i.tool.expect("a tool call");
+        assert_eq!(
+            (t.name.as_str(), t.call_id.as_str()),
+            ("apply_patch", "call_patch_2")
+        );
+        assert!(
+            t.input["command"]
+                .as_str()
+                .is_some_and(|p| p.contains("*** Add File: c.txt"))
+        );
+        assert!(matches!(t.response, Some(Value::String(ref s)) if s.contains("A c.txt")));
+        assert!(t.error.is_none());
+
+        let stop: Value = serde_json::from_str(
+            r#"{"session_id":"s","turn_id":"t","transcript_path":"p","cwd":"/w","hook_event_name":"Stop","model":"gpt-5.5","permission_mode":"bypassPermissions","stop_hook_active":false,"last_assistant_message":"done"}"#,
+        )
+        .expect("json");
+        let i = parse(AgentKind::Codex, "Stop", stop);
+        assert_eq!((i.kind, i.text.as_deref()), (Kind::Stop, Some("done")));
+        let start: Value = serde_json::from_str(
+            r#"{"session_id":"s","transcript_path":"p","cwd":"/w","hook_event_name":"SessionStart","model":"gpt-5.5","permission_mode":"bypassPermissions","source":"startup"}"#,
+        )
+        .expect("json");
+        let i = parse(AgentKind::Codex, "SessionStart", start);
+        assert_eq!(
+            (i.kind, i.detail.as_deref()),
+            (Kind::SessionStart, Some("startup"))
+        );
+        let end: Value = serde_json::from_str(
+            r#"{"session_id":"s","transcript_path":"p","cwd":"/w","hook_event_name":"SessionEnd","reason":"other"}"#,
+        )
+        .expect("json");
+        assert_eq!(
+            parse(AgentKind::Codex, "SessionEnd", end).kind,
+            Kind::SessionEnd
+        );
+        let prompt: Value = serde_json::from_str(
+            r#"{"session_id":"s","turn_id":"t","transcript_path":"p","cwd":"/w","hook_event_name":"UserPromptSubmit","model":"gpt-5.5","permission_mode":"bypassPermissions","prompt":"do the task"}"#,
+        )
+        .expect("json");
+        let i = parse(AgentKind::Codex, "UserPromptSubmit", prompt);
+        assert_eq!(
+            (i.kind, i.text.as_deref()),
+            (Kind::Prompt, Some("do the task"))
+        );
+    }
+
+    #[test]
+    fn codex_is_told_how_an_asked_call_can_go_through() {
+        let ask = Answer::Ask("horde: a person must approve curl x: request 1234abcd".into());
+        let x: Value =
+            serde_json::from_str(&answer(AgentKind::Codex, "PreToolUse", &ask)).expect("json");
+        let out = &x["hookSpecificOutput"];
+        assert_eq!(out["hookEventName"], "PreToolUse");
+        assert_eq!(out["permissionDecision"], "deny");
+        let why = out["permissionDecisionReason"].as_str().expect("a reason");
+        assert!(
+            why.starts_with("horde: a person must approve curl x"),
+            "{why}"
+        );
+        assert!(
+            why.contains("horde approve") && why.contains("run it again"),
+            "{why}"
+        );
+        // Codex has no allow either: an approved call is let through by saying nothing.
+        let allow = Answer::Allow("approved".into());
+        assert_eq!(answer(AgentKind::Codex, "PreToolUse", &allow), "{}\n");
+        let c: Value =
+            serde_json::from_str(&answer(AgentKind::Claude, "PreToolUse", &allow)).expect("json");
+        assert_eq!(c["hookSpecificOutput"]["permissionDecision"], "allow");
     }
 }

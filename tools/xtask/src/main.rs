@@ -36,10 +36,12 @@ fn test() -> Result<(), String> {
     ensure_venv(SPIKEE)?;
     let claude = ensure_npm(CLAUDE_CODE, "claude")?;
     let gemini = ensure_npm(GEMINI_CLI, "gemini")?;
+    let codex = ensure_npm(CODEX, "codex")?;
     let mut c = cargo();
     c.args(["test", "--workspace", "--locked"])
         .env("HORDE_CLAUDE_BIN", claude)
         .env("HORDE_GEMINI_BIN", gemini)
+        .env("HORDE_CODEX_BIN", codex)
         .env("HORDE_S3S_FS", s3s_fs)
         .env("HORDE_SCHEMATHESIS", schemathesis)
         .env("HORDE_DETECT_SECRETS", detect_secrets);
@@ -51,6 +53,10 @@ fn test() -> Result<(), String> {
 const CLAUDE_CODE: &str = "@anthropic-ai/claude-code@2.1.332";
 /// Gemini CLI, driven by `tests/agent_gemini.rs` against a scripted Gemini API server.
 const GEMINI_CLI: &str = "@google/gemini-cli@0.61.0";
+
+/// The OpenAI Codex CLI, driven by `tests/agent_codex.rs` against a scripted Responses API
+/// server.
+const CODEX: &str = "@openai/codex@0.171.0";
 
 /// Installs an npm package (pinned `NAME@VERSION`) once into
 /// `tools/npm-NAME-VERSION/`; returns its binary `bin`.
