@@ -82,9 +82,13 @@ fn answer(
     reqs: &Mutex<Vec<Value>>,
     sent: &Mutex<Vec<Sent>>,
     script: &Script,
-) -> (&'static str, String) {
+) -> (u16, &'static str, String) {
     if !path.starts_with("/v1/messages") || path.contains("count_tokens") {
-        ("application/json", json!({"input_tokens": 10}).to_string())
+        (
+            200,
+            "application/json",
+            json!({"input_tokens": 10}).to_string(),
+        )
     } else {
         let main = req["tools"].as_array().is_some_and(|t| t.len() > 3);
         let reply = if main {
@@ -111,7 +115,7 @@ fn answer(
             sent.push(u.clone());
             u
         };
-        ("text/event-stream", sse(&reply, req, n, &usage))
+        (200, "text/event-stream", sse(&reply, req, n, &usage))
     }
 }
 

@@ -10,13 +10,11 @@
 //! Without `HORDE_CODEX_BIN` the tests say they are skipped, and fail under CI.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use horde_e2e::binary;
+use horde_e2e::agents::{AgentRepo, agent_bin, changes_caused_by, payload, serve_http};
 use serde_json::{Value, json};
 
 /// One reply of the scripted model.
@@ -38,17 +36,11 @@ struct ModelServer {
 
 impl ModelServer {
     fn start(script: Vec<Reply>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(script);
         let reqs = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (reqs, script) = (reqs.clone(), script.clone());
-                std::thread::spawn(move || serve(stream, &reqs, &script));
-            }
-        });
+        let port = serve_http(Arc::new(move |path: &str, req: &Value| {
+            answer(path, req, &reqs, &script)
+        }));
         Self { port, requests }
     }
 
@@ -72,59 +64,28 @@ fn tool_outputs(req: &Value) -> Vec<&Value> {
         .collect()
 }
 
-fn serve(stream: TcpStream, reqs: &Mutex<Vec<Value>>, script: &[Reply]) {
-    let mut r = BufReader::new(stream.try_clone().expect("clone"));
-    let mut w = stream;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; len];
-        if r.read_exact(&mut body).is_err() {
-            return;
-        }
-        let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let (status, ctype, out) = if path.ends_with("/responses") && req.is_object() {
-            let n = {
-                let mut all = reqs.lock().expect("lock");
-                all.push(req.clone());
-                all.len()
-            };
-            let step = tool_outputs(&req).len();
-            let reply = script.get(step).cloned().unwrap_or(Reply::Text("done"));
-            ("200 OK", "text/event-stream", sse(&reply, step, n))
-        } else {
-            (
-                "404 Not Found",
-                "application/json",
-                json!({"error": {"message": "not here"}}).to_string(),
-            )
+/// Answers one request of the agent.
+fn answer(
+    path: &str,
+    req: &Value,
+    reqs: &Mutex<Vec<Value>>,
+    script: &[Reply],
+) -> (u16, &'static str, String) {
+    if path.ends_with("/responses") && req.is_object() {
+        let n = {
+            let mut all = reqs.lock().expect("lock");
+            all.push(req.clone());
+            all.len()
         };
-        let head = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\r\n",
-            out.len()
-        );
-        if w.write_all(head.as_bytes()).is_err() || w.write_all(out.as_bytes()).is_err() {
-            return;
-        }
+        let step = tool_outputs(req).len();
+        let reply = script.get(step).cloned().unwrap_or(Reply::Text("done"));
+        (200, "text/event-stream", sse(&reply, step, n))
+    } else {
+        (
+            404,
+            "application/json",
+            json!({"error": {"message": "not here"}}).to_string(),
+        )
     }
 }
 
@@ -175,17 +136,7 @@ fn sse(reply: &Reply, step: usize, n: usize) -> String {
 }
 
 fn codex_bin() -> Option<PathBuf> {
-    match std::env::var_os("HORDE_CODEX_BIN") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "HORDE_CODEX_BIN is not set under CI: `cargo xtask test` installs Codex"
-            );
-            eprintln!("skipped: HORDE_CODEX_BIN is not set (`cargo xtask test` installs Codex)");
-            None
-        }
-    }
+    agent_bin("HORDE_CODEX_BIN", "Codex")
 }
 
 /// The role the tests decide under: the default `builder` (its denials unchanged), but `mv` is
@@ -200,57 +151,30 @@ fn role() -> String {
     role
 }
 
-/// A repository with its own home, Codex home and horde config, and a role for the agent.
-struct Repo {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    home: PathBuf,
+/// A repository for the agent, with its own Codex home.
+struct Repo(AgentRepo);
+
+impl std::ops::Deref for Repo {
+    type Target = AgentRepo;
+    fn deref(&self) -> &AgentRepo {
+        &self.0
+    }
 }
 
 impl Repo {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let root = dir.path().join("repo");
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(root.join("src")).expect("mkdir");
-        std::fs::create_dir_all(home.join(".codex")).expect("mkdir");
-        std::fs::write(root.join("src/lib.rs"), "pub mod x;\n").expect("write");
-        let repo = Self {
-            _dir: dir,
-            root,
-            home,
-        };
-        repo.horde(&["init"]);
-        std::fs::create_dir_all(repo.root.join(".horde/agents")).expect("mkdir");
-        std::fs::write(repo.root.join(".horde/agents/codex-test.yaml"), role()).expect("role");
-        repo
+        let repo = AgentRepo::new("codex-test", &role());
+        std::fs::create_dir_all(repo.home.join(".codex")).expect("mkdir");
+        Self(repo)
     }
 
+    /// `program` with the agent's environment: its own Codex home, no real OpenAI settings.
     fn cmd(&self, program: &Path) -> Command {
-        let mut c = Command::new(program);
-        c.current_dir(&self.root)
-            .env("HOME", &self.home)
-            .env("CODEX_HOME", self.home.join(".codex"))
-            .env("HORDE_CONFIG_DIR", self.home.join(".config/horde"))
-            .env_remove("HORDE_AGENT")
+        let mut c = self.0.cmd(program);
+        c.env("CODEX_HOME", self.home.join(".codex"))
             .env_remove("OPENAI_API_KEY")
             .env_remove("OPENAI_BASE_URL");
         c
-    }
-
-    fn horde(&self, args: &[&str]) -> Output {
-        let out = self
-            .cmd(&binary("horde"))
-            .args(args)
-            .output()
-            .expect("horde");
-        assert!(
-            out.status.success(),
-            "horde {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
     }
 
     fn install(&self, mode: &str) {
@@ -268,15 +192,6 @@ impl Repo {
             said.contains("trust"),
             "install explains hook trust: {said}"
         );
-    }
-
-    fn hooks_json(&self) -> PathBuf {
-        self.root.join(".codex/hooks.json")
-    }
-
-    fn log(&self) -> Vec<Value> {
-        let out = self.horde(&["log", "--json", "--reverse"]);
-        serde_json::from_slice(&out.stdout).expect("log json")
     }
 
     /// Codex's configuration: the scripted model as a Responses API provider, no approvals and
@@ -341,10 +256,6 @@ impl Repo {
     }
 }
 
-fn payload<'a>(e: &'a Value, kind: &str) -> Option<&'a Value> {
-    (e["type"] == kind).then(|| &e["payload"])
-}
-
 /// The tool calls of the log by call id: (intent event, result event).
 fn calls(log: &[Value]) -> BTreeMap<String, (Option<Value>, Option<Value>)> {
     let mut out: BTreeMap<String, (Option<Value>, Option<Value>)> = BTreeMap::new();
@@ -363,24 +274,6 @@ fn calls(log: &[Value]) -> BTreeMap<String, (Option<Value>, Option<Value>)> {
     out
 }
 
-fn changes_caused_by(log: &[Value], id: &Value) -> Vec<String> {
-    let mut out: Vec<String> = log
-        .iter()
-        .filter(|e| e["type"] == "state_change" && &e["causation_id"] == id)
-        .map(|e| {
-            let p = &e["payload"];
-            format!(
-                "{} {}",
-                p["op"].as_str().unwrap_or(""),
-                p["path"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// The files of a tree and their contents (horde's and Codex's own directories left out).
 fn tree(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_owned()];
@@ -616,29 +509,7 @@ fn codex_skips_hooks_nobody_trusted_and_horde_records_nothing() {
 /// Replaces the horde binary in the installed hooks by a script that runs `in_pre_tool_use`
 /// (a shell line) in PreToolUse and horde otherwise.
 fn wrap_horde(repo: &Repo, in_pre_tool_use: &str) {
-    let wrapper = repo.home.join("horde-wrapped");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\n[ \"$3\" = PreToolUse ] && {{ {in_pre_tool_use}; }}\nexec '{}' \"$@\"\n",
-            binary("horde").display()
-        ),
-    )
-    .expect("wrapper");
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
-    let text = std::fs::read_to_string(repo.hooks_json()).expect("hooks.json");
-    let exe = binary("horde").canonicalize().expect("exe");
-    let exe = exe.to_str().expect("utf-8");
-    assert!(text.contains(exe));
-    std::fs::write(
-        repo.hooks_json(),
-        text.replace(exe, wrapper.to_str().expect("utf-8")),
-    )
-    .expect("write");
+    repo.wrap_horde("PreToolUse", in_pre_tool_use, ".codex/hooks.json");
 }
 
 #[test]

@@ -67,7 +67,7 @@ fn answer(
     req: &Value,
     reqs: &Mutex<Vec<Value>>,
     script: &[Reply],
-) -> (&'static str, String) {
+) -> (u16, &'static str, String) {
     let usage = json!({"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": OUTPUT_TOKENS,
         "totalTokenCount": PROMPT_TOKENS + OUTPUT_TOKENS});
     if path.contains(":streamGenerateContent") {
@@ -83,15 +83,19 @@ fn answer(
         let chunk = json!({"candidates": [{"content": {"role": "model", "parts": [part]},
             "finishReason": "STOP", "index": 0}], "usageMetadata": usage,
             "modelVersion": "gemini-2.5-pro"});
-        ("text/event-stream", format!("data: {chunk}\r\n\r\n"))
+        (200, "text/event-stream", format!("data: {chunk}\r\n\r\n"))
     } else if path.contains(":countTokens") {
-        ("application/json", json!({"totalTokens": 10}).to_string())
+        (
+            200,
+            "application/json",
+            json!({"totalTokens": 10}).to_string(),
+        )
     } else {
         // Side requests (a router, a next-speaker check): a short JSON text.
         let text = json!({"reasoning": "done", "next_speaker": "user"}).to_string();
         let v = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
             "finishReason": "STOP", "index": 0}], "usageMetadata": usage});
-        ("application/json", v.to_string())
+        (200, "application/json", v.to_string())
     }
 }
 

@@ -28,8 +28,8 @@ pub fn agent_bin(var: &str, agent: &str) -> Option<PathBuf> {
     }
 }
 
-/// Answers one request: (path, JSON body) → (content type, body).
-pub type Handler = dyn Fn(&str, &Value) -> (&'static str, String) + Send + Sync;
+/// Answers one request: (path, JSON body) → (status, content type, body).
+pub type Handler = dyn Fn(&str, &Value) -> (u16, &'static str, String) + Send + Sync;
 
 /// Serves HTTP/1.1 with keep-alive on a loopback port, one thread per connection.
 pub fn serve_http(handler: Arc<Handler>) -> u16 {
@@ -74,9 +74,10 @@ fn connection(stream: TcpStream, handler: &Handler) {
             return;
         }
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let (ctype, out) = handler(&path, &req);
+        let (status, ctype, out) = handler(&path, &req);
         let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\r\n",
+            "HTTP/1.1 {status} {}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\r\n",
+            if status == 200 { "OK" } else { "Not OK" },
             out.len()
         );
         if w.write_all(head.as_bytes()).is_err() || w.write_all(out.as_bytes()).is_err() {
@@ -152,11 +153,16 @@ impl AgentRepo {
     /// Makes the installed hooks in `config` (a file under the repository) run a horde that
     /// dies by SIGKILL on `event` and works otherwise.
     pub fn horde_dies_on(&self, event: &str, config: &str) {
-        let wrapper = self.home.join("horde-dies");
+        self.wrap_horde(event, "kill -9 $$", config);
+    }
+
+    /// Makes the installed hooks in `config` run `line` (shell) on `event`, then horde.
+    pub fn wrap_horde(&self, event: &str, line: &str, config: &str) {
+        let wrapper = self.home.join("horde-wrapped");
         std::fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\n[ \"$3\" = {event} ] && kill -9 $$\nexec '{}' \"$@\"\n",
+                "#!/bin/sh\n[ \"$3\" = {event} ] && {{ {line}; }}\nexec '{}' \"$@\"\n",
                 binary("horde").display()
             ),
         )
@@ -169,6 +175,10 @@ impl AgentRepo {
         let file = self.root.join(config);
         let text = std::fs::read_to_string(&file).expect("settings");
         let exe = binary("horde").canonicalize().expect("exe");
+        assert!(
+            text.contains(exe.to_str().expect("utf-8")),
+            "horde's hooks are in {config}"
+        );
         std::fs::write(
             &file,
             text.replace(
