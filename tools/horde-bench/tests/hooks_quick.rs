@@ -1,5 +1,5 @@
-//! `horde-bench hooks --quick` runs the PreToolUse round-trip figure end to end (no timing
-//! asserted).
+//! `horde-bench hooks --quick` runs the PreToolUse round-trip figure end to end, through the
+//! daemon and alone (no timing asserted).
 
 use std::process::Command;
 
@@ -24,7 +24,9 @@ fn hooks_quick_prints_the_pretooluse_round_trip() {
         out.status
     );
     assert!(
-        stdout.contains("horde/floor =") && stdout.contains("p99"),
+        stdout.contains("with the daemon")
+            && stdout.contains("alone (HORDE_DAEMON=off)")
+            && stdout.contains("the floor at p99"),
         "figures missing from:\n{stdout}"
     );
 }
