@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod merge;
 pub mod output;
 pub mod pty;
+pub mod query;
 pub mod record;
 pub mod redact;
 pub mod run;
