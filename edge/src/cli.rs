@@ -18,6 +18,7 @@ use crate::commands::agents::{self, HandoffArgs, StandingArgs};
 use crate::commands::daemon::{self, DaemonCommand};
 use crate::commands::hooks::{self, HookArgs, HooksCommand};
 use crate::commands::ledger::{self, LogArgs};
+use crate::commands::mcp::{self, McpArgs};
 use crate::commands::policy::{self, ApprovalsArgs, ApproveArgs, PolicyCommand, RejectArgs};
 use crate::commands::run::{self, RunArgs};
 use crate::commands::sandbox::{self, DoctorArgs, SandboxRunArgs};
@@ -234,6 +235,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DaemonCommand,
     },
+    /// An MCP server on stdin/stdout for agents (Claude Code: `claude mcp add horde -- horde mcp`):
+    /// tools to read the log, an event and its blobs, a file's history, a diff between points,
+    /// to restore a past tree into a new directory, and to see approvals and sync status. Every
+    /// call is recorded (agent `mcp`).
+    Mcp(McpArgs),
     /// A self-contained tour in a temporary directory: init, record a command, log, verify.
     Demo {
         /// Keep the demo repository in DIR instead of a temporary directory.
@@ -434,6 +440,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         Command::Hooks { command } => hooks::cmd_hooks(command),
         Command::Hook(a) => hooks::cmd_hook(a),
         Command::Daemon { command } => daemon::cmd_daemon(command),
+        Command::Mcp(a) => mcp::cmd_mcp(a),
         Command::Demo { keep } => demo::run(keep),
     }
 }

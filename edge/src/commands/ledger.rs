@@ -3,19 +3,15 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
-use horde_core::proto::event_body::Payload;
-use horde_core::{
-    BlobHash, DeviceKey, EventHash, PAYLOAD_KINDS, RepoPath, decode_event, referenced_blobs,
-};
+use horde_core::{DeviceKey, decode_event};
 use serde_json::json;
 
 use crate::config::device_key_path;
 use crate::output::{Paint, colour_enabled, human_bytes, local_time, summary};
 use crate::session::{EXIT_INCOMPLETE, cwd, load_key, open_ledger, open_store, print_problems};
 use crate::store::read::{self, LogFilter};
-use crate::timetravel::parse_time;
 
 pub fn cmd_init(json: bool) -> Result<ExitCode> {
     let root = cwd()?;
@@ -129,58 +125,28 @@ pub struct LogArgs {
 }
 
 pub fn cmd_log(a: LogArgs) -> Result<ExitCode> {
-    for t in &a.types {
-        if !PAYLOAD_KINDS.contains(&t.as_str()) {
-            bail!(
-                "unknown event type {t:?}; types are: {}",
-                PAYLOAD_KINDS.join(", ")
-            );
-        }
-    }
-    let path = a
-        .path
-        .as_deref()
-        .map(RepoPath::parse)
-        .transpose()
-        .context("--path")?;
     let filter = LogFilter {
-        types: a.types,
-        agents: a.agents,
-        path,
-        since: a
-            .since
-            .as_deref()
-            .map(parse_time)
-            .transpose()
-            .context("--since")?,
-        until: a
-            .until
-            .as_deref()
-            .map(parse_time)
-            .transpose()
-            .context("--until")?,
         limit: a.limit,
-        oldest_first: a.reverse,
+        ..crate::query::log_filter(
+            crate::query::LogText {
+                types: a.types,
+                agents: a.agents,
+                path: a.path,
+                since: a.since,
+                until: a.until,
+                oldest_first: a.reverse,
+            },
+            "--",
+        )?
     };
     let ledger = open_ledger()?;
     let rows = read::log(&ledger.conn, &filter)?;
     let mut out = std::io::stdout().lock();
     if a.json {
-        let mut list = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let ev = decode_event(&r.body, &r.hash).with_context(|| {
-                format!(
-                    "event #{} of device {} is corrupt (run `horde verify`)",
-                    r.seq, r.device
-                )
-            })?;
-            let mut j = horde_core::json::event_json(
-                &ev,
-                &EventHash::from_slice(&r.hash).expect("decode checked the hash"),
-            );
-            j["synced"] = json!(r.synced);
-            list.push(j);
-        }
+        let list = rows
+            .iter()
+            .map(crate::query::event_json)
+            .collect::<Result<Vec<_>>>()?;
         serde_json::to_writer_pretty(&mut out, &list)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
@@ -226,23 +192,13 @@ pub fn cmd_show(spec: &str, json: bool) -> Result<ExitCode> {
     let device = DeviceKey::load(&device_key_path())
         .ok()
         .map(|k| k.device_id());
-    let row = read::find_event(&ledger.conn, spec, device)?;
-    let ev = decode_event(&row.body, &row.hash)
-        .with_context(|| format!("event #{} is corrupt (run `horde verify`)", row.seq))?;
-    let hash = EventHash::from_slice(&row.hash).expect("decode checked the hash");
-    let blobs: Vec<BlobHash> = ev
-        .payload
-        .as_ref()
-        .map(referenced_blobs)
-        .unwrap_or_default();
-    // A withheld content is not previewed (not even here) and its absence on another
-    // device is how it should be, not an error.
-    let withheld: Vec<BlobHash> = match &ev.payload {
-        Some(Payload::StateChange(sc)) if sc.withheld => {
-            BlobHash::from_slice(&sc.after_hash).into_iter().collect()
-        }
-        _ => Vec::new(),
-    };
+    let crate::query::Shown {
+        row,
+        ev,
+        hash,
+        blobs,
+        withheld,
+    } = crate::query::show(&ledger, spec, device)?;
     let mut missing = Vec::new();
     let mut previews = Vec::new();
     for b in &blobs {
@@ -384,7 +340,7 @@ pub fn cmd_status(json: bool) -> Result<ExitCode> {
                     "seq": h.seq, "hash": hex::encode(&h.hash),
                     "signed_at": horde_core::time::format_micros(h.signed_at)})),
                 "unrecorded_changes": pending.changes.len(),
-                "remote": crate::commands::remote::status_json(&ledger, device)?,
+                "remote": crate::sync::remotes::status_json(&ledger, device)?,
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -411,7 +367,7 @@ pub fn cmd_status(json: bool) -> Result<ExitCode> {
         ),
         None => println!("chain head none signed by this device yet"),
     }
-    crate::commands::remote::print_status(&crate::commands::remote::status_json(&ledger, device)?);
+    crate::commands::remote::print_status(&crate::sync::remotes::status_json(&ledger, device)?);
     match pending.changes.len() {
         0 => println!("tree       clean: everything is recorded"),
         n => {

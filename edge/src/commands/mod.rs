@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod demo;
 pub mod hooks;
 pub mod ledger;
+pub mod mcp;
 pub mod policy;
 pub mod remote;
 pub mod run;

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use horde_core::{EventHash, RepoPath, decode_event};
+use horde_core::{RepoPath, decode_event};
 use serde_json::json;
 
 use crate::output::{Paint, colour_enabled, human_bytes, local_time, summary};
+use crate::query::{change_json, point_json, report_json};
 use crate::session::{EXIT_INCOMPLETE, cwd, local_device, open_ledger, open_store, print_problems};
 use crate::store::{Store, read};
 
@@ -46,18 +47,6 @@ fn print_anomalies(state: &horde_replay::State) {
     if more > 0 {
         eprintln!("horde: warning: … and {more} more such changes not applied");
     }
-}
-
-fn point_json(r: &crate::timetravel::Resolved) -> serde_json::Value {
-    json!({"seq": r.event.seq, "event_id": r.event.id.to_string(),
-           "device": r.event.device.to_string(), "timeline_id": r.point.timeline.to_string(),
-           "occurred_at": horde_core::time::format_micros(r.event.occurred_at)})
-}
-
-fn report_json(r: &horde_replay::RestoreReport) -> serde_json::Value {
-    json!({"written": r.written, "bytes": r.bytes, "dirs_created": r.dirs_created,
-           "removed": r.removed, "kept": r.kept, "protected": r.protected,
-           "withheld": r.withheld})
 }
 
 fn print_kept(report: &horde_replay::RestoreReport) {
@@ -192,11 +181,6 @@ pub fn cmd_restore(a: RestoreArgs) -> Result<ExitCode> {
     })
 }
 
-fn entry_json(e: &horde_replay::Entry) -> serde_json::Value {
-    json!({"kind": e.kind.as_str(), "mode": format!("{:o}", e.mode), "size": e.size,
-           "hash": e.hash.map(|h| h.to_hex())})
-}
-
 pub fn cmd_diff(from: &str, to: Option<&str>, json_out: bool) -> Result<ExitCode> {
     use crate::timetravel as tt;
     let ledger = open_ledger()?;
@@ -215,14 +199,7 @@ pub fn cmd_diff(from: &str, to: Option<&str>, json_out: bool) -> Result<ExitCode
     let changes = horde_replay::diff(&sa, &sb);
     let mut out = std::io::stdout().lock();
     if json_out {
-        let list: Vec<_> = changes
-            .iter()
-            .map(|c| {
-                json!({"path": c.path, "change": c.what(),
-                            "before": c.before.as_ref().map(entry_json),
-                            "after": c.after.as_ref().map(entry_json)})
-            })
-            .collect();
+        let list: Vec<_> = changes.iter().map(change_json).collect();
         serde_json::to_writer_pretty(
             &mut out,
             &json!({"from": point_json(&a), "to": point_json(&b), "changes": list}),
@@ -277,15 +254,10 @@ pub fn cmd_history(path: &str, json_out: bool) -> Result<ExitCode> {
     let rows = tt::path_history(&ledger.conn, head, &path)?;
     let mut out = std::io::stdout().lock();
     if json_out {
-        let mut list = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let ev = decode_event(&r.body, &r.hash)
-                .with_context(|| format!("event #{} is corrupt (run `horde verify`)", r.seq))?;
-            list.push(horde_core::json::event_json(
-                &ev,
-                &EventHash::from_slice(&r.hash).expect("decode checked the hash"),
-            ));
-        }
+        let list = rows
+            .iter()
+            .map(crate::query::event_json)
+            .collect::<Result<Vec<_>>>()?;
         serde_json::to_writer_pretty(&mut out, &list)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);

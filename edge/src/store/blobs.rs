@@ -192,17 +192,34 @@ impl BlobStore {
 
     /// Reads at most `limit` bytes from the start of a blob, unchecked (for previews).
     pub fn head(&self, hash: &BlobHash, limit: usize) -> Result<Vec<u8>, BlobError> {
+        Ok(self.read_at(hash, 0, limit)?.1)
+    }
+
+    /// The blob's size and at most `limit` bytes of it from `offset`, unchecked (previews and
+    /// paged reads).
+    pub fn read_at(
+        &self,
+        hash: &BlobHash,
+        offset: u64,
+        limit: usize,
+    ) -> Result<(u64, Vec<u8>), BlobError> {
         let path = self.path_of(hash);
-        let f = match File::open(&path) {
+        let mut f = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(BlobError::Missing(*hash)),
             Err(e) => return Err(BlobError::Io(path, e)),
         };
+        let size = f
+            .metadata()
+            .map_err(|e| BlobError::Io(path.clone(), e))?
+            .len();
+        io::Seek::seek(&mut f, io::SeekFrom::Start(offset.min(size)))
+            .map_err(|e| BlobError::Io(path.clone(), e))?;
         let mut out = Vec::new();
         f.take(limit as u64)
             .read_to_end(&mut out)
             .map_err(|e| BlobError::Io(path, e))?;
-        Ok(out)
+        Ok((size, out))
     }
 
     fn temp_file(&self) -> Result<(File, PathBuf)> {

@@ -56,6 +56,9 @@ pub struct LogFilter {
     pub limit: Option<usize>,
     /// Oldest first instead of newest first.
     pub oldest_first: bool,
+    /// Only events listed after this local id (a page's cursor): older ones newest first,
+    /// newer ones oldest first.
+    pub after: Option<i64>,
 }
 
 pub fn log(conn: &Connection, f: &LogFilter) -> Result<Vec<EventRow>> {
@@ -87,6 +90,14 @@ pub fn log(conn: &Connection, f: &LogFilter) -> Result<Vec<EventRow>> {
         sql.push_str(" AND occurred_at <= ? AND id <= (SELECT COALESCE(MAX(last_id), 0) FROM segments WHERE min_at <= ?)");
         args.push(Value::Integer(t));
         args.push(Value::Integer(t));
+    }
+    if let Some(id) = f.after {
+        sql.push_str(if f.oldest_first {
+            " AND id > ?"
+        } else {
+            " AND id < ?"
+        });
+        args.push(Value::Integer(id));
     }
     sql.push_str(if f.oldest_first {
         " ORDER BY id ASC"

@@ -24,6 +24,7 @@
 //! Everything here is network-neutral: [`client::Transport`] moves the bytes.
 
 pub mod client;
+pub mod remotes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
