@@ -858,3 +858,82 @@ fn a_person_approves_claude_codes_call_from_another_device_through_the_cloud() {
     assert!(result.is_some());
     repo.horde(&["verify"]);
 }
+
+#[test]
+fn claude_code_calls_horde_as_an_mcp_server_and_the_call_is_recorded() {
+    let Some(bin) = claude_bin() else { return };
+    let repo = Repo::new();
+    std::fs::write(repo.root.join("src/x.rs"), "pub fn x() {}\n").expect("write");
+    repo.horde(&["snapshot", "--agent", "alice", "-m", "x"]);
+    // As `claude mcp add -s project horde -- horde mcp` writes it, with this build's horde.
+    let config = repo.home.join("mcp.json");
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {"horde": {"type": "stdio",
+            "command": binary("horde").to_string_lossy(), "args": ["mcp"], "env": {}}}})
+        .to_string(),
+    )
+    .expect("mcp config");
+    let model = ModelServer::start(vec![
+        Reply::Tool("ToolSearch", json!({"query": "select:mcp__horde__log"})),
+        Reply::Tool(
+            "mcp__horde__log",
+            json!({"agents": ["alice"], "types": ["state_change"]}),
+        ),
+        Reply::Text("alice created src/x.rs"),
+    ]);
+    let out = repo
+        .cmd(&bin)
+        .args(["-p", "what did alice do?", "--output-format", "json"])
+        .args(["--permission-mode", "bypassPermissions"])
+        .args([
+            "--mcp-config",
+            config.to_str().expect("utf-8"),
+            "--strict-mcp-config",
+        ])
+        .env("ANTHROPIC_BASE_URL", model.url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("IS_SANDBOX", "1")
+        .output()
+        .expect("claude");
+    eprintln!(
+        "claude: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
+
+    // The model was offered horde's tools and got the tool's answer back.
+    let bodies = model.bodies();
+    // (Claude Code lists MCP tools as deferred ones, loaded through ToolSearch.)
+    let offered = bodies[0].to_string();
+    for t in ["mcp__horde__log", "mcp__horde__restore", "mcp__horde__diff"] {
+        assert!(offered.contains(t), "{t} offered");
+    }
+    let answer = bodies.last().expect("requests").to_string();
+    assert!(
+        answer.contains("src/x.rs") && answer.contains("alice"),
+        "{answer}"
+    );
+
+    // The call is in horde's log, by agent mcp, with Claude Code as the client.
+    let calls: Vec<Value> = repo
+        .log()
+        .into_iter()
+        .filter(|e| e["agent"] == "mcp")
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let p = &calls[0]["payload"];
+    assert_eq!(p["tool"], "log");
+    assert_eq!(p["exit_code"], 0);
+    assert!(
+        p["result_summary"]
+            .as_str()
+            .expect("summary")
+            .starts_with("1 events"),
+        "{p}"
+    );
+    assert!(!p["session"].as_str().expect("client").is_empty());
+}

@@ -235,10 +235,13 @@ pub enum Command {
         #[command(subcommand)]
         command: DaemonCommand,
     },
-    /// An MCP server on stdin/stdout for agents (Claude Code: `claude mcp add horde -- horde mcp`):
-    /// tools to read the log, an event and its blobs, a file's history, a diff between points,
-    /// to restore a past tree into a new directory, and to see approvals and sync status. Every
-    /// call is recorded (agent `mcp`).
+    /// An MCP server on stdin/stdout: agents read and rewind this repository's history.
+    ///
+    /// Claude Code: `claude mcp add horde -- horde mcp`; Codex: `codex mcp add horde -- horde
+    /// mcp`. Tools: log, show, read_blob, history, diff, restore (into a new directory below a
+    /// restore root), approvals (to read; answering stays with a person) and sync_status. Lists
+    /// are paged and results bounded (64 KiB); every call is recorded as a tool_call by agent
+    /// `mcp`. Speaks MCP 2026-07-28 and the initialize handshake of 2025-11-25 and before.
     Mcp(McpArgs),
     /// A self-contained tour in a temporary directory: init, record a command, log, verify.
     Demo {
