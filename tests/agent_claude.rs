@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use horde_e2e::agents::{AgentRepo, agent_bin, changes_caused_by, payload, serve_http};
@@ -213,22 +213,8 @@ impl Repo {
         model: &ModelServer,
         prompt: &str,
     ) -> Output {
-        let mut c = if horde_args.is_empty() {
-            self.cmd(bin)
-        } else {
-            let mut c = self.cmd(&binary("horde"));
-            c.arg("run").args(horde_args).arg("--").arg(bin);
-            c
-        };
-        let out = c
-            .args(["-p", prompt, "--output-format", "json"])
-            .args(["--permission-mode", "bypassPermissions"])
-            .env("ANTHROPIC_BASE_URL", model.url())
-            .env("ANTHROPIC_API_KEY", "sk-ant-test")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("DISABLE_AUTOUPDATER", "1")
-            // bypassPermissions is refused as root unless it says it is in a sandbox.
-            .env("IS_SANDBOX", "1")
+        let out = self
+            .claude_cmd(bin, horde_args, model, prompt)
             .output()
             .expect("claude");
         eprintln!(
@@ -237,6 +223,33 @@ impl Repo {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    /// The command [`Repo::claude_via`] runs: Claude Code headless and offline against
+    /// `model`, through `horde run HORDE_ARGS --` unless they are empty.
+    fn claude_cmd(
+        &self,
+        bin: &Path,
+        horde_args: &[&str],
+        model: &ModelServer,
+        prompt: &str,
+    ) -> Command {
+        let mut c = if horde_args.is_empty() {
+            self.cmd(bin)
+        } else {
+            let mut c = self.cmd(&binary("horde"));
+            c.arg("run").args(horde_args).arg("--").arg(bin);
+            c
+        };
+        c.args(["-p", prompt, "--output-format", "json"])
+            .args(["--permission-mode", "bypassPermissions"])
+            .env("ANTHROPIC_BASE_URL", model.url())
+            .env("ANTHROPIC_API_KEY", "sk-ant-test")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            // bypassPermissions is refused as root unless it says it is in a sandbox.
+            .env("IS_SANDBOX", "1");
+        c
     }
 }
 
@@ -778,36 +791,15 @@ fn a_person_approves_claude_codes_call_from_another_device_through_the_cloud() {
             .spawn()
             .expect("sync --watch"),
     );
-    let model = Arc::new(ModelServer::start(vec![
+    let model = ModelServer::start(vec![
         Reply::Tool(
             "Bash",
             json!({"command": "touch src/approved.txt", "description": "touch"}),
         ),
         Reply::Text("done"),
-    ]));
-    let agent = {
-        let (bin, root, home, model) = (
-            bin.clone(),
-            repo.root.clone(),
-            repo.home.clone(),
-            model.clone(),
-        );
-        std::thread::spawn(move || {
-            std::process::Command::new(&bin)
-                .current_dir(&root)
-                .env("HOME", &home)
-                .env("HORDE_CONFIG_DIR", home.join(".config/horde"))
-                .args(["-p", "touch it", "--output-format", "json"])
-                .args(["--permission-mode", "bypassPermissions"])
-                .env("ANTHROPIC_BASE_URL", model.url())
-                .env("ANTHROPIC_API_KEY", "sk-ant-test")
-                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-                .env("DISABLE_AUTOUPDATER", "1")
-                .env("IS_SANDBOX", "1")
-                .output()
-                .expect("claude")
-        })
-    };
+    ]);
+    let mut claude = repo.claude_cmd(&bin, &[], &model, "touch it");
+    let agent = std::thread::spawn(move || claude.output().expect("claude"));
     // Another device: the request reaches the cloud; alice grants it there.
     let started = std::time::Instant::now();
     let id = loop {
@@ -883,19 +875,12 @@ fn claude_code_calls_horde_as_an_mcp_server_and_the_call_is_recorded() {
         Reply::Text("alice created src/x.rs"),
     ]);
     let out = repo
-        .cmd(&bin)
-        .args(["-p", "what did alice do?", "--output-format", "json"])
-        .args(["--permission-mode", "bypassPermissions"])
+        .claude_cmd(&bin, &[], &model, "what did alice do?")
         .args([
             "--mcp-config",
             config.to_str().expect("utf-8"),
             "--strict-mcp-config",
         ])
-        .env("ANTHROPIC_BASE_URL", model.url())
-        .env("ANTHROPIC_API_KEY", "sk-ant-test")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("IS_SANDBOX", "1")
         .output()
         .expect("claude");
     eprintln!(
