@@ -1,7 +1,7 @@
 //! The real Claude Code (npm `@anthropic-ai/claude-code`, pinned by `cargo xtask test`, found
 //! through `HORDE_CLAUDE_BIN`) recorded and gated by `horde hooks install claude`. Its model is
-//! a server written here that speaks the Anthropic Messages API (streamed server-sent events)
-//! with scripted replies: tool calls, then text.
+//! `horde_e2e::anthropic`'s server, which speaks the Anthropic Messages API (streamed
+//! server-sent events) with scripted replies: tool calls, then text.
 //!
 //! Without `HORDE_CLAUDE_BIN` the tests say they are skipped, and fail under CI.
 
@@ -9,165 +9,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
-use horde_e2e::agents::{AgentRepo, agent_bin, changes_caused_by, payload, serve_http};
+use horde_e2e::agents::{AgentRepo, agent_bin, changes_caused_by, payload};
+use horde_e2e::anthropic::{ModelServer, Reply, Sent};
 use horde_e2e::binary;
 use serde_json::{Value, json};
-
-/// One reply of the scripted model.
-#[derive(Clone)]
-enum Reply {
-    Tool(&'static str, Value),
-    /// Several tool calls in one message (ids `toolu_N_0`, `toolu_N_1`, …).
-    Tools(Vec<(&'static str, Value)>),
-    Text(&'static str),
-}
-
-/// A Messages API server: the agent's main requests (those offering tools) get the script in
-/// order; side requests (titles, summaries) get a short text. Every request body is kept, and
-/// the usage each message reported.
-struct ModelServer {
-    port: u16,
-    requests: Arc<Mutex<Vec<Value>>>,
-    sent: Arc<Mutex<Vec<Sent>>>,
-}
-
-/// What the server said a message used: distinct numbers for every message.
-#[derive(Debug, Clone, PartialEq)]
-struct Sent {
-    id: String,
-    main: bool,
-    input: u64,
-    output: u64,
-    cache_read: u64,
-    cache_write: u64,
-}
-
-impl ModelServer {
-    fn start(script: Vec<Reply>) -> Self {
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let script = Mutex::new((script, 0usize));
-        let (reqs, sent2) = (requests.clone(), sent.clone());
-        let port = serve_http(Arc::new(move |path: &str, req: &Value| {
-            answer(path, req, &reqs, &sent2, &script)
-        }));
-        Self {
-            port,
-            requests,
-            sent,
-        }
-    }
-
-    fn sent(&self) -> Vec<Sent> {
-        self.sent.lock().expect("lock").clone()
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn bodies(&self) -> Vec<Value> {
-        self.requests.lock().expect("lock").clone()
-    }
-}
-
-type Script = Mutex<(Vec<Reply>, usize)>;
-
-/// Answers one request of the agent.
-fn answer(
-    path: &str,
-    req: &Value,
-    reqs: &Mutex<Vec<Value>>,
-    sent: &Mutex<Vec<Sent>>,
-    script: &Script,
-) -> (u16, &'static str, String) {
-    if !path.starts_with("/v1/messages") || path.contains("count_tokens") {
-        (
-            200,
-            "application/json",
-            json!({"input_tokens": 10}).to_string(),
-        )
-    } else {
-        let main = req["tools"].as_array().is_some_and(|t| t.len() > 3);
-        let reply = if main {
-            reqs.lock().expect("lock").push(req.clone());
-            let mut s = script.lock().expect("lock");
-            let i = s.1;
-            s.1 += 1;
-            s.0.get(i).cloned().unwrap_or(Reply::Text("done"))
-        } else {
-            Reply::Text("ok")
-        };
-        let n = reqs.lock().expect("lock").len();
-        let usage = {
-            let mut sent = sent.lock().expect("lock");
-            let k = sent.len() as u64 + 1;
-            let u = Sent {
-                id: format!("msg_{k:03}"),
-                main,
-                input: 1000 + k,
-                output: 40 + 3 * k,
-                cache_read: 20_000 + 7 * k,
-                cache_write: 300 + 11 * k,
-            };
-            sent.push(u.clone());
-            u
-        };
-        (200, "text/event-stream", sse(&reply, req, n, &usage))
-    }
-}
-
-/// The streamed events of one message: the usage as the API streams it (input and cache in
-/// message_start, the final output count in message_delta).
-fn sse(reply: &Reply, req: &Value, n: usize, usage: &Sent) -> String {
-    let model = req["model"].as_str().unwrap_or("claude");
-    let mut events = vec![json!({"type": "message_start", "message": {
-        "id": usage.id, "type": "message", "role": "assistant", "model": model,
-        "content": [], "stop_reason": null, "stop_sequence": null,
-        "usage": {"input_tokens": usage.input, "output_tokens": 1,
-            "cache_read_input_tokens": usage.cache_read,
-            "cache_creation_input_tokens": usage.cache_write}}})];
-    let tool = |events: &mut Vec<Value>, i: usize, id: String, name: &str, input: &Value| {
-        events.push(
-            json!({"type": "content_block_start", "index": i, "content_block": {
-            "type": "tool_use", "id": id, "name": name, "input": {}}}),
-        );
-        events.push(json!({"type": "content_block_delta", "index": i, "delta": {
-            "type": "input_json_delta", "partial_json": input.to_string()}}));
-        events.push(json!({"type": "content_block_stop", "index": i}));
-    };
-    let stop = match reply {
-        Reply::Tool(name, input) => {
-            tool(&mut events, 0, format!("toolu_{n}"), name, input);
-            "tool_use"
-        }
-        Reply::Tools(calls) => {
-            for (i, (name, input)) in calls.iter().enumerate() {
-                tool(&mut events, i, format!("toolu_{n}_{i}"), name, input);
-            }
-            "tool_use"
-        }
-        Reply::Text(t) => {
-            events.push(json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "text", "text": ""}}));
-            events.push(json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": t}}));
-            events.push(json!({"type": "content_block_stop", "index": 0}));
-            "end_turn"
-        }
-    };
-    events.push(
-        json!({"type": "message_delta", "delta": {"stop_reason": stop,
-        "stop_sequence": null}, "usage": {"output_tokens": usage.output}}),
-    );
-    events.push(json!({"type": "message_stop"}));
-    events
-        .iter()
-        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
-        .collect()
-}
 
 fn claude_bin() -> Option<PathBuf> {
     agent_bin("HORDE_CLAUDE_BIN", "Claude Code")
@@ -311,20 +157,20 @@ fn a_claude_code_session_is_recorded_call_by_call_and_the_policy_stops_what_it_d
     ]);
     let new_rs = repo.root.join("src/new.rs");
     let model = ModelServer::start(vec![
-        Reply::Tool(
+        Reply::tool(
             "Bash",
             json!({"command": "mkdir -p src/gen && echo one > src/gen/a.txt && mv src/gen/a.txt src/gen/b.txt",
                    "description": "make and rename"}),
         ),
-        Reply::Tool(
+        Reply::tool(
             "Write",
             json!({"file_path": new_rs.to_string_lossy(), "content": "pub fn f() {}\n"}),
         ),
-        Reply::Tool(
+        Reply::tool(
             "Bash",
             json!({"command": "rm -rf src", "description": "clean"}),
         ),
-        Reply::Text("done"),
+        Reply::text("done"),
     ]);
     let out = repo.claude(&bin, &model, "make the files");
     assert!(out.status.success());
@@ -502,7 +348,7 @@ fn a_subagents_model_calls_are_recorded_from_its_own_transcript() {
     repo.horde(&["hooks", "install", "claude", "--role", "claude-test"]);
     // The first request starts a subagent; every later one (the subagent's, the main
     // conversation's, the one after the subagent's notification) answers with text.
-    let model = ModelServer::start(vec![Reply::Tool(
+    let model = ModelServer::start(vec![Reply::tool(
         "Agent",
         json!({"description": "look", "prompt": "list the files",
                "subagent_type": "general-purpose"}),
@@ -590,8 +436,8 @@ fn when_horde_is_killed_in_the_hook_enforce_blocks_the_tool_and_audit_records_it
         ]);
         repo.horde_dies_on("PreToolUse", ".claude/settings.local.json");
         let model = ModelServer::start(vec![
-            Reply::Tool("Bash", json!({"command": "echo x > src/x.txt"})),
-            Reply::Text("done"),
+            Reply::tool("Bash", json!({"command": "echo x > src/x.txt"})),
+            Reply::text("done"),
         ]);
         let out = repo.claude(&bin, &model, "write x");
         assert!(out.status.success(), "{mode}");
@@ -630,8 +476,8 @@ fn audit_mode_records_what_enforce_would_deny_and_lets_it_run() {
     let repo = Repo::new();
     repo.horde(&["hooks", "install", "claude", "--role", "claude-test"]);
     let model = ModelServer::start(vec![
-        Reply::Tool("Bash", json!({"command": "rm src/lib.rs"})),
-        Reply::Text("done"),
+        Reply::tool("Bash", json!({"command": "rm src/lib.rs"})),
+        Reply::text("done"),
     ]);
     assert!(repo.claude(&bin, &model, "remove it").status.success());
     assert!(!repo.root.join("src/lib.rs").exists(), "audit never blocks");
@@ -658,15 +504,15 @@ fn horde_run_passes_its_hooks_to_claude_code_for_one_run() {
     let Some(bin) = claude_bin() else { return };
     let repo = Repo::new();
     let model = ModelServer::start(vec![
-        Reply::Tool(
+        Reply::tool(
             "Bash",
             json!({"command": "mkdir -p src/run && echo r > src/run/r.txt", "description": "make"}),
         ),
-        Reply::Tool(
+        Reply::tool(
             "Bash",
             json!({"command": "rm src/lib.rs", "description": "clean"}),
         ),
-        Reply::Text("done"),
+        Reply::text("done"),
     ]);
     // No hooks installed: `horde run` passes them for this run only.
     let out = repo.claude_via(
@@ -712,7 +558,7 @@ fn tool_calls_in_one_message_each_get_their_own_changes() {
     repo.horde(&["hooks", "install", "claude", "--role", "claude-test"]);
     let file = |name: &str| repo.root.join(name).to_string_lossy().into_owned();
     let model = ModelServer::start(vec![
-        Reply::Tools(vec![
+        Reply::tools(vec![
             (
                 "Write",
                 json!({"file_path": file("src/a.rs"), "content": "// a\n"}),
@@ -726,7 +572,7 @@ fn tool_calls_in_one_message_each_get_their_own_changes() {
                 json!({"command": "mkdir -p src/c && echo c > src/c/c.txt", "description": "c"}),
             ),
         ]),
-        Reply::Text("done"),
+        Reply::text("done"),
     ]);
     assert!(repo.claude(&bin, &model, "three at once").status.success());
     let log = repo.log();
@@ -792,11 +638,11 @@ fn a_person_approves_claude_codes_call_from_another_device_through_the_cloud() {
             .expect("sync --watch"),
     );
     let model = ModelServer::start(vec![
-        Reply::Tool(
+        Reply::tool(
             "Bash",
             json!({"command": "touch src/approved.txt", "description": "touch"}),
         ),
-        Reply::Text("done"),
+        Reply::text("done"),
     ]);
     let mut claude = repo.claude_cmd(&bin, &[], &model, "touch it");
     let agent = std::thread::spawn(move || claude.output().expect("claude"));
@@ -867,12 +713,12 @@ fn claude_code_calls_horde_as_an_mcp_server_and_the_call_is_recorded() {
     )
     .expect("mcp config");
     let model = ModelServer::start(vec![
-        Reply::Tool("ToolSearch", json!({"query": "select:mcp__horde__log"})),
-        Reply::Tool(
+        Reply::tool("ToolSearch", json!({"query": "select:mcp__horde__log"})),
+        Reply::tool(
             "mcp__horde__log",
             json!({"agents": ["alice"], "types": ["state_change"]}),
         ),
-        Reply::Text("alice created src/x.rs"),
+        Reply::text("alice created src/x.rs"),
     ]);
     let out = repo
         .claude_cmd(&bin, &[], &model, "what did alice do?")

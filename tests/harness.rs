@@ -3,6 +3,7 @@
 //! talks to it over HTTP, and plays devices that record signed, hash-chained events.
 
 pub mod agents;
+pub mod anthropic;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -5,7 +5,14 @@
 //! waits for its answer (the process start, the policy decision, the drift scan and the
 //! append), then its PostToolUse (not timed: the agent does not wait on it for a decision).
 //! The anchor is the cheapest possible hook, `sh -c 'cat >/dev/null; echo {}'`, spawned the
-//! same way. Goal: p99 ≤ 20 ms and ≤ 3× the anchor's p99. Nothing is asserted about timing.
+//! same way. Goal: p99 ≤ 20 ms and ≤ 3× the anchor's p99.
+//!
+//! Then the recording overhead on a whole session: the real Claude Code (`HORDE_CLAUDE_BIN`)
+//! runs a scripted session of 200 tool calls (10 with `--quick`) — Write, Bash appends and
+//! renames, Read — against `horde_e2e::anthropic`'s Messages API server, in a repository with
+//! horde's hooks installed (enforce, a role allowing the calls) and in an identical one
+//! without; the wall time of each, median of 3 sessions a side (1 with `--quick`), sides
+//! alternating. Goal: ≤ 1.10×. Nothing is asserted about timing.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,6 +21,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
+
+use horde_e2e::anthropic::{ModelServer, Reply};
 
 use crate::util::{horde, horde_bin, median, ms, print_missing_horde};
 
@@ -25,6 +34,12 @@ pub struct Args {
     /// Rounds of each side (default 200, 10 with --quick).
     #[arg(long)]
     pub runs: Option<usize>,
+    /// Tool calls in the Claude Code session (default 200, 10 with --quick).
+    #[arg(long)]
+    pub session_calls: Option<usize>,
+    /// Sessions of each side (default 3, 1 with --quick).
+    #[arg(long)]
+    pub sessions: Option<usize>,
 }
 
 /// Spawns `cmd`, writes `input` to its stdin, waits for its output; the time of it all.
@@ -129,7 +144,13 @@ pub fn run(a: &Args) -> Result<()> {
         p99(&warm),
         p99(&warm) / fp99.max(f64::EPSILON)
     );
-    Ok(())
+    let (calls, sessions) = if a.quick { (10, 1) } else { (200, 3) };
+    session_overhead(
+        &bin,
+        files,
+        a.session_calls.unwrap_or(calls),
+        a.sessions.unwrap_or(sessions),
+    )
 }
 
 fn pre_payload(root: &Path, home: &Path, call: &str) -> String {
@@ -187,4 +208,210 @@ fn calls(
         round(&mut c, post.as_bytes())?;
     }
     Ok(hook)
+}
+
+const BENCH_ROLE: &str = "role: bench
+tier: T1
+files:
+  read: ['**']
+  write: ['src/**']
+  deny: ['.git/**', '.horde/**']
+commands:
+  allow: ['echo *', 'mv *', 'cat *']
+";
+
+/// The scripted session: `calls` tool calls in `dir` (relative to the repository), four
+/// kinds in turn, then a closing text.
+fn script(root: &Path, dir: &str, calls: usize) -> Vec<Reply> {
+    let mut out: Vec<Reply> = (0..calls)
+        .map(|i| {
+            let base = i - i % 4;
+            match i % 4 {
+                0 => Reply::tool(
+                    "Write",
+                    json!({"file_path": root.join(format!("{dir}/f{base}.rs")),
+                           "content": format!("pub fn f{base}() {{}}\n")}),
+                ),
+                1 => Reply::tool(
+                    "Bash",
+                    json!({"command": format!("echo '// {i}' >> {dir}/f{base}.rs"),
+                           "description": "append"}),
+                ),
+                2 => Reply::tool(
+                    "Bash",
+                    json!({"command": format!("mv {dir}/f{base}.rs {dir}/g{base}.rs"),
+                           "description": "rename"}),
+                ),
+                _ => Reply::tool(
+                    "Read",
+                    json!({"file_path": root.join(format!("{dir}/g{base}.rs"))}),
+                ),
+            }
+        })
+        .collect();
+    out.push(Reply::text("done"));
+    out
+}
+
+/// A repository of `files` files for Claude Code, with its own home and horde config, and
+/// horde's hooks installed when `hooks`.
+struct SessionRepo {
+    root: std::path::PathBuf,
+    home: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+impl SessionRepo {
+    fn new(base: &Path, name: &str, bin: &Path, files: usize, hooks: bool) -> Result<Self> {
+        let root = base.join(name);
+        let home = base.join(format!("{name}-home"));
+        let config = home.join(".config/horde");
+        std::fs::create_dir_all(&home)?;
+        make_repo(&root, files)?;
+        let repo = Self { root, home, config };
+        repo.horde(bin, &["init"])?;
+        std::fs::create_dir_all(repo.root.join(".horde/agents"))?;
+        std::fs::write(repo.root.join(".horde/agents/bench.yaml"), BENCH_ROLE)?;
+        if hooks {
+            repo.horde(
+                bin,
+                &[
+                    "hooks", "install", "claude", "--mode", "enforce", "--role", "bench",
+                ],
+            )?;
+        }
+        Ok(repo)
+    }
+
+    fn horde(&self, bin: &Path, args: &[&str]) -> Result<Vec<u8>> {
+        let out = horde(bin, &self.config, &self.root, args)
+            .env("HOME", &self.home)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "horde {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(out.stdout)
+    }
+
+    /// One headless session of the real Claude Code; its wall time.
+    fn session(&self, claude: &Path, dir: &str, calls: usize) -> Result<f64> {
+        std::fs::create_dir_all(self.root.join(dir))?;
+        let model = ModelServer::start(script(&self.root, dir, calls));
+        let t = Instant::now();
+        let out = Command::new(claude)
+            .current_dir(&self.root)
+            .env("HOME", &self.home)
+            .env("HORDE_CONFIG_DIR", &self.config)
+            .env_remove("HORDE_AGENT")
+            .args(["-p", "do the work", "--output-format", "json"])
+            .args(["--permission-mode", "bypassPermissions"])
+            .args(["--max-turns", &(calls + 10).to_string()])
+            .env("ANTHROPIC_BASE_URL", model.url())
+            .env("ANTHROPIC_API_KEY", "sk-ant-bench")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            // bypassPermissions is refused as root unless it says it is in a sandbox.
+            .env("IS_SANDBOX", "1")
+            .stdin(Stdio::null())
+            .output()?;
+        let took = ms(t.elapsed());
+        ensure!(
+            out.status.success(),
+            "claude failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The script ran to its end: every call was made and answered.
+        let asked = model.bodies().len();
+        ensure!(
+            asked == calls + 1,
+            "Claude Code asked the model {asked} times for {calls} tool calls"
+        );
+        // And did what it was told: every file written, renamed where the script renames it.
+        for base in (0..calls).step_by(4) {
+            let name = if base + 2 < calls { 'g' } else { 'f' };
+            let path = format!("{dir}/{name}{base}.rs");
+            ensure!(
+                self.root.join(&path).exists(),
+                "the session's file {path} is not there"
+            );
+        }
+        Ok(took)
+    }
+
+    /// Tool calls recorded with a result, by call id.
+    fn recorded_calls(&self, bin: &Path) -> Result<usize> {
+        let out = self.horde(
+            bin,
+            &["log", "--json", "--type", "tool_call", "--limit", "100000"],
+        )?;
+        let log: Vec<serde_json::Value> = serde_json::from_slice(&out)?;
+        Ok(log
+            .iter()
+            .filter(|e| e["payload"]["intent"] != true)
+            .count())
+    }
+}
+
+/// The wall time of a scripted Claude Code session with and without horde's hooks.
+fn session_overhead(bin: &Path, files: usize, calls: usize, sessions: usize) -> Result<()> {
+    let Some(claude) = std::env::var_os("HORDE_CLAUDE_BIN").map(std::path::PathBuf::from) else {
+        println!(
+            "Claude Code session: skipped, HORDE_CLAUDE_BIN is not set (`cargo xtask test` installs Claude Code)"
+        );
+        return Ok(());
+    };
+    ensure!(
+        calls >= 1 && sessions >= 1,
+        "--session-calls and --sessions must be at least 1"
+    );
+    let dir = tempfile::tempdir()?;
+    let with = SessionRepo::new(dir.path(), "with", bin, files, true)?;
+    let without = SessionRepo::new(dir.path(), "without", bin, files, false)?;
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    let result = (|| -> Result<()> {
+        for s in 0..sessions {
+            let d = format!("src/s{s}");
+            // Alternate which side goes first, so neither always gets a warmer machine.
+            if s % 2 == 0 {
+                on.push(with.session(&claude, &d, calls)?);
+                off.push(without.session(&claude, &d, calls)?);
+            } else {
+                off.push(without.session(&claude, &d, calls)?);
+                on.push(with.session(&claude, &d, calls)?);
+            }
+        }
+        Ok(())
+    })();
+    let _ = with.horde(bin, &["daemon", "stop"]);
+    result?;
+    // The figure counts only if horde recorded every call.
+    let recorded = with.recorded_calls(bin)?;
+    ensure!(
+        recorded == calls * sessions,
+        "horde recorded {recorded} tool calls of {}",
+        calls * sessions
+    );
+    let (a, b) = (median(&on), median(&off));
+    println!(
+        "Recording overhead, a scripted {calls}-tool-call Claude Code session, {files}-file repository (median of {sessions}):"
+    );
+    println!(
+        "  Claude Code with horde's hooks (enforce)   {:8.2} s   {:.3}× without",
+        a / 1000.0,
+        a / b.max(f64::EPSILON)
+    );
+    println!(
+        "  Claude Code alone                          {:8.2} s",
+        b / 1000.0
+    );
+    println!(
+        "  per tool call: {:.1} ms with, {:.1} ms without; all {recorded} calls recorded",
+        a / calls as f64,
+        b / calls as f64
+    );
+    println!("  goal: ≤ 1.10×");
+    Ok(())
 }

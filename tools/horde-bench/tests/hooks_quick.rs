@@ -1,5 +1,7 @@
 //! `horde-bench hooks --quick` runs the PreToolUse round-trip figure end to end, through the
-//! daemon and alone (no timing asserted).
+//! daemon and alone, and the recording overhead of a short real Claude Code session (no
+//! timing asserted; under CI, where `cargo xtask test` installs Claude Code, the session
+//! figure must be there).
 
 use std::process::Command;
 
@@ -28,5 +30,12 @@ fn hooks_quick_prints_the_pretooluse_round_trip() {
             && stdout.contains("alone (HORDE_DAEMON=off)")
             && stdout.contains("the floor at p99"),
         "figures missing from:\n{stdout}"
+    );
+    let session =
+        stdout.contains("Claude Code with horde's hooks") && stdout.contains("calls recorded");
+    let skipped = stdout.contains("Claude Code session: skipped");
+    assert!(
+        session || (skipped && std::env::var_os("CI").is_none()),
+        "the session figure is missing from:\n{stdout}"
     );
 }
