@@ -1,0 +1,490 @@
+//! `horde import claude|codex|aider` from the user's side: past sessions become events that
+//! `horde log` shows like recorded ones, importing twice adds nothing, a grown transcript adds
+//! only its new part, a session the hooks recorded gets no duplicates, bad lines are skipped
+//! and counted, aider's commits become steps, and `horde verify` passes after each import.
+//! Fixtures: `fixtures/import/` (see its README).
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::Repo;
+use serde_json::{Value, json};
+
+const CLAUDE_SESSION: &str = "5f0c2b7e-1111-4a2b-9c3d-000000000001";
+const CODEX_SESSION: &str = "01a23ba4-954b-70d2-b16a-1560f1485244";
+
+fn fixture(name: &str, cwd: &Path) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import").join(name);
+    std::fs::read_to_string(&p)
+        .expect("fixture")
+        .replace("__CWD__", &cwd.to_string_lossy())
+}
+
+/// Where the agents keep their records for this test: beside the repository.
+fn agent_home(r: &Repo) -> PathBuf {
+    r.config.parent().expect("tmp").join("home")
+}
+
+fn import(r: &Repo, args: &[&str]) -> std::process::Output {
+    let mut a = vec!["import"];
+    a.extend_from_slice(args);
+    let home = agent_home(r);
+    r.cmd(&a)
+        .env("CLAUDE_CONFIG_DIR", home.join(".claude"))
+        .env("CODEX_HOME", home.join(".codex"))
+        .output()
+        .expect("horde runs")
+}
+
+fn import_ok(r: &Repo, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = import(r, &a);
+    assert!(
+        out.status.success(),
+        "import {args:?}: {}\n{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+fn claude_transcript(r: &Repo) -> PathBuf {
+    let slug: String = r
+        .root
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let dir = agent_home(r).join(".claude/projects").join(slug);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir.join(format!("{CLAUDE_SESSION}.jsonl"))
+}
+
+fn codex_rollout(r: &Repo) -> PathBuf {
+    let dir = agent_home(r).join(".codex/sessions/2026/12/03");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir.join(format!("rollout-2026-12-03T11-23-30-{CODEX_SESSION}.jsonl"))
+}
+
+fn of_session<'a>(events: &'a [Value], session: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| {
+            e["payload"]["session"] == session
+                || e["payload"]["title"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(session))
+        })
+        .collect()
+}
+
+fn typed<'a>(events: &[&'a Value], t: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == t).copied().collect()
+}
+
+fn tokens(events: &[Value]) -> (u64, u64, u64, u64) {
+    events
+        .iter()
+        .filter(|e| e["type"] == "decision")
+        .fold((0, 0, 0, 0), |a, e| {
+            let p = &e["payload"];
+            let n = |k: &str| p[k].as_u64().expect("tokens");
+            (
+                a.0 + n("tokens_in"),
+                a.1 + n("tokens_out"),
+                a.2 + n("cache_read_tokens"),
+                a.3 + n("cache_write_tokens"),
+            )
+        })
+}
+
+fn verify(r: &Repo) {
+    r.ok(&["verify", "--deep"]);
+}
+
+/// (call_id, intent) of every tool call event: no pair may appear twice.
+fn assert_no_duplicates(events: &[Value]) {
+    let mut seen = std::collections::HashSet::new();
+    for e in events {
+        let p = &e["payload"];
+        let key = match e["type"].as_str() {
+            Some("tool_call") => format!("tool {} {}", p["call_id"], p["intent"]),
+            Some("decision") => format!("decision {}", p["call_id"]),
+            Some("message") => format!("message {} {} {}", p["from"], p["to"], p["text"]),
+            Some("task") => format!("task {} {}", p["title"], p["kind"]),
+            _ => continue,
+        };
+        assert!(seen.insert(key.clone()), "{key} recorded twice");
+    }
+}
+
+#[test]
+fn claude_transcript_imports_once_and_grows() {
+    let r = Repo::init();
+    let t = claude_transcript(&r);
+    std::fs::write(&t, fixture("claude-session.jsonl", &r.root)).expect("write");
+    let sums = import_ok(&r, &["claude", CLAUDE_SESSION]);
+    let s = &sums[0];
+    assert_eq!(s["session"], CLAUDE_SESSION);
+    assert_eq!(s["lines_skipped"], 0);
+    assert_eq!(
+        (s["prompts"].as_u64(), s["replies"].as_u64(), s["tool_calls"].as_u64(), s["model_calls"].as_u64()),
+        (Some(1), Some(1), Some(4), Some(3)),
+        "{s}"
+    );
+    let events = r.events();
+    let ours = of_session(&events, CLAUDE_SESSION);
+    assert_eq!(typed(&ours, "task").len(), 1);
+    let calls = typed(&ours, "tool_call");
+    assert_eq!(calls.len(), 4, "an intent and a result per tool call");
+    let intent = calls
+        .iter()
+        .find(|c| c["payload"]["call_id"] == "toolu_02" && c["payload"]["intent"] == true)
+        .expect("intent");
+    let result = calls
+        .iter()
+        .find(|c| c["payload"]["call_id"] == "toolu_02" && c["payload"]["intent"] == false)
+        .expect("result");
+    assert_eq!(intent["payload"]["tool"], "Bash");
+    assert_eq!(intent["payload"]["args"][0], "cat hello.txt");
+    assert_eq!(intent["span_id"], result["span_id"], "one span per call");
+    assert!(
+        intent["payload"]["policy_verdict"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("imported"))
+    );
+    // Every event of the session shares the trace the hooks would give it.
+    let trace = &ours[0]["trace_id"];
+    assert!(trace.is_string());
+    assert!(ours.iter().all(|e| e["trace_id"] == *trace));
+    // Marked imported: caused by the run's import observation.
+    let obs: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "observation" && e["payload"]["kind"] == "import")
+        .collect();
+    assert_eq!(obs.len(), 1);
+    assert_eq!(typed(&ours, "message").len(), 2);
+    let msgs = typed(&ours, "message");
+    assert_eq!(msgs[0]["payload"]["text"], "create hello.txt saying hi");
+    assert_eq!(msgs[1]["payload"]["text"], "Done: hello.txt says hi.");
+    assert_eq!(
+        tokens(&events),
+        (15, 15, 600, 7),
+        "tokens equal the transcript's (msg_01 counted once)"
+    );
+    verify(&r);
+
+    // Twice: nothing.
+    let again = import_ok(&r, &["claude", CLAUDE_SESSION]);
+    assert_eq!(again[0]["added"], 0, "{again}");
+    assert_eq!(r.events().len(), events.len());
+
+    // The session went on: only the new part.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&t).expect("open");
+    f.write_all(fixture("claude-session-more.jsonl", &r.root).as_bytes())
+        .expect("append");
+    let grown = import_ok(&r, &["claude", "--all"]);
+    let g = &grown[0];
+    assert_eq!(
+        (g["prompts"].as_u64(), g["replies"].as_u64(), g["tool_calls"].as_u64(), g["model_calls"].as_u64()),
+        (Some(1), Some(1), Some(2), Some(2)),
+        "{g}"
+    );
+    let events = r.events();
+    assert_eq!(tokens(&events), (17, 18, 604, 12));
+    assert_no_duplicates(&events);
+    let failed = events
+        .iter()
+        .find(|e| e["payload"]["call_id"] == "toolu_03" && e["payload"]["intent"] == false)
+        .expect("result of toolu_03");
+    assert_eq!(failed["payload"]["exit_code"], 1);
+    assert!(
+        failed["payload"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Permission denied"))
+    );
+    // The log shows the imported session to people too.
+    let text = r.ok(&["log"]);
+    assert!(text.contains("toolu_02") || text.contains("Bash"), "{text}");
+    verify(&r);
+}
+
+fn hook(r: &Repo, event: &str, payload: Value) {
+    let mut child = r
+        .cmd(&["hook", "claude", event])
+        .env("HORDE_DAEMON", "off")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(payload.to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "hook {event}: {}", common::stderr(&out));
+}
+
+#[test]
+fn a_session_recorded_live_gets_no_duplicates() {
+    let r = Repo::init();
+    let t = claude_transcript(&r);
+    std::fs::write(&t, fixture("claude-session.jsonl", &r.root)).expect("write");
+    let base = json!({"session_id": CLAUDE_SESSION, "cwd": r.root, "transcript_path": t});
+    let with = |extra: Value| {
+        let mut v = base.clone();
+        for (k, x) in extra.as_object().expect("object") {
+            v[k] = x.clone();
+        }
+        v
+    };
+    hook(&r, "SessionStart", with(json!({"hook_event_name": "SessionStart", "source": "startup"})));
+    hook(
+        &r,
+        "UserPromptSubmit",
+        with(json!({"hook_event_name": "UserPromptSubmit", "prompt": "create hello.txt saying hi"})),
+    );
+    let write = json!({"file_path": r.root.join("hello.txt"), "content": "hi\n"});
+    hook(
+        &r,
+        "PreToolUse",
+        with(json!({"hook_event_name": "PreToolUse", "tool_name": "Write",
+                    "tool_input": write, "tool_use_id": "toolu_01"})),
+    );
+    r.write("hello.txt", "hi\n");
+    hook(
+        &r,
+        "PostToolUse",
+        with(json!({"hook_event_name": "PostToolUse", "tool_name": "Write",
+                    "tool_input": write, "tool_use_id": "toolu_01",
+                    "tool_response": {"type": "create"}})),
+    );
+    // toolu_02 ran with the hooks off (not recorded live).
+    hook(
+        &r,
+        "Stop",
+        with(json!({"hook_event_name": "Stop", "last_assistant_message": "Done: hello.txt says hi."})),
+    );
+    let live = r.events();
+    assert_eq!(tokens(&live), (15, 15, 600, 7), "the Stop hook read the usage");
+
+    let sums = import_ok(&r, &["claude", t.to_str().expect("utf-8")]);
+    let s = &sums[0];
+    assert_eq!(
+        (s["prompts"].as_u64(), s["replies"].as_u64(), s["tool_calls"].as_u64(), s["model_calls"].as_u64()),
+        (Some(0), Some(0), Some(2), Some(0)),
+        "only the call the hooks missed: {s}"
+    );
+    let events = r.events();
+    assert_no_duplicates(&events);
+    assert_eq!(tokens(&events), (15, 15, 600, 7));
+    let ours = of_session(&events, CLAUDE_SESSION);
+    assert_eq!(typed(&ours, "task").len(), 1, "the hooks' task goes on");
+    let trace = &ours[0]["trace_id"];
+    assert!(ours.iter().all(|e| e["trace_id"] == *trace));
+    assert_eq!(import_ok(&r, &["claude", CLAUDE_SESSION])[0]["added"], 0);
+    verify(&r);
+}
+
+#[test]
+fn codex_rollout_imports_with_its_tokens() {
+    let r = Repo::init();
+    std::fs::write(codex_rollout(&r), fixture("codex-rollout.jsonl", &r.root)).expect("write");
+    let sums = import_ok(&r, &["codex", "--all"]);
+    assert_eq!(sums.as_array().map(Vec::len), Some(1), "{sums}");
+    let s = &sums[0];
+    assert_eq!(s["session"], CODEX_SESSION);
+    assert_eq!(
+        (s["prompts"].as_u64(), s["replies"].as_u64(), s["tool_calls"].as_u64(), s["model_calls"].as_u64()),
+        (Some(1), Some(1), Some(4), Some(2)),
+        "{s}"
+    );
+    let events = r.events();
+    // 1001+1028 input of which 200 cached; 21+48 output.
+    assert_eq!(tokens(&events), (1829, 69, 200, 0));
+    let ours = of_session(&events, CODEX_SESSION);
+    let patch = ours
+        .iter()
+        .find(|e| e["payload"]["call_id"] == "call_patch_2" && e["payload"]["intent"] == true)
+        .expect("apply_patch");
+    assert_eq!(patch["payload"]["args"][0], "c.txt");
+    let shell = ours
+        .iter()
+        .find(|e| e["payload"]["call_id"] == "call_shell_1" && e["payload"]["intent"] == true)
+        .expect("exec_command");
+    assert_eq!(shell["payload"]["args"][0], "echo hi > a.txt");
+    assert_eq!(typed(&ours, "message")[0]["payload"]["text"], "write a.txt");
+    assert_eq!(import_ok(&r, &["codex", CODEX_SESSION])[0]["added"], 0);
+    assert_eq!(r.events().len(), events.len());
+    verify(&r);
+}
+
+#[test]
+fn bad_lines_are_skipped_and_counted() {
+    let r = Repo::init();
+    let good = fixture("claude-session.jsonl", &r.root);
+    let mut lines: Vec<&str> = good.lines().collect();
+    lines.insert(3, "{\"type\":\"user\",\"message\":");
+    lines.insert(5, "not json at all");
+    let mut text = lines.join("\n");
+    text.push_str("\n{\"type\":\"assistant\",\"message\":{\"id\":\"msg_cut");
+    std::fs::write(claude_transcript(&r), text).expect("write");
+    let out = import(&r, &["claude", CLAUDE_SESSION]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let line = common::stdout(&out);
+    assert!(line.contains("3 lines skipped"), "{line}");
+    let s = &import_ok(&r, &["claude", CLAUDE_SESSION, "--dry-run"])[0];
+    assert_eq!(s["lines_skipped"], 3);
+    assert_eq!(s["added"], 0);
+    assert_eq!(tokens(&r.events()), (15, 15, 600, 7), "the good lines are all there");
+    verify(&r);
+}
+
+#[test]
+fn missing_sessions_and_non_repositories_are_errors_that_change_nothing() {
+    let r = Repo::init();
+    let before = r.events().len();
+    let out = import(&r, &["claude", "no-such-session"]);
+    assert!(!out.status.success());
+    assert!(common::stderr(&out).contains("no-such-session"), "{}", common::stderr(&out));
+    let out = import(&r, &["codex", "no-such-session"]);
+    assert!(!out.status.success());
+    assert!(common::stderr(&out).contains("no-such-session"));
+    assert_eq!(r.events().len(), before);
+
+    let plain = Repo::empty();
+    let out = import(&plain, &["claude", "--all"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("not in a horde repository"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(!plain.root.join(".horde").exists());
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let r = Repo::init();
+    std::fs::write(claude_transcript(&r), fixture("claude-session.jsonl", &r.root)).expect("w");
+    let before = r.events().len();
+    let s = import_ok(&r, &["claude", "--all", "--dry-run"]);
+    assert!(s[0]["added"].as_u64().is_some_and(|n| n > 0), "{s}");
+    assert_eq!(r.events().len(), before);
+    let out = import(&r, &["claude", "--all", "--dry-run"]);
+    assert!(common::stdout(&out).contains("would add"));
+}
+
+fn git(r: &Repo, args: &[&str], author: &str) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(&r.root)
+        .env("GIT_AUTHOR_NAME", author)
+        .env("GIT_COMMITTER_NAME", author)
+        .env("GIT_AUTHOR_EMAIL", "ann@example.com")
+        .env("GIT_COMMITTER_EMAIL", "ann@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", common::stderr(&out));
+}
+
+/// aider is not run: its history file and commits are built here in its documented formats
+/// (author `Name (aider)` with --attribute-author, `aider: ` with
+/// --attribute-commit-message-author).
+#[test]
+fn aider_history_and_commits_become_sessions_and_steps() {
+    let r = Repo::init();
+    git(&r, &["init", "-q", "-b", "main"], "Ann");
+    git(&r, &["add", "README.md", "src/main.rs", "notes.txt"], "Ann");
+    git(&r, &["commit", "-q", "-m", "start"], "Ann");
+    r.write(
+        ".aider.chat.history.md",
+        "\n# aider chat started at 2026-12-01 10:00:00\n\n> Aider v0.86.1\n> Main model: gpt-5.5 with diff edit format\n\n#### add a hello function\n\nHere it is.\n\n> Applied edit to src/hello.rs\n> Commit 1a2b3c4 feat: add hello\n\n#### drop the notes\n\nDone.\n",
+    );
+    r.write(
+        ".aider.llm.history",
+        "TO LLM 2026-12-01T10:00:05\nUSER add a hello function\nLLM RESPONSE 2026-12-01T10:00:09\nASSISTANT Here it is.\n",
+    );
+    r.write("src/hello.rs", "pub fn hello() {}\n");
+    r.write("README.md", "# test\nwith hello\n");
+    git(&r, &["add", "src/hello.rs", "README.md"], "Ann (aider)");
+    git(&r, &["commit", "-q", "-m", "feat: add hello"], "Ann (aider)");
+    r.write("CHANGES", "by hand\n");
+    git(&r, &["add", "CHANGES"], "Ann");
+    git(&r, &["commit", "-q", "-m", "by hand"], "Ann");
+    git(&r, &["rm", "-q", "notes.txt"], "Ann");
+    git(&r, &["commit", "-q", "-m", "aider: drop the notes"], "Ann");
+
+    let before = r.events();
+    let sums = import_ok(&r, &["aider"]);
+    let all = sums.as_array().expect("array");
+    let chat = &all[0];
+    assert_eq!(chat["session"], "aider-2026-12-01T10:00:00");
+    assert_eq!((chat["prompts"].as_u64(), chat["replies"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(chat["model_calls"], 1);
+    let commits = all.last().expect("commits");
+    assert_eq!(commits["commits"], 2, "{commits}");
+
+    let events = r.events();
+    let steps: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "tool_call" && e["payload"]["tool"] == "git commit")
+        .collect();
+    assert_eq!(steps.len(), 2);
+    let changes_of = |step: &Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e["type"] == "state_change" && e["causation_id"] == step["id"])
+            .map(|e| {
+                (
+                    e["payload"]["op"].as_str().expect("op").to_owned(),
+                    e["payload"]["path"].as_str().expect("path").to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        changes_of(steps[0]),
+        [("create".into(), "src/hello.rs".into()), ("modify".into(), "README.md".into())]
+    );
+    assert_eq!(changes_of(steps[1]), [("delete".to_owned(), "notes.txt".to_owned())]);
+    // The hand-made commit between them is nobody's call.
+    assert!(events.iter().any(|e| e["type"] == "state_change"
+        && e["payload"]["path"] == "CHANGES"
+        && e["causation_id"].is_null()));
+    // The current timeline's tree is untouched: its changes are those before the import.
+    assert_eq!(
+        r.changes().len(),
+        before.iter().filter(|e| e["type"] == "state_change").count() + 4,
+        "the 4 changes are on the aider timeline"
+    );
+    assert!(steps.iter().all(|s| s["timeline_id"] != before[0]["timeline_id"]));
+    verify(&r);
+
+    // Every imported step restores to its commit's tree.
+    let out = r.root.parent().expect("tmp").join("at-first-step");
+    r.ok(&["restore", "--at", steps[0]["id"].as_str().expect("id"), "--to", out.to_str().expect("utf-8")]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("src/hello.rs")).expect("hello"),
+        "pub fn hello() {}\n"
+    );
+    assert!(out.join("notes.txt").exists(), "deleted only by the second step");
+
+    let again = import_ok(&r, &["aider"]);
+    assert!(
+        again.as_array().expect("array").iter().all(|s| s["added"] == 0),
+        "{again}"
+    );
+    assert_eq!(r.events().len(), events.len());
+}
