@@ -13,14 +13,18 @@ use std::process::{Command, Stdio};
 use common::Repo;
 use serde_json::{Value, json};
 
-const CLAUDE_SESSION: &str = "5f0c2b7e-1111-4a2b-9c3d-000000000001";
-const CODEX_SESSION: &str = "01a23ba4-954b-70d2-b16a-1560f1485244";
+const CLAUDE_SESSION: &str = "03913601-7d04-4ce2-8841-9c760fdc75c7";
+const CODEX_SESSION: &str = "01a23ce5-3593-7311-8f23-2fe1cef58e75";
 
-fn fixture(name: &str, cwd: &Path) -> String {
+/// A fixture with the places it was captured in replaced by this test's.
+fn fixture(r: &Repo, name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import").join(name);
+    let home = agent_home(r);
     std::fs::read_to_string(&p)
         .expect("fixture")
-        .replace("__CWD__", &cwd.to_string_lossy())
+        .replace("__PROJECT__", &claude_project(r).to_string_lossy())
+        .replace("__HOME__", &home.to_string_lossy())
+        .replace("__CWD__", &r.root.to_string_lossy())
 }
 
 /// Where the agents keep their records for this test: beside the repository.
@@ -52,14 +56,19 @@ fn import_ok(r: &Repo, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
-fn claude_transcript(r: &Repo) -> PathBuf {
+/// Claude Code's folder for the repository.
+fn claude_project(r: &Repo) -> PathBuf {
     let slug: String = r
         .root
         .to_string_lossy()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let dir = agent_home(r).join(".claude/projects").join(slug);
+    agent_home(r).join(".claude/projects").join(slug)
+}
+
+fn claude_transcript(r: &Repo) -> PathBuf {
+    let dir = claude_project(r);
     std::fs::create_dir_all(&dir).expect("mkdir");
     dir.join(format!("{CLAUDE_SESSION}.jsonl"))
 }
@@ -122,36 +131,52 @@ fn assert_no_duplicates(events: &[Value]) {
     }
 }
 
+/// Claude Code's own total for the captured session (its `--output-format json` usage):
+/// input, output, cache reads, cache writes.
+const CLAUDE_TOTAL: (u64, u64, u64, u64) = (3006, 138, 60042, 966);
+/// The first message's (all the first part of the transcript holds).
+const CLAUDE_FIRST: (u64, u64, u64, u64) = (1001, 43, 20007, 311);
+
+fn counts(s: &Value) -> (Option<u64>, Option<u64>, Option<u64>, Option<u64>) {
+    (
+        s["prompts"].as_u64(),
+        s["replies"].as_u64(),
+        s["tool_calls"].as_u64(),
+        s["model_calls"].as_u64(),
+    )
+}
+
 #[test]
 fn claude_transcript_imports_once_and_grows() {
     let r = Repo::init();
     let t = claude_transcript(&r);
-    std::fs::write(&t, fixture("claude-session.jsonl", &r.root)).expect("write");
+    // The session as it was after its first tool call.
+    std::fs::write(&t, fixture(&r, "claude-session.jsonl")).expect("write");
     let sums = import_ok(&r, &["claude", CLAUDE_SESSION]);
     let s = &sums[0];
     assert_eq!(s["session"], CLAUDE_SESSION);
     assert_eq!(s["lines_skipped"], 0);
-    assert_eq!(
-        (s["prompts"].as_u64(), s["replies"].as_u64(), s["tool_calls"].as_u64(), s["model_calls"].as_u64()),
-        (Some(1), Some(1), Some(4), Some(3)),
-        "{s}"
-    );
+    assert_eq!(counts(s), (Some(1), Some(0), Some(2), Some(1)), "{s}");
     let events = r.events();
+    assert_eq!(tokens(&events), CLAUDE_FIRST);
     let ours = of_session(&events, CLAUDE_SESSION);
     assert_eq!(typed(&ours, "task").len(), 1);
+    let msgs = typed(&ours, "message");
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0]["payload"]["text"], "create hello.txt saying hi");
     let calls = typed(&ours, "tool_call");
-    assert_eq!(calls.len(), 4, "an intent and a result per tool call");
-    let intent = calls
-        .iter()
-        .find(|c| c["payload"]["call_id"] == "toolu_02" && c["payload"]["intent"] == true)
-        .expect("intent");
-    let result = calls
-        .iter()
-        .find(|c| c["payload"]["call_id"] == "toolu_02" && c["payload"]["intent"] == false)
-        .expect("result");
-    assert_eq!(intent["payload"]["tool"], "Bash");
-    assert_eq!(intent["payload"]["args"][0], "cat hello.txt");
+    assert_eq!(calls.len(), 2, "an intent and a result");
+    let (intent, result) = (calls[0], calls[1]);
+    assert_eq!(intent["payload"]["call_id"], "toolu_1");
+    assert_eq!(intent["payload"]["intent"], true);
+    assert_eq!(intent["payload"]["tool"], "Write");
+    assert_eq!(
+        intent["payload"]["args"][0],
+        r.root.join("hello.txt").to_string_lossy().as_ref()
+    );
+    assert_eq!(result["payload"]["intent"], false);
     assert_eq!(intent["span_id"], result["span_id"], "one span per call");
+    assert_eq!(result["causation_id"], intent["id"], "the result is caused by its intent");
     assert!(
         intent["payload"]["policy_verdict"]
             .as_str()
@@ -167,15 +192,7 @@ fn claude_transcript_imports_once_and_grows() {
         .filter(|e| e["type"] == "observation" && e["payload"]["kind"] == "import")
         .collect();
     assert_eq!(obs.len(), 1);
-    assert_eq!(typed(&ours, "message").len(), 2);
-    let msgs = typed(&ours, "message");
-    assert_eq!(msgs[0]["payload"]["text"], "create hello.txt saying hi");
-    assert_eq!(msgs[1]["payload"]["text"], "Done: hello.txt says hi.");
-    assert_eq!(
-        tokens(&events),
-        (15, 15, 600, 7),
-        "tokens equal the transcript's (msg_01 counted once)"
-    );
+    assert_eq!(intent["causation_id"], obs[0]["id"]);
     verify(&r);
 
     // Twice: nothing.
@@ -184,32 +201,29 @@ fn claude_transcript_imports_once_and_grows() {
     assert_eq!(r.events().len(), events.len());
 
     // The session went on: only the new part.
-    let mut f = std::fs::OpenOptions::new().append(true).open(&t).expect("open");
-    f.write_all(fixture("claude-session-more.jsonl", &r.root).as_bytes())
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&t)
+        .expect("open");
+    f.write_all(fixture(&r, "claude-session-more.jsonl").as_bytes())
         .expect("append");
     let grown = import_ok(&r, &["claude", "--all"]);
-    let g = &grown[0];
-    assert_eq!(
-        (g["prompts"].as_u64(), g["replies"].as_u64(), g["tool_calls"].as_u64(), g["model_calls"].as_u64()),
-        (Some(1), Some(1), Some(2), Some(2)),
-        "{g}"
-    );
+    assert_eq!(grown.as_array().map(Vec::len), Some(1), "{grown}");
+    assert_eq!(counts(&grown[0]), (Some(0), Some(1), Some(2), Some(2)), "{grown}");
     let events = r.events();
-    assert_eq!(tokens(&events), (17, 18, 604, 12));
+    assert_eq!(tokens(&events), CLAUDE_TOTAL, "Claude Code's own total");
     assert_no_duplicates(&events);
-    let failed = events
+    let ours = of_session(&events, CLAUDE_SESSION);
+    let bash = ours
         .iter()
-        .find(|e| e["payload"]["call_id"] == "toolu_03" && e["payload"]["intent"] == false)
-        .expect("result of toolu_03");
-    assert_eq!(failed["payload"]["exit_code"], 1);
-    assert!(
-        failed["payload"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("Permission denied"))
-    );
+        .find(|e| e["payload"]["call_id"] == "toolu_2" && e["payload"]["intent"] == true)
+        .expect("toolu_2");
+    assert_eq!(bash["payload"]["args"][0], "cat hello.txt");
+    let msgs = typed(&ours, "message");
+    assert_eq!(msgs.last().expect("reply")["payload"]["text"], "Done: hello.txt says hi.");
     // The log shows the imported session to people too.
     let text = r.ok(&["log"]);
-    assert!(text.contains("toolu_02") || text.contains("Bash"), "{text}");
+    assert!(text.contains("Bash"), "{text}");
     verify(&r);
 }
 
@@ -236,7 +250,8 @@ fn hook(r: &Repo, event: &str, payload: Value) {
 fn a_session_recorded_live_gets_no_duplicates() {
     let r = Repo::init();
     let t = claude_transcript(&r);
-    std::fs::write(&t, fixture("claude-session.jsonl", &r.root)).expect("write");
+    let whole = fixture(&r, "claude-session.jsonl") + &fixture(&r, "claude-session-more.jsonl");
+    std::fs::write(&t, whole).expect("write");
     let base = json!({"session_id": CLAUDE_SESSION, "cwd": r.root, "transcript_path": t});
     let with = |extra: Value| {
         let mut v = base.clone();
@@ -256,35 +271,35 @@ fn a_session_recorded_live_gets_no_duplicates() {
         &r,
         "PreToolUse",
         with(json!({"hook_event_name": "PreToolUse", "tool_name": "Write",
-                    "tool_input": write, "tool_use_id": "toolu_01"})),
+                    "tool_input": write, "tool_use_id": "toolu_1"})),
     );
     r.write("hello.txt", "hi\n");
     hook(
         &r,
         "PostToolUse",
         with(json!({"hook_event_name": "PostToolUse", "tool_name": "Write",
-                    "tool_input": write, "tool_use_id": "toolu_01",
+                    "tool_input": write, "tool_use_id": "toolu_1",
                     "tool_response": {"type": "create"}})),
     );
-    // toolu_02 ran with the hooks off (not recorded live).
+    // toolu_2 ran with the hooks off (not recorded live).
     hook(
         &r,
         "Stop",
         with(json!({"hook_event_name": "Stop", "last_assistant_message": "Done: hello.txt says hi."})),
     );
     let live = r.events();
-    assert_eq!(tokens(&live), (15, 15, 600, 7), "the Stop hook read the usage");
+    assert_eq!(tokens(&live), CLAUDE_TOTAL, "the Stop hook read the usage");
 
     let sums = import_ok(&r, &["claude", t.to_str().expect("utf-8")]);
     let s = &sums[0];
     assert_eq!(
-        (s["prompts"].as_u64(), s["replies"].as_u64(), s["tool_calls"].as_u64(), s["model_calls"].as_u64()),
+        counts(s),
         (Some(0), Some(0), Some(2), Some(0)),
         "only the call the hooks missed: {s}"
     );
     let events = r.events();
     assert_no_duplicates(&events);
-    assert_eq!(tokens(&events), (15, 15, 600, 7));
+    assert_eq!(tokens(&events), CLAUDE_TOTAL);
     let ours = of_session(&events, CLAUDE_SESSION);
     assert_eq!(typed(&ours, "task").len(), 1, "the hooks' task goes on");
     let trace = &ours[0]["trace_id"];
@@ -296,31 +311,30 @@ fn a_session_recorded_live_gets_no_duplicates() {
 #[test]
 fn codex_rollout_imports_with_its_tokens() {
     let r = Repo::init();
-    std::fs::write(codex_rollout(&r), fixture("codex-rollout.jsonl", &r.root)).expect("write");
+    std::fs::write(codex_rollout(&r), fixture(&r, "codex-rollout.jsonl")).expect("write");
     let sums = import_ok(&r, &["codex", "--all"]);
     assert_eq!(sums.as_array().map(Vec::len), Some(1), "{sums}");
     let s = &sums[0];
     assert_eq!(s["session"], CODEX_SESSION);
-    assert_eq!(
-        (s["prompts"].as_u64(), s["replies"].as_u64(), s["tool_calls"].as_u64(), s["model_calls"].as_u64()),
-        (Some(1), Some(1), Some(4), Some(2)),
-        "{s}"
-    );
+    assert_eq!(s["lines_skipped"], 0);
+    assert_eq!(counts(s), (Some(1), Some(1), Some(4), Some(3)), "{s}");
     let events = r.events();
-    // 1001+1028 input of which 200 cached; 21+48 output.
-    assert_eq!(tokens(&events), (1829, 69, 200, 0));
+    // Codex's own total (`turn.completed`): 3006 input of which 306 cached, 78 output.
+    assert_eq!(tokens(&events), (2700, 78, 306, 0));
     let ours = of_session(&events, CODEX_SESSION);
-    let patch = ours
-        .iter()
-        .find(|e| e["payload"]["call_id"] == "call_patch_2" && e["payload"]["intent"] == true)
-        .expect("apply_patch");
-    assert_eq!(patch["payload"]["args"][0], "c.txt");
-    let shell = ours
-        .iter()
-        .find(|e| e["payload"]["call_id"] == "call_shell_1" && e["payload"]["intent"] == true)
-        .expect("exec_command");
-    assert_eq!(shell["payload"]["args"][0], "echo hi > a.txt");
-    assert_eq!(typed(&ours, "message")[0]["payload"]["text"], "write a.txt");
+    let intent = |id: &str| {
+        ours.iter()
+            .find(|e| e["payload"]["call_id"] == id && e["payload"]["intent"] == true)
+            .copied()
+            .expect("intent")
+    };
+    assert_eq!(intent("call_0")["payload"]["tool"], "exec_command");
+    assert_eq!(intent("call_0")["payload"]["args"][0], "echo hi > a.txt");
+    assert_eq!(intent("call_1")["payload"]["tool"], "apply_patch");
+    assert_eq!(intent("call_1")["payload"]["args"][0], "c.txt");
+    let msgs = typed(&ours, "message");
+    assert_eq!(msgs[0]["payload"]["text"], "write a.txt");
+    assert_eq!(msgs[1]["payload"]["text"], "Wrote a.txt and c.txt.");
     assert_eq!(import_ok(&r, &["codex", CODEX_SESSION])[0]["added"], 0);
     assert_eq!(r.events().len(), events.len());
     verify(&r);
@@ -329,7 +343,7 @@ fn codex_rollout_imports_with_its_tokens() {
 #[test]
 fn bad_lines_are_skipped_and_counted() {
     let r = Repo::init();
-    let good = fixture("claude-session.jsonl", &r.root);
+    let good = fixture(&r, "claude-session.jsonl");
     let mut lines: Vec<&str> = good.lines().collect();
     lines.insert(3, "{\"type\":\"user\",\"message\":");
     lines.insert(5, "not json at all");
@@ -343,7 +357,7 @@ fn bad_lines_are_skipped_and_counted() {
     let s = &import_ok(&r, &["claude", CLAUDE_SESSION, "--dry-run"])[0];
     assert_eq!(s["lines_skipped"], 3);
     assert_eq!(s["added"], 0);
-    assert_eq!(tokens(&r.events()), (15, 15, 600, 7), "the good lines are all there");
+    assert_eq!(tokens(&r.events()), CLAUDE_FIRST, "the good lines are all there");
     verify(&r);
 }
 
@@ -373,7 +387,7 @@ fn missing_sessions_and_non_repositories_are_errors_that_change_nothing() {
 #[test]
 fn dry_run_writes_nothing() {
     let r = Repo::init();
-    std::fs::write(claude_transcript(&r), fixture("claude-session.jsonl", &r.root)).expect("w");
+    std::fs::write(claude_transcript(&r), fixture(&r, "claude-session.jsonl")).expect("w");
     let before = r.events().len();
     let s = import_ok(&r, &["claude", "--all", "--dry-run"]);
     assert!(s[0]["added"].as_u64().is_some_and(|n| n > 0), "{s}");

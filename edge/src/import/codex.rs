@@ -1,7 +1,8 @@
 //! Codex's rollout files: `$CODEX_HOME` (default `~/.codex`)`/sessions/YYYY/MM/DD/
 //! rollout-<time>-<session id>.jsonl`. Model calls are read by
 //! [`crate::hooks::usage::parse_codex`] (the hooks' own parser); this module reads the rest:
-//! the session (`session_meta`), prompts (`user_message`), the turn's last reply
+//! the session (`session_meta`), prompts (`user_message`, or 0.171.0's completed `UserMessage`
+//! items), the turn's last reply
 //! (`task_complete`), tool calls (`function_call`, `custom_tool_call`) and their outputs.
 
 use std::collections::HashMap;
@@ -148,6 +149,19 @@ pub fn read(path: &Path) -> Result<Transcript> {
             (Some("event_msg"), Some("user_message")) => {
                 if let Some(m) = s("message").filter(|m| !m.trim().is_empty()) {
                     t.items.push((at, Item::Prompt(m)));
+                }
+            }
+            // Codex 0.171.0 writes the prompt as a completed `UserMessage` item instead.
+            (Some("event_msg"), Some("item_completed")) if p["item"]["type"] == "UserMessage" => {
+                let text: Vec<&str> = p["item"]["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.get("text").and_then(Value::as_str))
+                    .collect();
+                let text = text.join("\n");
+                if !text.trim().is_empty() {
+                    t.items.push((at, Item::Prompt(text)));
                 }
             }
             (Some("event_msg"), Some("task_complete")) => {
