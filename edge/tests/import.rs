@@ -18,7 +18,9 @@ const CODEX_SESSION: &str = "01a23ce5-3593-7311-8f23-2fe1cef58e75";
 
 /// A fixture with the places it was captured in replaced by this test's.
 fn fixture(r: &Repo, name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/import")
+        .join(name);
     let home = agent_home(r);
     std::fs::read_to_string(&p)
         .expect("fixture")
@@ -79,16 +81,20 @@ fn codex_rollout(r: &Repo) -> PathBuf {
     dir.join(format!("rollout-2026-12-03T11-23-30-{CODEX_SESSION}.jsonl"))
 }
 
+/// The events of a session: those on the trace of its task (what the hooks give it too).
 fn of_session<'a>(events: &'a [Value], session: &str) -> Vec<&'a Value> {
-    events
+    let title = format!(" session {session}");
+    let trace = events
         .iter()
-        .filter(|e| {
-            e["payload"]["session"] == session
-                || e["payload"]["title"]
+        .find(|e| {
+            e["type"] == "task"
+                && e["payload"]["title"]
                     .as_str()
-                    .is_some_and(|t| t.ends_with(session))
+                    .is_some_and(|t| t.ends_with(&title))
         })
-        .collect()
+        .map(|e| e["trace_id"].clone())
+        .expect("the session's task");
+    events.iter().filter(|e| e["trace_id"] == trace).collect()
 }
 
 fn typed<'a>(events: &[&'a Value], t: &str) -> Vec<&'a Value> {
@@ -176,7 +182,10 @@ fn claude_transcript_imports_once_and_grows() {
     );
     assert_eq!(result["payload"]["intent"], false);
     assert_eq!(intent["span_id"], result["span_id"], "one span per call");
-    assert_eq!(result["causation_id"], intent["id"], "the result is caused by its intent");
+    assert_eq!(
+        result["causation_id"], intent["id"],
+        "the result is caused by its intent"
+    );
     assert!(
         intent["payload"]["policy_verdict"]
             .as_str()
@@ -209,7 +218,11 @@ fn claude_transcript_imports_once_and_grows() {
         .expect("append");
     let grown = import_ok(&r, &["claude", "--all"]);
     assert_eq!(grown.as_array().map(Vec::len), Some(1), "{grown}");
-    assert_eq!(counts(&grown[0]), (Some(0), Some(1), Some(2), Some(2)), "{grown}");
+    assert_eq!(
+        counts(&grown[0]),
+        (Some(0), Some(1), Some(2), Some(2)),
+        "{grown}"
+    );
     let events = r.events();
     assert_eq!(tokens(&events), CLAUDE_TOTAL, "Claude Code's own total");
     assert_no_duplicates(&events);
@@ -220,7 +233,10 @@ fn claude_transcript_imports_once_and_grows() {
         .expect("toolu_2");
     assert_eq!(bash["payload"]["args"][0], "cat hello.txt");
     let msgs = typed(&ours, "message");
-    assert_eq!(msgs.last().expect("reply")["payload"]["text"], "Done: hello.txt says hi.");
+    assert_eq!(
+        msgs.last().expect("reply")["payload"]["text"],
+        "Done: hello.txt says hi."
+    );
     // The log shows the imported session to people too.
     let text = r.ok(&["log"]);
     assert!(text.contains("Bash"), "{text}");
@@ -243,7 +259,11 @@ fn hook(r: &Repo, event: &str, payload: Value) {
         .write_all(payload.to_string().as_bytes())
         .expect("write");
     let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "hook {event}: {}", common::stderr(&out));
+    assert!(
+        out.status.success(),
+        "hook {event}: {}",
+        common::stderr(&out)
+    );
 }
 
 #[test]
@@ -260,32 +280,44 @@ fn a_session_recorded_live_gets_no_duplicates() {
         }
         v
     };
-    hook(&r, "SessionStart", with(json!({"hook_event_name": "SessionStart", "source": "startup"})));
+    hook(
+        &r,
+        "SessionStart",
+        with(json!({"hook_event_name": "SessionStart", "source": "startup"})),
+    );
     hook(
         &r,
         "UserPromptSubmit",
-        with(json!({"hook_event_name": "UserPromptSubmit", "prompt": "create hello.txt saying hi"})),
+        with(
+            json!({"hook_event_name": "UserPromptSubmit", "prompt": "create hello.txt saying hi"}),
+        ),
     );
     let write = json!({"file_path": r.root.join("hello.txt"), "content": "hi\n"});
     hook(
         &r,
         "PreToolUse",
-        with(json!({"hook_event_name": "PreToolUse", "tool_name": "Write",
-                    "tool_input": write, "tool_use_id": "toolu_1"})),
+        with(
+            json!({"hook_event_name": "PreToolUse", "tool_name": "Write",
+                    "tool_input": write, "tool_use_id": "toolu_1"}),
+        ),
     );
     r.write("hello.txt", "hi\n");
     hook(
         &r,
         "PostToolUse",
-        with(json!({"hook_event_name": "PostToolUse", "tool_name": "Write",
+        with(
+            json!({"hook_event_name": "PostToolUse", "tool_name": "Write",
                     "tool_input": write, "tool_use_id": "toolu_1",
-                    "tool_response": {"type": "create"}})),
+                    "tool_response": {"type": "create"}}),
+        ),
     );
     // toolu_2 ran with the hooks off (not recorded live).
     hook(
         &r,
         "Stop",
-        with(json!({"hook_event_name": "Stop", "last_assistant_message": "Done: hello.txt says hi."})),
+        with(
+            json!({"hook_event_name": "Stop", "last_assistant_message": "Done: hello.txt says hi."}),
+        ),
     );
     let live = r.events();
     assert_eq!(tokens(&live), CLAUDE_TOTAL, "the Stop hook read the usage");
@@ -357,7 +389,11 @@ fn bad_lines_are_skipped_and_counted() {
     let s = &import_ok(&r, &["claude", CLAUDE_SESSION, "--dry-run"])[0];
     assert_eq!(s["lines_skipped"], 3);
     assert_eq!(s["added"], 0);
-    assert_eq!(tokens(&r.events()), CLAUDE_FIRST, "the good lines are all there");
+    assert_eq!(
+        tokens(&r.events()),
+        CLAUDE_FIRST,
+        "the good lines are all there"
+    );
     verify(&r);
 }
 
@@ -367,7 +403,11 @@ fn missing_sessions_and_non_repositories_are_errors_that_change_nothing() {
     let before = r.events().len();
     let out = import(&r, &["claude", "no-such-session"]);
     assert!(!out.status.success());
-    assert!(common::stderr(&out).contains("no-such-session"), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("no-such-session"),
+        "{}",
+        common::stderr(&out)
+    );
     let out = import(&r, &["codex", "no-such-session"]);
     assert!(!out.status.success());
     assert!(common::stderr(&out).contains("no-such-session"));
@@ -408,7 +448,11 @@ fn git(r: &Repo, args: &[&str], author: &str) {
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", common::stderr(&out));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        common::stderr(&out)
+    );
 }
 
 /// aider is not run: its history file and commits are built here in its documented formats
@@ -431,7 +475,11 @@ fn aider_history_and_commits_become_sessions_and_steps() {
     r.write("src/hello.rs", "pub fn hello() {}\n");
     r.write("README.md", "# test\nwith hello\n");
     git(&r, &["add", "src/hello.rs", "README.md"], "Ann (aider)");
-    git(&r, &["commit", "-q", "-m", "feat: add hello"], "Ann (aider)");
+    git(
+        &r,
+        &["commit", "-q", "-m", "feat: add hello"],
+        "Ann (aider)",
+    );
     r.write("CHANGES", "by hand\n");
     git(&r, &["add", "CHANGES"], "Ann");
     git(&r, &["commit", "-q", "-m", "by hand"], "Ann");
@@ -443,7 +491,10 @@ fn aider_history_and_commits_become_sessions_and_steps() {
     let all = sums.as_array().expect("array");
     let chat = &all[0];
     assert_eq!(chat["session"], "aider-2026-12-01T10:00:00");
-    assert_eq!((chat["prompts"].as_u64(), chat["replies"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (chat["prompts"].as_u64(), chat["replies"].as_u64()),
+        (Some(2), Some(2))
+    );
     assert_eq!(chat["model_calls"], 1);
     let commits = all.last().expect("commits");
     assert_eq!(commits["commits"], 2, "{commits}");
@@ -470,9 +521,15 @@ fn aider_history_and_commits_become_sessions_and_steps() {
     };
     assert_eq!(
         changes_of(steps[0]),
-        [("create".into(), "src/hello.rs".into()), ("modify".into(), "README.md".into())]
+        [
+            ("create".into(), "src/hello.rs".into()),
+            ("modify".into(), "README.md".into())
+        ]
     );
-    assert_eq!(changes_of(steps[1]), [("delete".to_owned(), "notes.txt".to_owned())]);
+    assert_eq!(
+        changes_of(steps[1]),
+        [("delete".to_owned(), "notes.txt".to_owned())]
+    );
     // The hand-made commit between them is nobody's call.
     assert!(events.iter().any(|e| e["type"] == "state_change"
         && e["payload"]["path"] == "CHANGES"
@@ -480,24 +537,61 @@ fn aider_history_and_commits_become_sessions_and_steps() {
     // The current timeline's tree is untouched: its changes are those before the import.
     assert_eq!(
         r.changes().len(),
-        before.iter().filter(|e| e["type"] == "state_change").count() + 4,
+        before
+            .iter()
+            .filter(|e| e["type"] == "state_change")
+            .count()
+            + 4,
         "the 4 changes are on the aider timeline"
     );
-    assert!(steps.iter().all(|s| s["timeline_id"] != before[0]["timeline_id"]));
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["timeline_id"] != before[0]["timeline_id"])
+    );
+    let head = r.root.parent().expect("tmp").join("at-head");
+    r.ok(&[
+        "restore",
+        "--at",
+        "HEAD",
+        "--to",
+        head.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        head.join("notes.txt").exists() && !head.join("src/hello.rs").exists(),
+        "the current timeline's tree is the one recorded before the import"
+    );
     verify(&r);
 
-    // Every imported step restores to its commit's tree.
+    // Every imported step restores to its commit's tree (the point after its last change).
+    let end_of_first = events
+        .iter()
+        .rfind(|e| e["causation_id"] == steps[0]["id"])
+        .expect("the first step's changes");
     let out = r.root.parent().expect("tmp").join("at-first-step");
-    r.ok(&["restore", "--at", steps[0]["id"].as_str().expect("id"), "--to", out.to_str().expect("utf-8")]);
+    r.ok(&[
+        "restore",
+        "--at",
+        end_of_first["id"].as_str().expect("id"),
+        "--to",
+        out.to_str().expect("utf-8"),
+    ]);
     assert_eq!(
         std::fs::read_to_string(out.join("src/hello.rs")).expect("hello"),
         "pub fn hello() {}\n"
     );
-    assert!(out.join("notes.txt").exists(), "deleted only by the second step");
+    assert!(
+        out.join("notes.txt").exists(),
+        "deleted only by the second step"
+    );
 
     let again = import_ok(&r, &["aider"]);
     assert!(
-        again.as_array().expect("array").iter().all(|s| s["added"] == 0),
+        again
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|s| s["added"] == 0),
         "{again}"
     );
     assert_eq!(r.events().len(), events.len());

@@ -32,14 +32,16 @@ pub enum ImportCommand {
     Codex(SessionArgs),
     /// aider's chat history (.aider.chat.history.md), its LLM history (--llm-history-file) and
     /// its auto-commits in git, as steps on the timeline `aider`.
-    #[command(after_help = "Each `# aider chat started at …` section is a session (prompts, \
+    #[command(
+        after_help = "Each `# aider chat started at …` section is a session (prompts, \
 replies, and the LLM history's responses in its time as model calls). Each commit aider made \
 (author or committer `… (aider)`, message `aider: …`, or a `Co-authored-by: aider (…)` \
 trailer) in HEAD's first-parent history becomes a step on the timeline `aider`, forked from \
 HEAD at the tree before the first of them: a `git commit` tool call and the commit's file \
 changes; `horde restore --at` such a step gives that commit's tree. Importing again adds only \
 sessions, messages and commits the ledger does not hold.\n\nExamples:\n  horde import aider\n  \
-horde import aider --llm-history-file .aider.llm.history --dry-run")]
+horde import aider --llm-history-file .aider.llm.history --dry-run"
+    )]
     Aider(AiderArgs),
 }
 
@@ -125,7 +127,7 @@ pub fn cmd_import(cmd: ImportCommand) -> Result<ExitCode> {
             "claude",
             a,
             claude::all_sessions,
-            |root, s| claude::find(root, s),
+            claude::find,
             claude::read,
         ),
         ImportCommand::Codex(a) => sessions(
@@ -154,10 +156,7 @@ fn sessions(
         Some(s) => vec![find(&root, s)?],
         None => all(&root)?,
     };
-    let transcripts = files
-        .iter()
-        .map(|f| read(f))
-        .collect::<Result<Vec<_>>>()?;
+    let transcripts = files.iter().map(|f| read(f)).collect::<Result<Vec<_>>>()?;
     let opts = options(&a.common)?;
     let mut sums = Vec::new();
     for t in &transcripts {

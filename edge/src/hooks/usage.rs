@@ -476,6 +476,9 @@ fn record_from(store: &Store, input: &HookInput, stamp: &Stamp, transcript: &Pat
     Ok(())
 }
 
+/// Events to append and the blobs they name.
+pub(crate) type Drafted = (Vec<Draft>, Vec<(BlobHash, u64)>);
+
 /// One `AgentDecision` per call of `session` (prompt and response as redacted, bounded blobs,
 /// secrets found in them as `secret` observations), and the blobs they name. Shared by the
 /// hooks and `horde import`, so a call reads the same whichever recorded it.
@@ -485,7 +488,7 @@ pub(crate) fn decision_drafts(
     stamp: &Stamp,
     calls: &[Call],
     rationale: &str,
-) -> Result<(Vec<Draft>, Vec<(BlobHash, u64)>)> {
+) -> Result<Drafted> {
     let mut drafts = Vec::new();
     let mut blobs = Vec::new();
     let mut blob = |data: &str, place: &str, drafts: &mut Vec<Draft>| -> Result<Vec<u8>> {

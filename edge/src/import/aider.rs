@@ -33,6 +33,8 @@ use crate::store::writer::{AppendRequest, FileChange, Trace, WorktreeEntry};
 pub const AGENT: &str = "aider";
 /// The timeline aider's commits are imported onto.
 pub const TIMELINE: &str = "aider";
+/// The `session` of the commits' summary.
+pub const COMMITS: &str = "commits";
 /// Commits imported per run (the rest wait for the next).
 pub const MAX_COMMITS: usize = 10_000;
 
@@ -371,13 +373,7 @@ impl Trees<'_> {
             let withheld = !self.dry_run
                 && self
                     .withholder
-                    .decide(
-                        &path,
-                        kind as i32,
-                        &self.store.ledger.blobs,
-                        &hash,
-                        size,
-                    )
+                    .decide(&path, kind as i32, &self.store.ledger.blobs, &hash, size)
                     .is_some();
             let mut dir = path.as_str();
             while let Some((parent, _)) = dir.rsplit_once('/') {
@@ -451,7 +447,10 @@ fn changes(from: &Tree, to: &Tree) -> Vec<(RepoPath, Option<WorktreeEntry>)> {
             out.push((p.clone(), Some(e.clone())));
         }
     }
-    for (p, _) in from.iter().filter(|(p, e)| !is_dir(e) && !to.contains_key(*p)) {
+    for (p, _) in from
+        .iter()
+        .filter(|(p, e)| !is_dir(e) && !to.contains_key(*p))
+    {
         out.push((p.clone(), None));
     }
     for (p, _) in from
@@ -484,7 +483,7 @@ pub fn import_commits(
 ) -> Result<Summary> {
     let mut sum = Summary {
         agent: AGENT.into(),
-        session: "commits".into(),
+        session: COMMITS.into(),
         source: format!("git history of {}", root.display()),
         ..Default::default()
     };
@@ -571,7 +570,11 @@ pub fn import_commits(
             Payload::ToolCall(ToolCall {
                 tool: "git commit".into(),
                 args: vec![c.sha.clone(), subject.clone()],
-                result_summary: format!("committed {} by {}: {subject}", &c.sha[..12.min(c.sha.len())], c.author),
+                result_summary: format!(
+                    "committed {} by {}: {subject}",
+                    &c.sha[..12.min(c.sha.len())],
+                    c.author
+                ),
                 policy_verdict: "imported: not checked (read from git after the fact)".into(),
                 call_id: c.sha.clone(),
                 session: session.clone(),
@@ -583,8 +586,8 @@ pub fn import_commits(
         intent.role = opts.role.clone();
         intent.trace_id = trace.clone();
         intent.span_id = span.clone();
-        let fc = |(path, after): (RepoPath, Option<WorktreeEntry>), agent: &str, own: bool| {
-            FileChange {
+        let fc =
+            |(path, after): (RepoPath, Option<WorktreeEntry>), agent: &str, own: bool| FileChange {
                 timeline,
                 path,
                 from: None,
@@ -600,12 +603,8 @@ pub fn import_commits(
                 } else {
                     Trace::default()
                 },
-            }
-        };
-        let mut fcs: Vec<FileChange> = between
-            .into_iter()
-            .map(|x| fc(x, &human, false))
-            .collect();
+            };
+        let mut fcs: Vec<FileChange> = between.into_iter().map(|x| fc(x, &human, false)).collect();
         let n_between = fcs.len();
         let own_n = own.len();
         fcs.extend(own.into_iter().map(|x| fc(x, AGENT, true)));
@@ -617,14 +616,12 @@ pub fn import_commits(
             continue;
         }
         store.ledger.blobs.sync()?;
-        let res = store
-            .writer
-            .append(AppendRequest {
-                drafts: vec![intent],
-                changes: fcs,
-                blobs: std::mem::take(&mut trees.blobs),
-                ..Default::default()
-            })?;
+        let res = store.writer.append(AppendRequest {
+            drafts: vec![intent],
+            changes: fcs,
+            blobs: std::mem::take(&mut trees.blobs),
+            ..Default::default()
+        })?;
         sum.added += res.appended.len();
         cur = after;
     }
@@ -640,7 +637,10 @@ pub fn read_sessions(history: &Path, llm: Option<&Path>) -> Result<Vec<Transcrip
     if let Some(l) = llm {
         let t = std::fs::read(l)
             .with_context(|| format!("cannot read aider's LLM history {}", l.display()))?;
-        assign_calls(&mut sessions, parse_llm_history(&String::from_utf8_lossy(&t)));
+        assign_calls(
+            &mut sessions,
+            parse_llm_history(&String::from_utf8_lossy(&t)),
+        );
     }
     Ok(sessions)
 }
@@ -659,7 +659,9 @@ mod tests {
         let items: Vec<&Item> = s[0].items.iter().map(|(_, i)| i).collect();
         assert_eq!(items.len(), 4, "{items:?}");
         assert_eq!(items[0], &Item::Prompt("add a hello function".into()));
-        assert!(matches!(items[1], Item::Reply(r) if r.starts_with("Sure.") && r.contains("def hello")));
+        assert!(
+            matches!(items[1], Item::Reply(r) if r.starts_with("Sure.") && r.contains("def hello"))
+        );
         assert_eq!(items[3], &Item::Reply("You're welcome.".into()));
         assert!(s[0].items.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(s[1].items.len(), 1);
@@ -670,8 +672,52 @@ mod tests {
         let t = "TO LLM 2026-12-01T10:00:05\n-------\nSYSTEM you are\nUSER add hello\nLLM RESPONSE 2026-12-01T10:00:09\nASSISTANT Sure.\n";
         let calls = parse_llm_history(t);
         assert_eq!(calls.len(), 1);
-        assert!(calls[0].1.prompt.as_deref().is_some_and(|p| p.contains("USER add hello")));
+        assert!(
+            calls[0]
+                .1
+                .prompt
+                .as_deref()
+                .is_some_and(|p| p.contains("USER add hello"))
+        );
         assert_eq!(calls[0].1.response.as_deref(), Some("ASSISTANT Sure."));
+    }
+
+    #[test]
+    fn tree_changes_make_directories_first_and_remove_them_last() {
+        let e = |kind: FileKind, h: &[u8]| WorktreeEntry {
+            kind: kind as i32,
+            mode: 0o644,
+            size: 1,
+            mtime_ns: 0,
+            hash: (kind != FileKind::Dir).then(|| BlobHash::of(h)),
+            withheld: false,
+        };
+        let p = |s: &str| RepoPath::parse(s).expect("path");
+        let from: Tree = [
+            (p("a"), e(FileKind::Dir, b"")),
+            (p("a/x"), e(FileKind::File, b"x")),
+            (p("same"), e(FileKind::File, b"s")),
+        ]
+        .into();
+        let to: Tree = [
+            (p("b"), e(FileKind::Dir, b"")),
+            (p("b/y"), e(FileKind::File, b"y")),
+            (p("same"), e(FileKind::File, b"s")),
+        ]
+        .into();
+        let got: Vec<(String, bool)> = changes(&from, &to)
+            .into_iter()
+            .map(|(p, a)| (p.as_str().to_owned(), a.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("b".to_owned(), true),
+                ("b/y".to_owned(), true),
+                ("a/x".to_owned(), false),
+                ("a".to_owned(), false)
+            ]
+        );
     }
 
     #[test]
@@ -686,7 +732,13 @@ mod tests {
         };
         assert!(c("Ann (aider)", "feat: x").by_aider());
         assert!(c("Ann", "aider: x").by_aider());
-        assert!(c("Ann", "feat\n\nCo-authored-by: aider (gpt-5.5) <aider@aider.chat>").by_aider());
+        assert!(
+            c(
+                "Ann",
+                "feat\n\nCo-authored-by: aider (gpt-5.5) <aider@aider.chat>"
+            )
+            .by_aider()
+        );
         assert!(!c("Ann", "feat: x").by_aider());
     }
 }

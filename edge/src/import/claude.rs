@@ -55,7 +55,11 @@ pub fn all_sessions(root: &Path) -> Result<Vec<PathBuf>> {
         if !project.file_name().to_string_lossy().starts_with(&prefix) {
             continue;
         }
-        for f in std::fs::read_dir(project.path()).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(project.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let p = f.path();
             if p.extension().is_some_and(|e| e == "jsonl")
                 && cwd_of(&p).is_some_and(|c| inside(&c, root))
@@ -161,12 +165,13 @@ fn items(lines: &[u8], main: bool, t: &mut Transcript, at_of: &mut HashMap<Strin
                     let Some(id) = r.get("tool_use_id").and_then(Value::as_str) else {
                         continue;
                     };
-                    let error = (r.get("is_error") == Some(&Value::Bool(true))).then(|| {
-                        match &r["content"] {
-                            Value::String(s) => s.clone(),
-                            other => text_of(other),
-                        }
-                    });
+                    let error =
+                        (r.get("is_error") == Some(&Value::Bool(true))).then(
+                            || match &r["content"] {
+                                Value::String(s) => s.clone(),
+                                other => text_of(other),
+                            },
+                        );
                     // The structured result is what the PostToolUse hook is given.
                     let output = rec
                         .get("toolUseResult")
@@ -293,9 +298,6 @@ mod tests {
 
     #[test]
     fn slugs_are_claude_codes() {
-        assert_eq!(
-            slug(Path::new("/home/a.b/my_repo")),
-            "-home-a-b-my-repo"
-        );
+        assert_eq!(slug(Path::new("/home/a.b/my_repo")), "-home-a-b-my-repo");
     }
 }

@@ -104,6 +104,7 @@ pub struct Summary {
     pub lines_skipped: usize,
     pub prompts: usize,
     pub replies: usize,
+    /// Tool call events (an intent and a result per call).
     pub tool_calls: usize,
     pub model_calls: usize,
     /// Aider's commits imported as steps.
@@ -117,7 +118,7 @@ impl Summary {
     pub fn line(&self, dry_run: bool) -> String {
         let what = [
             (self.prompts + self.replies, "message"),
-            (self.tool_calls, "tool call"),
+            (self.tool_calls, "tool call event"),
             (self.model_calls, "model call"),
             (self.commits, "commit"),
             (self.changes, "file change"),
@@ -127,10 +128,13 @@ impl Summary {
         .map(|(n, w)| format!("{n} {w}{}", if *n == 1 { "" } else { "s" }))
         .collect::<Vec<_>>()
         .join(", ");
+        let who = if self.session == aider::COMMITS {
+            format!("{} commits", self.agent)
+        } else {
+            format!("{} session {}", self.agent, self.session)
+        };
         format!(
-            "{} session {}: {} {} event{}{}, {} already present, {} line{} skipped ({})",
-            self.agent,
-            self.session,
+            "{who}: {} {} event{}{}, {} already present, {} line{} skipped ({})",
             if dry_run { "would add" } else { "added" },
             self.added,
             if self.added == 1 { "" } else { "s" },
@@ -277,7 +281,6 @@ fn present(store: &Store, agent: &str, session: &str) -> Result<Present> {
 struct Batch<'a> {
     store: &'a Store,
     agent: &'static str,
-    session: String,
     timeline: TimelineId,
     role: String,
     trace: Vec<u8>,
@@ -374,7 +377,6 @@ pub fn import_session(
     let mut b = Batch {
         store,
         agent,
-        session: t.session.clone(),
         timeline,
         role: opts.role.clone(),
         trace: trace.clone(),
@@ -389,6 +391,7 @@ pub fn import_session(
         .iter()
         .map(|(a, _)| *a)
         .chain(t.calls.iter().map(|(a, _)| *a))
+        .filter(|a| *a > 0) // 0: the record did not say when
         .min()
         .unwrap_or_else(horde_core::time::now_micros);
     let mut new_task = None;
