@@ -596,3 +596,35 @@ fn aider_history_and_commits_become_sessions_and_steps() {
     );
     assert_eq!(r.events().len(), events.len());
 }
+
+#[test]
+fn secrets_in_a_transcript_are_redacted_as_live_recording_redacts_them() {
+    let r = Repo::init();
+    let token = format!("ghp_{}", "x7Rk2Lq9Zt4Wm8Pn3Vb6Hc1Jd5Fs0Ga2YeUo");
+    let rollout = fixture(&r, "codex-rollout.jsonl")
+        .replace("echo hi > a.txt", &format!("echo {token} > a.txt"))
+        .replace("write a.txt", &format!("write a.txt with {token}"));
+    assert!(rollout.contains(&token));
+    std::fs::write(codex_rollout(&r), rollout).expect("write");
+    import_ok(&r, &["codex", CODEX_SESSION]);
+    let events = r.events();
+    let ours = of_session(&events, CODEX_SESSION);
+    let shell = ours
+        .iter()
+        .find(|e| e["payload"]["call_id"] == "call_0" && e["payload"]["intent"] == true)
+        .expect("exec_command");
+    let arg = shell["payload"]["args"][0].as_str().expect("arg");
+    assert!(arg.starts_with("echo ") && !arg.contains(&token), "{arg}");
+    let input = std::fs::read(r.blob(shell["payload"]["input_blob"].as_str().expect("blob")))
+        .expect("input blob");
+    assert!(!String::from_utf8_lossy(&input).contains(&token));
+    let prompt = &typed(&ours, "message")[0]["payload"]["text"];
+    assert!(!prompt.as_str().expect("text").contains(&token), "{prompt}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "observation" && e["payload"]["kind"] == "secret"),
+        "findings are secret observations"
+    );
+    verify(&r);
+}
