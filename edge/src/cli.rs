@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::commands::agents::{self, HandoffArgs, StandingArgs};
 use crate::commands::daemon::{self, DaemonCommand};
 use crate::commands::hooks::{self, HookArgs, HooksCommand};
+use crate::commands::import::{self, ImportCommand};
 use crate::commands::ledger::{self, LogArgs};
 use crate::commands::mcp::{self, McpArgs};
 use crate::commands::policy::{self, ApprovalsArgs, ApproveArgs, PolicyCommand, RejectArgs};
@@ -229,6 +230,12 @@ pub enum Command {
     /// What an agent's hook runs (installed by `horde hooks install`): reads the hook's JSON
     /// on stdin, records it, and answers in the agent's protocol on stdout.
     Hook(HookArgs),
+    /// Past sessions of Claude Code, Codex and aider, read from their own records, as events
+    /// (idempotent: what the ledger holds already, recorded live or imported, is not added).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// This repository's daemon: answers the agents' hooks from an open ledger, compiled
     /// policies and a file watcher (hooks start it themselves; `HORDE_DAEMON=off` stops that).
     Daemon {
@@ -442,6 +449,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         Command::Doctor(a) => sandbox::cmd_doctor(a),
         Command::Hooks { command } => hooks::cmd_hooks(command),
         Command::Hook(a) => hooks::cmd_hook(a),
+        Command::Import { command } => import::cmd_import(command),
         Command::Daemon { command } => daemon::cmd_daemon(command),
         Command::Mcp(a) => mcp::cmd_mcp(a),
         Command::Demo { keep } => demo::run(keep),

@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod gate;
 pub mod hooks;
+pub mod import;
 pub mod mcp;
 pub mod merge;
 pub mod output;

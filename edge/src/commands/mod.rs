@@ -6,6 +6,7 @@ pub mod agents;
 pub mod daemon;
 pub mod demo;
 pub mod hooks;
+pub mod import;
 pub mod ledger;
 pub mod mcp;
 pub mod policy;

@@ -26,7 +26,7 @@ use crate::store::writer::{AppendRequest, Trace};
 use crate::store::{Layout, Store};
 
 /// Text kept inline in events; the whole of it goes to a blob.
-const INLINE_TEXT: usize = 4096;
+pub(crate) const INLINE_TEXT: usize = 4096;
 /// A tool's response is kept up to this size (the rest is cut and said so).
 const MAX_RESPONSE: usize = 8 << 20;
 /// A call still open after this long is taken for abandoned (the agent died before its end).
@@ -59,7 +59,7 @@ struct Ctx<'a> {
     key: horde_policy::secrets::FingerprintKey,
 }
 
-fn digest(parts: &[&str]) -> [u8; 32] {
+pub(crate) fn digest(parts: &[&str]) -> [u8; 32] {
     *BlobHash::of(parts.join("\0").as_bytes()).as_bytes()
 }
 
@@ -125,7 +125,7 @@ impl Ctx<'_> {
     }
 }
 
-fn cut(s: &str, max: usize) -> String {
+pub(crate) fn cut(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
     }
@@ -318,6 +318,11 @@ fn patch_paths(patch: &str) -> Vec<String> {
         })
         .map(|p| p.trim().to_owned())
         .collect()
+}
+
+/// The arguments a tool call's events show (the command line, the files, the URL), unredacted.
+pub(crate) fn tool_args(tool: &ToolUse) -> Vec<String> {
+    intent_of(tool).args
 }
 
 fn intent_of(tool: &ToolUse) -> Intent {

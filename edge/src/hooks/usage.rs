@@ -80,7 +80,7 @@ pub struct Chunk {
 /// The whole lines of `path` from `offset` (at most [`MAX_READ`] bytes), and the offset after
 /// them. A file shorter than `offset` was truncated or replaced: it is read again from the
 /// start (calls already recorded are known by their ids).
-fn read_lines(
+pub(crate) fn read_lines(
     path: &Path,
     offset: u64,
     notes: &mut Vec<String>,
@@ -347,7 +347,7 @@ fn read_file(path: &Path, offset: u64, parse: &Parse) -> std::io::Result<Chunk> 
 }
 
 /// The subagents' transcripts of a Claude Code session: `<transcript stem>/subagents/*.jsonl`.
-fn claude_subagent_files(transcript: &Path) -> Vec<PathBuf> {
+pub(crate) fn claude_subagent_files(transcript: &Path) -> Vec<PathBuf> {
     let dir = transcript.with_extension("").join("subagents");
     let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
         .into_iter()
@@ -465,6 +465,30 @@ fn record_from(store: &Store, input: &HookInput, stamp: &Stamp, transcript: &Pat
     if fresh.is_empty() {
         return Ok(());
     }
+    let rationale = format!("read from {}'s own record of the session", stamp.agent);
+    let (drafts, blobs) = decision_drafts(store, &input.session, stamp, &fresh, &rationale)?;
+    store.ledger.blobs.sync()?;
+    store.writer.append(AppendRequest {
+        drafts,
+        blobs,
+        ..Default::default()
+    })?;
+    Ok(())
+}
+
+/// Events to append and the blobs they name.
+pub(crate) type Drafted = (Vec<Draft>, Vec<(BlobHash, u64)>);
+
+/// One `AgentDecision` per call of `session` (prompt and response as redacted, bounded blobs,
+/// secrets found in them as `secret` observations), and the blobs they name. Shared by the
+/// hooks and `horde import`, so a call reads the same whichever recorded it.
+pub(crate) fn decision_drafts(
+    store: &Store,
+    session: &str,
+    stamp: &Stamp,
+    calls: &[Call],
+    rationale: &str,
+) -> Result<Drafted> {
     let mut drafts = Vec::new();
     let mut blobs = Vec::new();
     let mut blob = |data: &str, place: &str, drafts: &mut Vec<Draft>| -> Result<Vec<u8>> {
@@ -480,7 +504,7 @@ fn record_from(store: &Store, input: &HookInput, stamp: &Stamp, transcript: &Pat
         blobs.push((h, data.len() as u64));
         Ok(h.to_vec())
     };
-    for call in fresh {
+    for call in calls {
         let prompt_blob = match &call.prompt {
             Some(p) => blob(p, "model_prompt", &mut drafts)?,
             None => Vec::new(),
@@ -489,7 +513,7 @@ fn record_from(store: &Store, input: &HookInput, stamp: &Stamp, transcript: &Pat
             Some(r) => blob(r, "model_response", &mut drafts)?,
             None => Vec::new(),
         };
-        let d = decision(&store.config.prices, input, stamp, &call);
+        let d = decision(&store.config.prices, session, call, rationale);
         let mut d = Draft::new(
             stamp.timeline,
             stamp.agent,
@@ -503,13 +527,7 @@ fn record_from(store: &Store, input: &HookInput, stamp: &Stamp, transcript: &Pat
         d.trace_id = stamp.trace.clone();
         drafts.push(d);
     }
-    store.ledger.blobs.sync()?;
-    store.writer.append(AppendRequest {
-        drafts,
-        blobs,
-        ..Default::default()
-    })?;
-    Ok(())
+    Ok((drafts, blobs))
 }
 
 fn cut(s: &str, max: usize) -> &str {
@@ -526,9 +544,9 @@ fn cut(s: &str, max: usize) -> &str {
 /// The decision of one call (without its blobs).
 fn decision(
     prices: &std::collections::BTreeMap<String, Price>,
-    input: &HookInput,
-    stamp: &Stamp,
+    session: &str,
     call: &Call,
+    rationale: &str,
 ) -> AgentDecision {
     let t = &call.tokens;
     let (price, cost) = match crate::prices::lookup(prices, &call.model) {
@@ -560,10 +578,10 @@ fn decision(
         cache_write_tokens: t.cache_write,
         cost_micro_usd: cost,
         call_id: call.id.clone(),
-        session: input.session.clone(),
+        session: session.to_owned(),
         price,
         subagent: call.subagent.clone(),
-        rationale: format!("read from {}'s own record of the session", stamp.agent),
+        rationale: rationale.to_owned(),
         ..Default::default()
     }
 }
