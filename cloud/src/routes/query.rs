@@ -173,6 +173,7 @@ fn filter_of(q: &EventsQuery) -> ApiResult<EventFilter> {
         after: q.cursor.as_deref().map(parse_cursor).transpose()?,
         limit: Some(limit),
         max_bytes: None,
+        newest_first: false,
     })
 }
 
