@@ -5,6 +5,7 @@ pub mod admin;
 pub mod approvals;
 pub mod blobs;
 pub mod health;
+pub mod mcp;
 pub mod query;
 pub mod sync;
 pub mod travel;
@@ -12,7 +13,7 @@ pub mod travel;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use horde_kv::OrderedKv;
 
 use crate::App;
@@ -80,6 +81,8 @@ pub fn router<K: OrderedKv>() -> Router<Arc<App<K>>> {
             "/v1/projects/{id}/approvals/{request_id}",
             post(approvals::decide::<K>),
         )
+        .route("/v1/projects/{id}/mcp-calls", get(mcp::calls::<K>))
+        .route("/mcp/{id}", any(mcp::serve::<K>))
         .route(
             "/v1/blobs/{hash}",
             put(blobs::put_blob::<K>)
