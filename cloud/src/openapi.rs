@@ -26,7 +26,7 @@ use crate::routes::{admin, approvals, blobs, health, mcp, query, sync, travel};
         approvals::list, approvals::decide, approvals::decisions, approvals::live,
         mcp::serve, mcp::calls,
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail, mcp::JsonRpcError, mcp::JsonRpcErrorDetail)),
     modifiers(&Bearer, &CommonResponses),
 )]
 pub struct ApiDoc;

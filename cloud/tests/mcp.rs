@@ -308,9 +308,9 @@ impl Mcp {
         let text = r.text().expect("body");
         let json = if content_type.starts_with("text/event-stream") {
             text.lines()
+                .rev()
                 .filter_map(|l| l.strip_prefix("data:"))
-                .filter_map(|d| serde_json::from_str(d.trim()).ok())
-                .last()
+                .find_map(|d| serde_json::from_str(d.trim()).ok())
                 .unwrap_or(Value::Null)
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
@@ -709,6 +709,33 @@ fn bad_arguments_are_clear_errors_and_recorded() {
     assert_eq!(not_rpc.status, 400);
     assert_eq!(not_rpc.json["error"]["code"], -32600, "{}", not_rpc.json);
     assert_eq!(not_rpc.json["id"], 3, "{}", not_rpc.json);
+    // A client that does not take JSON answers, or a body not sent as JSON: JSON-RPC
+    // errors too.
+    let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {}}).to_string();
+    let r = http()
+        .post(&c.url)
+        .bearer_auth(&w.key_a)
+        .header("content-type", "application/json")
+        .header("accept", "text/plain")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(list.clone())
+        .send()
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 406);
+    let body: Value = r.json().expect("JSON");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    let r = http()
+        .post(&c.url)
+        .bearer_auth(&w.key_a)
+        .header("content-type", "text/plain")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(list)
+        .send()
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 415);
+    let body: Value = r.json().expect("JSON");
+    assert!(body["error"]["message"].is_string(), "{body}");
     // A message rmcp cannot take (no such method shape): still a JSON-RPC error.
     let odd = c.post_raw(json!({"jsonrpc": "2.0", "id": 4, "method": 12}).to_string());
     assert!(odd.status >= 400, "{}", odd.status);
@@ -795,13 +822,19 @@ fn keys_roles_and_tenants() {
     let page = viewer.ok("log", json!({"limit": 3}));
     assert_eq!(page["events"].as_array().expect("events").len(), 3);
 
-    // Only POST: GET (no server-initiated streams) is refused.
+    // Only POST: GET (no server-initiated streams) and DELETE (no sessions) are refused.
     let r = http()
         .get(format!("{}/mcp/{p}", w.cloud.url))
         .bearer_auth(&w.key_a)
         .header("accept", "text/event-stream")
         .send()
         .expect("GET");
+    assert_eq!(r.status().as_u16(), 405);
+    let r = http()
+        .delete(format!("{}/mcp/{p}", w.cloud.url))
+        .bearer_auth(&w.key_a)
+        .send()
+        .expect("DELETE");
     assert_eq!(r.status().as_u16(), 405);
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use horde_kv::OrderedKv;
 use horde_mcp::HordeMcp;
@@ -44,7 +44,32 @@ pub const MAX_MCP_BODY: usize = 256 * 1024;
 /// Default and largest page of recorded calls.
 const DEFAULT_CALLS: usize = 100;
 
-/// horde's MCP server for one project (streamable HTTP, JSON-RPC 2.0 in the body).
+/// A JSON-RPC 2.0 error answer (documentation only: the body of the MCP route's refusals of
+/// malformed requests).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JsonRpcError {
+    /// Always "2.0".
+    pub jsonrpc: String,
+    /// The request's id, or null when it could not be read.
+    #[schema(value_type = Option<Object>)]
+    pub id: Option<Value>,
+    pub error: JsonRpcErrorDetail,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JsonRpcErrorDetail {
+    /// -32700: not JSON; -32600: not a JSON-RPC request rmcp can take; -32020: protocol
+    /// headers or `_meta` missing or wrong.
+    pub code: i64,
+    pub message: String,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+}
+
+/// horde's MCP server for one project (streamable HTTP: one JSON-RPC 2.0 message per POST;
+/// stateless, so there is no GET stream and no session to DELETE).
 #[utoipa::path(post, path = "/mcp/{id}", operation_id = "mcp", tag = "mcp", security(("bearer" = [])),
     params(("id" = String, Path, description = "the project id")),
     request_body(content = Object, content_type = "application/json",
@@ -52,11 +77,12 @@ const DEFAULT_CALLS: usize = 100;
     responses(
         (status = 200, description = "the JSON-RPC answer (application/json, or text/event-stream)"),
         (status = 202, description = "a notification, accepted"),
-        (status = 400, description = "malformed JSON-RPC or protocol headers (a JSON-RPC error)"),
-        (status = 401, description = "no or unknown API key"),
+        (status = 400, body = JsonRpcError, description = "not JSON, not one JSON-RPC 2.0 message, or protocol headers or `_meta` missing or wrong"),
         (status = 404, description = "no such project in this tenant"),
-        (status = 405, description = "not POST"),
-        (status = 413, description = "the body is larger than 256 KiB")))]
+        (status = 406, body = JsonRpcError, description = "`Accept` does not take application/json and text/event-stream"),
+        (status = 413, description = "the body is larger than 256 KiB"),
+        (status = 415, body = JsonRpcError, description = "the body is not `Content-Type: application/json`"),
+        (status = 503, description = "the store is busy or unreachable (see Retry-After)")))]
 pub async fn serve<K: OrderedKv>(
     State(app): State<Arc<App<K>>>,
     caller: Caller,
@@ -92,14 +118,9 @@ pub async fn serve<K: OrderedKv>(
         Arc::new(NeverSessionManager::default()),
         config,
     );
-    let post = req.method() == Method::POST;
-    let req = if post {
-        match checked_body(req).await {
-            Ok(req) => req,
-            Err(refusal) => return Ok(refusal),
-        }
-    } else {
-        req
+    let req = match checked_body(req).await {
+        Ok(req) => req,
+        Err(refusal) => return Ok(refusal),
     };
     let answer = service.handle(req).await.map(Body::new);
     let json = answer
@@ -107,7 +128,7 @@ pub async fn serve<K: OrderedKv>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/json"));
-    if post && !answer.status().is_success() && !json {
+    if !answer.status().is_success() && !json {
         // rmcp's own refusals (protocol headers, Accept, a message it cannot take) are plain
         // text; a client reads JSON-RPC.
         let status = answer.status();

@@ -13,7 +13,7 @@ pub mod travel;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{any, get, post, put};
+use axum::routing::{get, post, put};
 use horde_kv::OrderedKv;
 
 use crate::App;
@@ -82,7 +82,7 @@ pub fn router<K: OrderedKv>() -> Router<Arc<App<K>>> {
             post(approvals::decide::<K>),
         )
         .route("/v1/projects/{id}/mcp-calls", get(mcp::calls::<K>))
-        .route("/mcp/{id}", any(mcp::serve::<K>))
+        .route("/mcp/{id}", post(mcp::serve::<K>))
         .route(
             "/v1/blobs/{hash}",
             put(blobs::put_blob::<K>)
