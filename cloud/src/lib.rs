@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod mcp;
 mod metrics_layer;
 pub mod openapi;
 pub mod routes;

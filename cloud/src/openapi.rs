@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{admin, approvals, blobs, health, query, sync, travel};
+use crate::routes::{admin, approvals, blobs, health, mcp, query, sync, travel};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,8 +24,9 @@ use crate::routes::{admin, approvals, blobs, health, query, sync, travel};
         query::events, query::event, query::tail, query::history, query::manifest,
         blobs::put_blob, blobs::head_blob, blobs::get_blob,
         approvals::list, approvals::decide, approvals::decisions, approvals::live,
+        mcp::serve, mcp::calls,
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail, mcp::JsonRpcError, mcp::JsonRpcErrorDetail)),
     modifiers(&Bearer, &CommonResponses),
 )]
 pub struct ApiDoc;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod approvals;
 pub mod blobs;
 pub mod health;
+pub mod mcp;
 pub mod query;
 pub mod sync;
 pub mod travel;
@@ -80,6 +81,8 @@ pub fn router<K: OrderedKv>() -> Router<Arc<App<K>>> {
             "/v1/projects/{id}/approvals/{request_id}",
             post(approvals::decide::<K>),
         )
+        .route("/v1/projects/{id}/mcp-calls", get(mcp::calls::<K>))
+        .route("/mcp/{id}", post(mcp::serve::<K>))
         .route(
             "/v1/blobs/{hash}",
             put(blobs::put_blob::<K>)

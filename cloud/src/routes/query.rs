@@ -72,7 +72,7 @@ pub struct EventList {
     pub next: Option<String>,
 }
 
-fn event_view(e: &LoggedEvent) -> Value {
+pub(crate) fn event_view(e: &LoggedEvent) -> Value {
     let hash = horde_core::EventHash::from_slice(&e.event.hash).expect("the ledger checked it");
     let mut v = event_json(&e.body, &hash);
     v["version"] = Value::from(stamp_version(&e.versionstamp));
@@ -80,7 +80,7 @@ fn event_view(e: &LoggedEvent) -> Value {
     v
 }
 
-fn parse_cursor(s: &str) -> ApiResult<Versionstamp> {
+pub(crate) fn parse_cursor(s: &str) -> ApiResult<Versionstamp> {
     let bytes: [u8; 12] = hex::decode(s)
         .ok()
         .and_then(|b| b.try_into().ok())
@@ -173,6 +173,7 @@ fn filter_of(q: &EventsQuery) -> ApiResult<EventFilter> {
         after: q.cursor.as_deref().map(parse_cursor).transpose()?,
         limit: Some(limit),
         max_bytes: None,
+        newest_first: false,
     })
 }
 
@@ -309,7 +310,7 @@ pub struct FileVersionView {
     pub withheld: bool,
 }
 
-fn version_view(fv: &FileVersion) -> FileVersionView {
+pub(crate) fn version_view(fv: &FileVersion) -> FileVersionView {
     let kind = horde_core::proto::FileKind::try_from(fv.kind)
         .map(|k| {
             k.as_str_name()

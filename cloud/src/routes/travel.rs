@@ -212,23 +212,7 @@ pub async fn restore<K: OrderedKv>(
     let point = resolve_point(&app, &caller, &project, q.at.as_deref()).await?;
     let timeline = timeline_for("timeline", &project, &point, q.timeline.as_deref())?;
     let slot = app.restores.acquire(caller.tenant())?;
-    let (state, version) = match point.event {
-        // The device's own view exists on the event's own timeline only.
-        Some(ev) if point.event_timeline == Some(timeline) => {
-            let state = device_state(&app, &caller, &project, timeline, ev).await?;
-            (
-                state,
-                point.version.expect("an event's point has its version"),
-            )
-        }
-        _ => {
-            let manifest = app
-                .ledger
-                .manifest(caller.tenant(), project.id, timeline, point.version)
-                .await?;
-            (state_of(&manifest)?, manifest.version)
-        }
-    };
+    let (state, version) = tree_at(&app, &caller, &project, &point, timeline).await?;
     if state.anomaly_count() > 0 {
         let first: Vec<String> = state
             .anomalies()
@@ -346,6 +330,36 @@ pub async fn restore<K: OrderedKv>(
             .insert(header::HeaderName::from_static("x-horde-withheld"), value);
     }
     Ok(response)
+}
+
+/// The tree of `timeline` at `point` and the version it is at: at an event on that timeline,
+/// the tree as the event's device had it right after the event ([`device_state`]);
+/// otherwise each path's latest version at the point's version (the manifest, folded in path
+/// order by [`state_of`]). What `restore` archives and the MCP `diff` compares.
+pub(crate) async fn tree_at<K: OrderedKv>(
+    app: &Arc<App<K>>,
+    caller: &Caller,
+    project: &Project,
+    point: &Point,
+    timeline: TimelineId,
+) -> ApiResult<(horde_replay::State, u64)> {
+    match point.event {
+        // The device's own view exists on the event's own timeline only.
+        Some(ev) if point.event_timeline == Some(timeline) => {
+            let state = device_state(app, caller, project, timeline, ev).await?;
+            Ok((
+                state,
+                point.version.expect("an event's point has its version"),
+            ))
+        }
+        _ => {
+            let manifest = app
+                .ledger
+                .manifest(caller.tenant(), project.id, timeline, point.version)
+                .await?;
+            Ok((state_of(&manifest)?, manifest.version))
+        }
+    }
 }
 
 /// `paths` as a JSON array in visible ASCII (what a header value may hold): every character

@@ -21,6 +21,8 @@
 //! | `("t", T, "p", P, "appr", request_id, VS)` | `SignedEvent` (protobuf): each `Approval` event |
 //! | `("t", T, "p", P, "apdec", request_id)` | [`crate::CloudDecision`] (JSON): decided through the API |
 //! | `("t", T, "p", P, "apdecv", VS)` | request id: cloud decisions in decision order |
+//! | `("t", T, "p", P, "mcp", VS)` | [`crate::McpCall`] (JSON): MCP tool calls served by the cloud |
+//! | `("t", T, "p", P, "mcptok", token)` | empty: a recorded call's token (a retried commit writes nothing twice) |
 //! | `("feed", VS)` | `(tenant_id, T, project_id, events)`: one per append transaction |
 //! | `("idx", indexer)` | the indexer's cursor: the last feed versionstamp it consumed |
 
@@ -206,6 +208,18 @@ impl ProjectKeys {
     pub fn decision_new(&self) -> Vec<u8> {
         self.space
             .pack_with_versionstamp(&("apdecv", Versionstamp::incomplete(0)))
+    }
+    /// MCP tool calls the cloud served, in call order.
+    pub fn mcp_calls(&self) -> Subspace {
+        self.space.subspace(&("mcp",))
+    }
+    pub fn mcp_call_new(&self) -> Vec<u8> {
+        self.space
+            .pack_with_versionstamp(&("mcp", Versionstamp::incomplete(0)))
+    }
+    /// The token of one recorded MCP call.
+    pub fn mcp_call_token(&self, token: &[u8; 16]) -> Vec<u8> {
+        self.space.pack(&("mcptok", &token[..]))
     }
 }
 

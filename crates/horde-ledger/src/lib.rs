@@ -1,6 +1,7 @@
 //! The cloud's data model on [`OrderedKv`]: tenants, users, API keys, projects, devices,
 //! timelines, and each project's versionstamped event log with its indexes (time, per-path
-//! history, checkpoints, global feed), device sync cursors and indexer cursors.
+//! history, checkpoints, global feed), device sync cursors and indexer cursors, and the record
+//! of MCP tool calls the cloud served.
 //!
 //! Invariants:
 //! - Every key of a tenant's data starts with `("t", prefix)`, where `prefix` is the short
@@ -20,6 +21,7 @@ mod approvals;
 mod error;
 mod ingest;
 pub mod keys;
+mod mcp_calls;
 mod query;
 mod records;
 
@@ -38,6 +40,7 @@ use horde_kv::{KeyValue, OrderedKv, RangeBatch, RangeOption, Transaction};
 pub use ingest::{
     AppendAck, AppendBatch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_TX_BYTES, MAX_TX_EVENTS,
 };
+pub use mcp_calls::{MAX_MCP_CALL_BYTES, MAX_MCP_CALLS_PAGE, McpCall, McpCallEntry};
 pub use query::{
     CheckpointRef, EventFilter, EventPage, FeedEntry, LoggedEvent, MAX_READ_EVENTS, Manifest,
     stamp_version,

@@ -44,8 +44,11 @@ pub struct EventFilter {
     /// Commit versions, inclusive.
     pub from_version: Option<u64>,
     pub to_version: Option<u64>,
-    /// Continue after this event (the last one of the previous page).
+    /// Continue after this event (the last one of the previous page): past it in the
+    /// direction of the read.
     pub after: Option<Versionstamp>,
+    /// Read the log backwards: newest first (`after` then pages towards older events).
+    pub newest_first: bool,
     /// At most this many (capped at [`MAX_READ_EVENTS`]).
     pub limit: Option<usize>,
     /// At most about this many bytes of stored events per page: a page stops before the
@@ -212,15 +215,21 @@ impl<K: OrderedKv> Ledger<K> {
             Some(v) => log.pack(&(version_floor(v),)),
             None => log.range().0,
         };
-        if let Some(after) = &filter.after {
-            let mut k = log.pack(&(after,));
-            k.push(0);
-            begin = begin.max(k);
-        }
-        let end = match filter.to_version {
+        let mut end = match filter.to_version {
             Some(v) => log.pack(&(version_floor(v.saturating_add(1)),)),
             None => log.range().1,
         };
+        if let Some(after) = &filter.after {
+            let k = log.pack(&(after,));
+            if filter.newest_first {
+                // Strictly before the cursor's own key.
+                end = end.min(k);
+            } else {
+                let mut k = k;
+                k.push(0);
+                begin = begin.max(k);
+            }
+        }
         let limit = filter.limit();
         let max_bytes = filter.max_bytes.unwrap_or(usize::MAX);
         let mut out = Vec::new();
@@ -230,14 +239,22 @@ impl<K: OrderedKv> Ledger<K> {
         let mut exhausted = begin >= end;
         'scan: while out.len() < limit && scanned < max_scan && !exhausted {
             let batch = (max_scan - scanned).min(1_000);
-            let range = RangeOption::new(begin.clone(), end.clone()).limit(batch);
+            let mut range = RangeOption::new(begin.clone(), end.clone()).limit(batch);
+            if filter.newest_first {
+                range = range.reverse();
+            }
             let kvs = self.read_batch(range).await?;
             let Some(last) = kvs.kvs.last() else {
                 exhausted = true;
                 break;
             };
-            begin = last.key.clone();
-            begin.push(0);
+            if filter.newest_first {
+                // The end is exclusive: the next batch stops right before this key.
+                end = last.key.clone();
+            } else {
+                begin = last.key.clone();
+                begin.push(0);
+            }
             // `more` only speaks within the limit: a full batch may have more behind it.
             exhausted = kvs.kvs.len() < batch && !kvs.more;
             for (i, kv) in kvs.kvs.iter().enumerate() {

@@ -988,6 +988,49 @@ async fn pages_ids_and_listings<K: OrderedKv>(ledger: Ledger<K>) {
         "an exact last page has no cursor"
     );
 
+    // Newest first: pages walk back through the whole log, each resuming before the last
+    // event it returned; a filtered backward read examines at most `max_scan` entries a page.
+    let mut seqs = Vec::new();
+    let mut after = None;
+    loop {
+        let f = EventFilter {
+            newest_first: true,
+            limit: Some(7),
+            after: after.clone(),
+            ..Default::default()
+        };
+        let page = ledger
+            .events_page(tenant, project, &f, usize::MAX)
+            .await
+            .expect("page");
+        seqs.extend(page.events.iter().map(|e| e.body.seq));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seqs, (1..=101).rev().collect::<Vec<u64>>());
+    let mut found = Vec::new();
+    let mut after = None;
+    loop {
+        let f = EventFilter {
+            newest_first: true,
+            after: after.clone(),
+            ..filter.clone()
+        };
+        let page = ledger
+            .events_page(tenant, project, &f, 20)
+            .await
+            .expect("page");
+        assert!(page.events.len() <= 1);
+        found.extend(page.events.iter().map(|e| e.body.seq));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(found, [51]);
+
     // Event ids.
     let body = horde_core::decode_event(&events[7].body, &events[7].hash).expect("decode");
     let id = horde_core::EventId::from_slice(&body.event_id).expect("id");
@@ -1389,6 +1432,86 @@ async fn approvals<K: OrderedKv>(ledger: Ledger<K>) {
     assert_eq!(one.decided_in, Some(DecidedIn::Log));
 }
 
+fn mcp_call(tool: &str, i: u64) -> horde_ledger::McpCall {
+    horde_ledger::McpCall {
+        at: 1_000 + i as i64,
+        key: horde_core::ApiKeyId::new(),
+        user: horde_core::UserId::new(),
+        client: "claude-code".into(),
+        call_id: i.to_string(),
+        tool: tool.into(),
+        args: vec![format!("limit={i}")],
+        summary: "ok".into(),
+        error: None,
+        duration_ms: i,
+    }
+}
+
+/// The record of MCP calls: in call order, paged, per project, refused whole when too large
+/// or not the tenant's.
+async fn mcp_calls<K: OrderedKv>(ledger: Ledger<K>) {
+    let (tenant, project, _) = tenant_with_project(&ledger).await;
+    let (other, other_project, _) = tenant_with_project(&ledger).await;
+    let calls: Vec<_> = (0..5).map(|i| mcp_call("log", i)).collect();
+    for c in &calls {
+        ledger
+            .record_mcp_call(tenant, project, c)
+            .await
+            .expect("recorded");
+    }
+    let all = ledger
+        .mcp_calls(tenant, project, None, 100)
+        .await
+        .expect("list");
+    assert_eq!(
+        all.iter().map(|e| e.call.clone()).collect::<Vec<_>>(),
+        calls
+    );
+    // Pages resume after their last entry.
+    let first = ledger
+        .mcp_calls(tenant, project, None, 2)
+        .await
+        .expect("page");
+    assert_eq!(first.len(), 2);
+    let rest = ledger
+        .mcp_calls(tenant, project, Some(&first[1].cursor), 100)
+        .await
+        .expect("rest");
+    assert_eq!(rest.len(), 3);
+    assert_eq!(rest[0].call, calls[2]);
+    // Too large: refused, nothing written.
+    let mut big = mcp_call("show", 9);
+    big.error = Some("x".repeat(horde_ledger::MAX_MCP_CALL_BYTES));
+    assert!(matches!(
+        ledger.record_mcp_call(tenant, project, &big).await,
+        Err(LedgerError::Invalid(_))
+    ));
+    // Another tenant's project is not found, both ways, and its own record stays empty.
+    assert!(matches!(
+        ledger.record_mcp_call(other, project, &calls[0]).await,
+        Err(LedgerError::ProjectNotFound(_))
+    ));
+    assert!(matches!(
+        ledger.mcp_calls(other, project, None, 10).await,
+        Err(LedgerError::ProjectNotFound(_))
+    ));
+    assert!(
+        ledger
+            .mcp_calls(other, other_project, None, 10)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    assert_eq!(
+        ledger
+            .mcp_calls(tenant, project, None, 100)
+            .await
+            .expect("list")
+            .len(),
+        5
+    );
+}
+
 fn sqlite_ledger() -> (tempfile::TempDir, Ledger<SqliteKv>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let kv = SqliteKv::open(dir.path().join("cloud.sqlite")).expect("open");
@@ -1417,8 +1540,28 @@ mod sqlite {
         reads_history_manifests_forks,
         pages_ids_and_listings,
         pull_pages_and_checkpoints,
-        approvals
+        approvals,
+        mcp_calls
     );
+
+    /// A record whose commit answered "unknown result" (but applied) is retried and written
+    /// once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retried_mcp_call_record_is_written_once() {
+        let (_dir, ledger) = sqlite_ledger();
+        let (tenant, project, _) = tenant_with_project(&ledger).await;
+        ledger.kv().inject_unknown_results(1);
+        let r = ledger
+            .record_mcp_call(tenant, project, &mcp_call("log", 1))
+            .await;
+        ledger.kv().inject_unknown_results(0);
+        r.expect("recorded");
+        let all = ledger
+            .mcp_calls(tenant, project, None, 10)
+            .await
+            .expect("list");
+        assert_eq!(all.len(), 1, "{all:?}");
+    }
 
     /// A decision whose commit answered "unknown result" (but applied) is retried and answers
     /// the decision, not "already decided" by itself.
@@ -1488,6 +1631,7 @@ async fn foundationdb() {
         pages_ids_and_listings(open()).await;
         pull_pages_and_checkpoints(open()).await;
         approvals(open()).await;
+        mcp_calls(open()).await;
         // FoundationDB's own commit_unknown_result cannot be injected from a client; the
         // exactly-once rules are the same code as above.
         unknown_commit_results(open(), false, |_| {}).await;

@@ -1,5 +1,5 @@
 //! What a ledger must answer for the MCP tools: the edge implements it over `.horde/`, the
-//! cloud (later) over `horde-ledger` for the tenant of a key. A backend validates what only it
+//! cloud over `horde-ledger` for the tenant of a key. A backend validates what only it
 //! can (event types, points, times, paths of its repository) and returns plain JSON values; it
 //! knows nothing about MCP, paging sizes or recording formats, which this crate owns.
 
