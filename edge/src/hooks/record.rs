@@ -288,10 +288,11 @@ fn ensure_session(ctx: &mut Ctx<'_>) -> Result<TaskId> {
     Ok(task)
 }
 
-/// What a tool asks to do, for the policy: the request, its action and subject, and the
-/// repository files it names (None when it does not say: a shell command).
+/// What a tool asks to do, for the policy: the requests (each with its action and subject;
+/// a patch asks to write every file it touches, and each is decided), and the repository
+/// files it names (None when it does not say: a shell command).
 struct Intent {
-    request: Option<(Request, &'static str, String)>,
+    requests: Vec<(Request, &'static str, String)>,
     args: Vec<String>,
     paths: Option<Vec<String>>,
 }
@@ -333,11 +334,11 @@ fn intent_of(tool: &ToolUse) -> Intent {
         "Bash" | "exec_command" | "shell" | "local_shell" | "run_shell_command" => {
             let line = shell.unwrap_or_default();
             Intent {
-                request: Some((
+                requests: vec![(
                     Request::Exec(CommandSpec::Shell(line.clone())),
                     "exec",
                     line.clone(),
-                )),
+                )],
                 args: vec![line],
                 paths: None,
             }
@@ -345,7 +346,7 @@ fn intent_of(tool: &ToolUse) -> Intent {
         "Write" | "Edit" | "MultiEdit" | "NotebookEdit" | "write_file" | "replace" => {
             let f = file.unwrap_or_default();
             Intent {
-                request: Some((Request::Write(f.clone()), "write", f.clone())),
+                requests: vec![(Request::Write(f.clone()), "write", f.clone())],
                 args: vec![f.clone()],
                 paths: Some(vec![f]),
             }
@@ -357,9 +358,16 @@ fn intent_of(tool: &ToolUse) -> Intent {
                 .unwrap_or_default();
             let paths = patch_paths(&text);
             Intent {
-                request: paths
-                    .first()
-                    .map(|p| (Request::Write(p.clone()), "write", p.clone())),
+                // A patch whose files cannot be read is still decided, as an operation.
+                requests: if paths.is_empty() {
+                    let op = "apply_patch".to_owned();
+                    vec![(Request::Operation(op.clone()), "operation", op)]
+                } else {
+                    paths
+                        .iter()
+                        .map(|p| (Request::Write(p.clone()), "write", p.clone()))
+                        .collect()
+                },
                 args: paths.clone(),
                 paths: Some(paths),
             }
@@ -377,7 +385,7 @@ fn intent_of(tool: &ToolUse) -> Intent {
                 .or_else(|| input_str(inp, &["path", "dir_path"]))
                 .unwrap_or_else(|| ".".into());
             Intent {
-                request: Some((Request::Read(p.clone()), "read", p.clone())),
+                requests: vec![(Request::Read(p.clone()), "read", p.clone())],
                 args: vec![p],
                 paths: Some(Vec::new()),
             }
@@ -385,7 +393,7 @@ fn intent_of(tool: &ToolUse) -> Intent {
         "WebFetch" | "web_fetch" => {
             let url = input_str(inp, &["url", "prompt"]).unwrap_or_default();
             Intent {
-                request: Some((Request::Net(url.clone()), "net", url.clone())),
+                requests: vec![(Request::Net(url.clone()), "net", url.clone())],
                 args: vec![url],
                 paths: Some(Vec::new()),
             }
@@ -393,14 +401,14 @@ fn intent_of(tool: &ToolUse) -> Intent {
         // Tools that only touch the agent's own state (todo lists, plans, questions).
         "TodoWrite" | "ExitPlanMode" | "AskUserQuestion" | "update_plan" | "write_todos"
         | "save_memory" => Intent {
-            request: None,
+            requests: Vec::new(),
             args: Vec::new(),
             paths: Some(Vec::new()),
         },
         other => {
             let op = other.to_owned();
             Intent {
-                request: Some((Request::Operation(op.clone()), "operation", op)),
+                requests: vec![(Request::Operation(op.clone()), "operation", op)],
                 args: vec![cut(&inp.to_string(), INLINE_TEXT)],
                 // Subagents and MCP tools may touch files through other calls, or not at all.
                 paths: None,
@@ -434,14 +442,20 @@ fn pre_tool(ctx: &mut Ctx<'_>, opts: &HookOptions) -> Result<Answer> {
     if open_calls(ctx, &tool.call_id)?.is_empty() {
         record_outside(ctx, false)?;
     }
-    let (answer, verdict, summary) = match &intent.request {
-        None => (
+    let (answer, verdict, summary) = if intent.requests.is_empty() {
+        (
             Answer::Neutral,
             "none",
             "no decision: the agent's own state".to_owned(),
-        ),
-        Some((request, action, subject)) => {
-            let policy = ctx.state.policy(&root, &opts.role)?;
+        )
+    } else {
+        let policy = ctx.state.policy(&root, &opts.role)?;
+        // Every request is decided in turn; the first that is not allowed decides the call
+        // (so one approval is asked at a time), and a call is allowed only when all are.
+        let mut decided = None;
+        let mut approved = false;
+        let mut allowed = Vec::new();
+        for (request, action, subject) in &intent.requests {
             let ask = crate::gate::Ask {
                 agent: ctx.agent,
                 session: &ctx.input.session,
@@ -460,24 +474,38 @@ fn pre_tool(ctx: &mut Ctx<'_>, opts: &HookOptions) -> Result<Answer> {
                 &mut ctx.state.facts,
             )?;
             match g.verdict {
-                // Horde only adds restrictions: an allow leaves the agent's own permission
-                // rules in charge, unless a person approved the call through horde.
-                Verdict::Allow if g.request.is_some() => {
-                    (Answer::Allow(g.summary.clone()), "allow", g.summary)
+                Verdict::Allow => {
+                    approved |= g.request.is_some();
+                    allowed.push(g.summary);
                 }
-                Verdict::Allow => (Answer::Neutral, "allow", g.summary),
-                Verdict::Deny => (
-                    Answer::Deny(format!("horde: {}", g.summary)),
-                    "deny",
-                    g.summary,
-                ),
-                Verdict::Ask => (
-                    Answer::Ask(format!("horde: {}", g.summary)),
-                    "ask",
-                    g.summary,
-                ),
+                Verdict::Deny => {
+                    decided = Some((
+                        Answer::Deny(format!("horde: {}", g.summary)),
+                        "deny",
+                        g.summary,
+                    ));
+                    break;
+                }
+                Verdict::Ask => {
+                    decided = Some((
+                        Answer::Ask(format!("horde: {}", g.summary)),
+                        "ask",
+                        g.summary,
+                    ));
+                    break;
+                }
             }
         }
+        decided.unwrap_or_else(|| {
+            let summary = allowed.join("; ");
+            // Horde only adds restrictions: an allow leaves the agent's own permission rules
+            // in charge, unless a person approved the call through horde.
+            if approved {
+                (Answer::Allow(summary.clone()), "allow", summary)
+            } else {
+                (Answer::Neutral, "allow", summary)
+            }
+        })
     };
     let answer = match (opts.mode, answer) {
         // Audit records what enforce would have said and lets the agent decide.
@@ -552,6 +580,46 @@ fn pre_tool(ctx: &mut Ctx<'_>, opts: &HookOptions) -> Result<Answer> {
     Ok(answer)
 }
 
+/// Horde answered `ask` and the call ran anyway: a person allowed it in the agent's own
+/// permission prompt. The requests horde recorded for it are answered as granted there, so
+/// they do not wait in `horde approvals` (and on other devices) for an answer already given.
+fn answered_in_agent(ctx: &mut Ctx<'_>, tool: &ToolUse) -> Result<()> {
+    let asked: Vec<(String, String)> = intent_of(tool)
+        .requests
+        .into_iter()
+        .map(|(_, action, subject)| (action.to_owned(), subject))
+        .collect();
+    let pending: Vec<String> = crate::approvals::all(&ctx.store.ledger.conn)?
+        .into_iter()
+        .filter(|r| {
+            r.state == "pending"
+                && r.agent == ctx.agent
+                && r.session == ctx.input.session
+                && asked.contains(&(r.action.clone(), r.subject.clone()))
+        })
+        .map(|r| r.id)
+        .collect();
+    for id in pending {
+        let ans = crate::approvals::Answer {
+            grant: true,
+            who: format!("{} (its own prompt)", ctx.agent),
+            reason: format!(
+                "call {} ran after horde asked: allowed in {}'s permission prompt",
+                tool.call_id, ctx.agent
+            ),
+            remember: None,
+        };
+        // Answered meanwhile (by a person through horde, or expired): theirs stands.
+        match crate::approvals::answer(ctx.store, &id, &ans) {
+            Ok(_)
+            | Err(crate::approvals::ApprovalError::AlreadyDecided { .. })
+            | Err(crate::approvals::ApprovalError::Expired(..)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Calls still running in this repository (every agent and session), but `except`: their
 /// declared paths (None: undeclared).
 fn open_calls(ctx: &Ctx<'_>, except: &str) -> Result<Vec<Option<Vec<String>>>> {
@@ -583,19 +651,21 @@ fn post_tool(ctx: &mut Ctx<'_>) -> Result<()> {
     let Some(tool) = ctx.input.tool.clone() else {
         return observe(ctx);
     };
-    let row: Option<(Vec<u8>, Option<String>)> = ctx
+    let row: Option<(Vec<u8>, Option<String>, String)> = ctx
         .store
         .ledger
         .conn
         .query_row(
-            "SELECT intent, paths FROM agent_calls WHERE agent = ?1 AND session = ?2 AND call_id = ?3",
+            "SELECT intent, paths, verdict FROM agent_calls
+             WHERE agent = ?1 AND session = ?2 AND call_id = ?3",
             params![ctx.agent, ctx.input.session, tool.call_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let intent = row.as_ref().and_then(|(i, _)| EventId::from_slice(i));
+    let intent = row.as_ref().and_then(|(i, _, _)| EventId::from_slice(i));
+    let asked = row.as_ref().is_some_and(|(_, _, v)| v == "ask");
     let own: Option<Vec<String>> = row
-        .and_then(|(_, p)| p)
+        .and_then(|(_, p, _)| p)
         .and_then(|p| serde_json::from_str(&p).ok());
     let others: Vec<String> = open_calls(ctx, &tool.call_id)?
         .into_iter()
@@ -674,6 +744,9 @@ fn post_tool(ctx: &mut Ctx<'_>) -> Result<()> {
     d.span_id = ctx.span(&tool.call_id);
     d.causation = intent;
     ctx.append(vec![d], false)?;
+    if asked {
+        answered_in_agent(ctx, &tool)?;
+    }
     ctx.store.ledger.conn.execute(
         "UPDATE agent_calls SET ended_at = ?4 WHERE agent = ?1 AND session = ?2 AND call_id = ?3",
         params![
@@ -781,15 +854,26 @@ mod tests {
             ..Default::default()
         };
         let i = intent_of(&t("Bash", serde_json::json!({"command": "rm -rf x"})));
-        assert!(matches!(i.request, Some((Request::Exec(_), "exec", ref s)) if s == "rm -rf x"));
+        assert!(matches!(&i.requests[..], [(Request::Exec(_), "exec", s)] if s == "rm -rf x"));
         assert!(i.paths.is_none());
         let i = intent_of(&t("Write", serde_json::json!({"file_path": "/r/a.txt"})));
         assert_eq!(i.paths, Some(vec!["/r/a.txt".to_owned()]));
-        assert!(intent_of(&t("TodoWrite", Value::Null)).request.is_none());
+        assert!(intent_of(&t("TodoWrite", Value::Null)).requests.is_empty());
         let i = intent_of(&t("mcp__x__y", serde_json::json!({})));
         assert!(matches!(
-            i.request,
-            Some((Request::Operation(_), "operation", _))
+            &i.requests[..],
+            [(Request::Operation(_), "operation", _)]
+        ));
+        // A patch asks to write every file it touches.
+        let patch = "*** Begin Patch\n*** Add File: a.txt\n+x\n*** Update File: src/b.rs\n@@\n-y\n+z\n*** End Patch\n";
+        let i = intent_of(&t("apply_patch", serde_json::json!({"input": patch})));
+        let subjects: Vec<&str> = i.requests.iter().map(|r| r.2.as_str()).collect();
+        assert_eq!(subjects, ["a.txt", "src/b.rs"]);
+        assert!(i.requests.iter().all(|r| r.1 == "write"));
+        let i = intent_of(&t("apply_patch", serde_json::json!({"input": "garbage"})));
+        assert!(matches!(
+            &i.requests[..],
+            [(Request::Operation(_), "operation", _)]
         ));
     }
 
