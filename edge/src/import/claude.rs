@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::Value;
 
-use super::{Item, Transcript, parse_rfc3339, read_whole_lines};
+use super::{Item, Transcript, read_whole_lines, records};
 use crate::hooks::usage::{claude_subagent_files, parse_claude};
 
 /// Where Claude Code keeps its transcripts.
@@ -130,20 +130,7 @@ struct Reply {
 /// session's own file (a subagent's prompts and replies are its own, not the person's).
 fn items(lines: &[u8], main: bool, t: &mut Transcript, at_of: &mut HashMap<String, i64>) {
     let mut replies: Vec<(String, Reply)> = Vec::new();
-    let mut last_at = 0;
-    for line in lines.split(|b| *b == b'\n') {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let Ok(Value::Object(rec)) = serde_json::from_slice::<Value>(line) else {
-            continue; // counted by parse_claude
-        };
-        let at = rec
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(parse_rfc3339)
-            .unwrap_or(last_at);
-        last_at = at;
+    for (rec, at) in records(lines) {
         if main && t.cwd.is_none() {
             t.cwd = rec.get("cwd").and_then(Value::as_str).map(str::to_owned);
         }

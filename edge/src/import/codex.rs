@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::Value;
 
-use super::{Item, Transcript, parse_rfc3339, read_whole_lines};
+use super::{Item, Transcript, read_whole_lines, records};
 use crate::hooks::usage::parse_codex;
 
 /// Rollout files looked at per `--all` (the newest are kept).
@@ -115,20 +115,7 @@ pub fn read(path: &Path) -> Result<Transcript> {
         ..Default::default()
     };
     let mut at_of: HashMap<String, i64> = HashMap::new();
-    let mut last_at = 0;
-    for line in lines.split(|b| *b == b'\n') {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let Ok(Value::Object(rec)) = serde_json::from_slice::<Value>(line) else {
-            continue; // counted by parse_codex
-        };
-        let at = rec
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(parse_rfc3339)
-            .unwrap_or(last_at);
-        last_at = at;
+    for (rec, at) in records(&lines) {
         let p = rec.get("payload").unwrap_or(&Value::Null);
         let s = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_owned);
         match (

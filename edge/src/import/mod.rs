@@ -177,6 +177,28 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         .map(|t| t.as_microsecond())
 }
 
+/// The JSON object records of JSONL `lines`, each with its `timestamp` in µs (a record
+/// without one takes the time of the record before it). Blank lines and lines that are not
+/// objects are passed over: the agents' usage parsers count them.
+pub fn records(lines: &[u8]) -> impl Iterator<Item = (serde_json::Map<String, Value>, i64)> + '_ {
+    let mut last_at = 0;
+    lines.split(|b| *b == b'\n').filter_map(move |line| {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        let Ok(Value::Object(rec)) = serde_json::from_slice::<Value>(line) else {
+            return None;
+        };
+        let at = rec
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339)
+            .unwrap_or(last_at);
+        last_at = at;
+        Some((rec, at))
+    })
+}
+
 /// The whole lines of `path` (a last line without its newline is left out and counted in
 /// `cut_short`), read in [`crate::hooks::usage::read_lines`]'s bounded steps.
 pub fn read_whole_lines(path: &Path) -> Result<(Vec<u8>, usize, Vec<String>)> {
