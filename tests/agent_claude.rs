@@ -768,3 +768,90 @@ fn claude_code_calls_horde_as_an_mcp_server_and_the_call_is_recorded() {
     );
     assert!(!p["session"].as_str().expect("client").is_empty());
 }
+
+#[test]
+fn claude_codes_tool_calls_reach_the_daemon_over_http_and_enforce_blocks_them_when_it_cannot() {
+    let Some(bin) = claude_bin() else { return };
+    let repo = Repo::new();
+    let install = [
+        "hooks",
+        "install",
+        "claude",
+        "--mode",
+        "enforce",
+        "--role",
+        "claude-test",
+        "--transport",
+        "http",
+    ];
+    let out = repo.horde(&install);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("127.0.0.1:"), "{said}");
+    // Installing again changes nothing: the same port and token.
+    let settings = repo.root.join(".claude/settings.local.json");
+    let before = std::fs::read(&settings).expect("settings");
+    repo.horde(&install);
+    assert_eq!(std::fs::read(&settings).expect("settings"), before);
+    let doc: Value = serde_json::from_slice(&before).expect("json");
+    assert_eq!(doc["hooks"]["PreToolUse"][0]["hooks"][0]["type"], "http");
+    assert_eq!(
+        doc["hooks"]["SessionStart"][0]["hooks"][0]["type"],
+        "command"
+    );
+    // A `horde hook … PreToolUse` process would die: none runs, the daemon answers instead.
+    repo.horde_dies_on("PreToolUse", ".claude/settings.local.json");
+
+    let model = ModelServer::start(vec![
+        Reply::tool("Bash", json!({"command": "echo x > src/x.txt"})),
+        Reply::tool("Bash", json!({"command": "rm src/lib.rs"})),
+        Reply::text("done"),
+    ]);
+    assert!(repo.claude(&bin, &model, "work").status.success());
+    assert!(repo.root.join("src/x.txt").exists(), "the allowed call ran");
+    assert!(
+        repo.root.join("src/lib.rs").exists(),
+        "the denied one did not"
+    );
+    let log = repo.log();
+    let calls = calls(&log);
+    let (intent, result) = &calls["toolu_1"];
+    let intent = intent.as_ref().expect("the first call's intent");
+    assert!(result.is_some(), "and its end");
+    assert_eq!(changes_caused_by(&log, &intent["id"]), ["create src/x.txt"]);
+    let (denied, _) = &calls["toolu_2"];
+    let denied = denied.as_ref().expect("the denied call's intent");
+    assert_eq!(denied["payload"]["result_summary"], "denied, not run");
+    repo.horde(&["verify"]);
+
+    // The port taken by another program: the daemon cannot listen, so no tool runs.
+    repo.horde(&["daemon", "stop"]);
+    let ep: Value = serde_json::from_slice(
+        &std::fs::read(repo.root.join(".horde/hooks-http.json")).expect("endpoint"),
+    )
+    .expect("json");
+    let port = ep["port"].as_u64().expect("port") as u16;
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+    let model = ModelServer::start(vec![
+        Reply::tool("Bash", json!({"command": "echo y > src/y.txt"})),
+        Reply::text("done"),
+    ]);
+    let out = repo.claude(&bin, &model, "work again");
+    assert!(out.status.success());
+    assert!(
+        !repo.root.join("src/y.txt").exists(),
+        "enforce: a tool call nobody can check does not run"
+    );
+    let daemon_log =
+        std::fs::read_to_string(repo.root.join(".horde/daemon.log")).unwrap_or_default();
+    assert!(
+        daemon_log.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{daemon_log}"
+    );
+
+    // Uninstalling removes the endpoint with the hooks.
+    repo.horde(&["hooks", "uninstall", "claude"]);
+    assert!(!repo.root.join(".horde/hooks-http.json").exists());
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(&settings).expect("settings")).expect("json");
+    assert!(doc.get("hooks").is_none(), "{doc}");
+}

@@ -203,8 +203,6 @@ impl Config {
 /// machine, and without the key a fingerprint cannot be tested against guesses.
 pub fn fingerprint_key() -> anyhow::Result<horde_policy::secrets::FingerprintKey> {
     use anyhow::Context;
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = user_config_dir().join("fingerprint.key");
     let read =
         |p: &std::path::Path| -> anyhow::Result<Option<horde_policy::secrets::FingerprintKey>> {
@@ -231,17 +229,8 @@ pub fn fingerprint_key() -> anyhow::Result<horde_policy::secrets::FingerprintKey
     getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
     // Written aside and linked into place: two processes racing both end up with one key.
     let tmp = dir.join(format!(".fingerprint.key.{}", std::process::id()));
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(&b)?;
-        f.sync_all()?;
-    }
+    crate::sys::write_private(&tmp, &b)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     let linked = std::fs::hard_link(&tmp, &path);
     let _ = std::fs::remove_file(&tmp);
     match linked {

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::hooks::record::{HookOptions, NotInitialised, layout_of, record, record_in};
 use crate::hooks::warm::{Warm, collecting};
-use crate::hooks::{self, AgentKind, Answer, Mode};
+use crate::hooks::{self, AgentKind, Answer, Mode, http};
 use crate::store::Layout;
 use crate::sys::{peer_uid, uid};
 
@@ -220,21 +220,113 @@ pub fn record_hook(
     opts: &HookOptions,
     timeout: Duration,
 ) -> Result<Answer> {
-    if enabled() {
-        let layout = layout_of(input)?;
-        match ask(&layout, agent, event, opts, &input.raw, timeout) {
-            Asked::Answer(a) => return Ok(a),
-            Asked::Failed(e) => return Err(e),
-            Asked::Alone => {
-                if running(&layout).is_none()
-                    && let Err(e) = spawn(&layout, Duration::from_secs(DEFAULT_IDLE_SECS))
-                {
-                    tracing::warn!("cannot start the daemon: {e:#}");
-                }
-            }
+    let started = std::time::Instant::now();
+    let Ok(layout) = layout_of(input) else {
+        return record(input, opts);
+    };
+    // With HTTP hooks, tool calls reach horde only through the daemon: the other hooks (a
+    // session's start, each prompt) bring it up and wait for it.
+    let http = http::load(&layout).ok().flatten().is_some();
+    if !enabled() {
+        let a = record(input, opts)?;
+        return Ok(if http {
+            unserved(a, "HORDE_DAEMON=off")
+        } else {
+            a
+        });
+    }
+    match ask(&layout, agent, event, opts, &input.raw, timeout) {
+        Asked::Answer(a) => return Ok(a),
+        Asked::Failed(e) => return Err(e),
+        Asked::Alone => {}
+    }
+    if !http {
+        if running(&layout).is_none()
+            && let Err(e) = spawn(&layout, Duration::from_secs(DEFAULT_IDLE_SECS))
+        {
+            tracing::warn!("cannot start the daemon: {e:#}");
+        }
+        return record(input, opts);
+    }
+    let left = timeout.saturating_sub(started.elapsed());
+    let idle = Duration::from_secs(DEFAULT_IDLE_SECS);
+    match start_and_wait(&layout, left.min(DAEMON_START), idle) {
+        Ok(()) => match ask(
+            &layout,
+            agent,
+            event,
+            opts,
+            &input.raw,
+            timeout.saturating_sub(started.elapsed()),
+        ) {
+            Asked::Answer(a) => Ok(a),
+            Asked::Failed(e) => Err(e),
+            Asked::Alone => Ok(unserved(
+                record(input, opts)?,
+                "the daemon did not take the call",
+            )),
+        },
+        Err(e) => {
+            tracing::warn!("{e:#}");
+            Ok(unserved(record(input, opts)?, &format!("{e:#}")))
         }
     }
-    record(input, opts)
+}
+
+/// How long a hook waits for a daemon it starts for Claude Code's HTTP hooks.
+const DAEMON_START: Duration = Duration::from_secs(8);
+
+/// `a`, or a notice that Claude Code's HTTP hooks have nothing to reach, and why.
+fn unserved(a: Answer, why: &str) -> Answer {
+    let notice = format!(
+        "horde's daemon is not running ({why}), so Claude Code's HTTP hooks cannot reach it: \
+         tool calls are blocked in enforce mode and not recorded in audit mode until it runs \
+         (see .horde/daemon.log)"
+    );
+    match a {
+        Answer::Neutral => Answer::Notice(notice),
+        Answer::Notice(n) => Answer::Notice(format!("{n}\n{notice}")),
+        other => {
+            eprintln!("{notice}");
+            other
+        }
+    }
+}
+
+/// Starts the repository's daemon unless one runs, and waits until it answers on its socket
+/// (and so on its HTTP endpoint, bound before the socket).
+pub fn start_and_wait(layout: &Layout, within: Duration, idle: Duration) -> Result<()> {
+    let p = paths(layout);
+    let until = std::time::Instant::now() + within;
+    let mut child: Option<std::process::Child> = None;
+    loop {
+        if running(layout).is_some() && UnixStream::connect(&p.socket).is_ok() {
+            return Ok(());
+        }
+        let exited = match &mut child {
+            None => {
+                if running(layout).is_none() {
+                    child = Some(spawn(layout, idle)?);
+                }
+                false
+            }
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+        };
+        // Another daemon took the lock first: wait for that one.
+        if exited && running(layout).is_none() {
+            let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            bail!("the daemon did not start: {last}");
+        }
+        if std::time::Instant::now() >= until {
+            bail!("the daemon did not start within {} ms", within.as_millis());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// How long a daemon started by a hook stays without calls.
@@ -251,7 +343,7 @@ pub fn enabled() -> bool {
 /// Starts a daemon for `layout` in the background, detached from this process (its own
 /// session, no inherited descriptors: an agent waiting for its hook's output never waits for
 /// the daemon). Does not wait for it.
-pub fn spawn(layout: &Layout, idle: Duration) -> Result<u32> {
+pub fn spawn(layout: &Layout, idle: Duration) -> Result<std::process::Child> {
     let exe = std::env::current_exe().context("cannot tell where this horde binary is")?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -268,8 +360,33 @@ pub fn spawn(layout: &Layout, idle: Duration) -> Result<u32> {
         .stdout(std::process::Stdio::null())
         .stderr(log);
     crate::sys::new_session(&mut cmd);
-    let child = cmd.spawn().context("cannot start the daemon")?;
-    Ok(child.id())
+    cmd.spawn().context("cannot start the daemon")
+}
+
+/// Stops the repository's daemon (`pid`, as [`running`] said) and waits until it has left.
+pub fn stop(layout: &Layout, pid: u32) -> Result<()> {
+    crate::sys::send_signal(pid, libc::SIGTERM);
+    let t = std::time::Instant::now();
+    while running(layout).is_some() {
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!("the daemon (pid {pid}) did not stop within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Restarts the repository's daemon if one runs (so that it reads its configuration again).
+pub fn restart(layout: &Layout) -> Result<()> {
+    if let Some(pid) = running(layout) {
+        stop(layout, pid)?;
+        start_and_wait(
+            layout,
+            Duration::from_secs(60),
+            Duration::from_secs(DEFAULT_IDLE_SECS),
+        )?;
+    }
+    Ok(())
 }
 
 /// Holds the repository's daemon lock; None when another daemon holds it.
@@ -327,6 +444,22 @@ pub fn serve(layout: Layout, idle: Duration, ready: impl FnOnce(&Paths)) -> Resu
     std::fs::set_permissions(&p.socket, std::fs::Permissions::from_mode(0o600))?;
     let sock_ino = inode(&p.socket);
     let dir_ino = inode(&layout.dir);
+    // Claude Code's HTTP hooks, when the repository's hooks use them: bound before the daemon
+    // says it is ready, so a session's first tool call finds it.
+    let endpoint = http::load(&layout)?;
+    let tcp = match &endpoint {
+        Some(ep) => Some(
+            std::net::TcpListener::bind(("127.0.0.1", ep.port)).with_context(|| {
+                format!(
+                    "cannot listen on 127.0.0.1:{} for Claude Code's HTTP hooks (another \
+                     program uses it?): `horde hooks install claude --transport http --port N` \
+                     moves them",
+                    ep.port
+                )
+            })?,
+        ),
+        None => None,
+    };
     let warm = Arc::new(Mutex::new(warm));
     let last = Arc::new(AtomicI64::new(horde_core::time::now_micros()));
     let shared = Arc::new(Shared {
@@ -335,6 +468,24 @@ pub fn serve(layout: Layout, idle: Duration, ready: impl FnOnce(&Paths)) -> Resu
         version: version(),
         config_dir: crate::config::user_config_dir(),
     });
+    if let (Some(tcp), Some(ep)) = (tcp, endpoint) {
+        let handler = Arc::new(HttpCalls {
+            warm: warm.clone(),
+            shared: shared.clone(),
+            last: last.clone(),
+            paths: p.clone(),
+            sock_ino,
+        });
+        std::thread::Builder::new()
+            .name("horde-daemon-http".into())
+            .spawn(move || {
+                if let Err(e) = http::serve(tcp, ep.token, handler) {
+                    tracing::error!("the HTTP hook endpoint stopped: {e:#}");
+                    eprintln!("horde daemon: the HTTP hook endpoint stopped: {e:#}");
+                }
+            })?;
+        tracing::info!(port = ep.port, "HTTP hooks on 127.0.0.1");
+    }
     tracing::info!(root = %layout.root.display(), socket = %p.socket.display(), "daemon ready");
     ready(&p);
 
@@ -464,16 +615,10 @@ fn serve_one(conn: UnixStream, warm: &Mutex<Warm>, shared: &Shared) -> Option<&'
         wait: (req.wait_secs > 0).then(|| Duration::from_secs(req.wait_secs)),
         secret_key: shared.secret_key.clone(),
     };
-    let (result, notes) = if opts.wait.is_some() && input.kind == hooks::Kind::PreTool {
-        // May wait minutes for a person: not while holding everyone else up.
-        collecting(|| record(&input, &opts))
-    } else {
-        let Ok(mut w) = warm.lock() else {
-            // A call panicked mid-way: the hooks go alone until a fresh daemon starts.
-            reply(&conn, alone("the daemon failed"));
-            return Some("a call failed mid-way");
-        };
-        collecting(|| record_in(&mut w, &input, &opts))
+    let Some((result, notes)) = record_call(warm, &input, &opts) else {
+        // A call panicked mid-way: the hooks go alone until a fresh daemon starts.
+        reply(&conn, alone("the daemon failed"));
+        return Some("a call failed mid-way");
     };
     let r = match result {
         Ok(a) => Reply {
@@ -490,4 +635,74 @@ fn serve_one(conn: UnixStream, warm: &Mutex<Warm>, shared: &Shared) -> Option<&'
     };
     reply(&conn, r);
     None
+}
+
+/// Records one call on the daemon's warm state, with what it had to say; None when an
+/// earlier call panicked holding that state (the daemon should leave).
+fn record_call(
+    warm: &Mutex<Warm>,
+    input: &hooks::HookInput,
+    opts: &HookOptions,
+) -> Option<(Result<Answer>, Vec<String>)> {
+    if opts.wait.is_some() && input.kind == hooks::Kind::PreTool {
+        // May wait minutes for a person: not while holding everyone else up.
+        return Some(collecting(|| record(input, opts)));
+    }
+    let mut w = warm.lock().ok()?;
+    Some(collecting(|| record_in(&mut w, input, opts)))
+}
+
+/// Claude Code's HTTP hooks, answered from the daemon's warm state.
+struct HttpCalls {
+    warm: Arc<Mutex<Warm>>,
+    shared: Arc<Shared>,
+    last: Arc<AtomicI64>,
+    paths: Paths,
+    sock_ino: Option<u64>,
+}
+
+impl http::Handler for HttpCalls {
+    fn call(&self, call: http::Call) -> Answer {
+        self.last
+            .store(horde_core::time::now_micros(), Ordering::Relaxed);
+        let input = hooks::parse(call.agent, &call.event, call.payload);
+        let (mode, kind) = (call.options.mode, input.kind);
+        let opts = HookOptions {
+            mode,
+            role: call.options.role,
+            wait: (call.options.wait_secs > 0).then(|| Duration::from_secs(call.options.wait_secs)),
+            secret_key: self.shared.secret_key.clone(),
+        };
+        let result = match layout_of(&input) {
+            Ok(l) if l.root == self.shared.layout.root => {
+                match record_call(&self.warm, &input, &opts) {
+                    Some((result, notes)) => {
+                        for n in notes {
+                            eprintln!("{n}");
+                        }
+                        result
+                    }
+                    None => leave(
+                        &self.paths,
+                        self.sock_ino,
+                        &self.warm,
+                        "a call failed mid-way",
+                    ),
+                }
+            }
+            Ok(l) => Err(anyhow::anyhow!(
+                "this endpoint records {}, and the call came from {}",
+                self.shared.layout.root.display(),
+                l.root.display()
+            )),
+            Err(e) => Err(e),
+        };
+        self.last
+            .store(horde_core::time::now_micros(), Ordering::Relaxed);
+        hooks::settle(result, call.agent, mode, kind, &input.session)
+    }
+
+    fn root(&self) -> &Path {
+        &self.shared.layout.root
+    }
 }

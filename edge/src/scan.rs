@@ -504,7 +504,27 @@ pub fn scan_dirty(
     if let Some(f) = &on_dir {
         f(root);
     }
-    for item in walk_builder_filtered(root, Some(filter)).build() {
+    // The sequential walker opens every directory it meets before the filter can skip it,
+    // so each sibling of a dirty directory would cost an open (a hundred of them, a few
+    // milliseconds, on every hook call); the parallel one opens only what the filter keeps.
+    // One thread: a watched scan lists a few directories.
+    let entered: std::sync::Mutex<Vec<std::result::Result<ignore::DirEntry, ignore::Error>>> =
+        Default::default();
+    walk_builder_filtered(root, Some(filter))
+        .threads(1)
+        .build_parallel()
+        .run(|| {
+            Box::new(|item| {
+                if let Ok(mut e) = entered.lock() {
+                    e.push(item);
+                }
+                ignore::WalkState::Continue
+            })
+        });
+    let entered = entered.into_inner().map_err(|_| {
+        crate::store::StoreError::io("a scan thread panicked", std::io::Error::other("poisoned"))
+    })?;
+    for item in entered {
         w.absorb(visit(root, blobs, index, withhold, started_ns, item))?;
     }
     let listed = std::mem::take(&mut *listed.lock().map_err(|_| {

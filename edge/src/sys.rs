@@ -103,3 +103,18 @@ pub fn new_session(cmd: &mut std::process::Command) {
         });
     }
 }
+
+/// Writes `bytes` to a new file at `path` that only its owner may read, and flushes it to
+/// disk (the caller then links or renames it into place).
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}

@@ -331,3 +331,136 @@ fn an_answer_remembered_meanwhile_applies_to_the_next_call_through_the_daemon() 
     );
     r.ok(&["daemon", "stop"]);
 }
+
+/// POSTs `body` to the daemon's HTTP hook endpoint at `path` with `token` (None: none).
+fn post_http(port: u16, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, String) {
+    let client = reqwest::blocking::Client::new();
+    let mut req = client
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().expect("the endpoint answers");
+    (resp.status().as_u16(), resp.text().expect("body"))
+}
+
+#[test]
+fn the_daemon_answers_claude_codes_http_hooks_with_a_token_and_refuses_the_rest() {
+    let r = Repo::init();
+    // Refused where HTTP hooks cannot work, and nothing is written.
+    for args in [
+        &["hooks", "install", "codex", "--transport", "http"][..],
+        &[
+            "hooks",
+            "install",
+            "claude",
+            "--transport",
+            "http",
+            "--user",
+        ],
+        &["hooks", "install", "claude", "--port", "25000"],
+    ] {
+        let out = r.run(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(!r.path(".horde/hooks-http.json").exists(), "{args:?}");
+    }
+    r.ok(&[
+        "hooks",
+        "install",
+        "claude",
+        "--mode",
+        "enforce",
+        "--transport",
+        "http",
+    ]);
+    let ep: Value =
+        serde_json::from_slice(&std::fs::read(r.path(".horde/hooks-http.json")).expect("endpoint"))
+            .expect("json");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(r.path(".horde/hooks-http.json"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the token is its owner's only");
+    let (port, token) = (
+        ep["port"].as_u64().expect("port") as u16,
+        ep["token"].as_str().expect("token").to_owned(),
+    );
+    r.ok(&["daemon", "start"]);
+    let pre = |call: &str, command: &str| {
+        json!({
+            "session_id": "s-http", "cwd": r.path(""), "hook_event_name": "PreToolUse",
+            "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": call,
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let url = "/horde/hook/claude/PreToolUse?mode=enforce&role=builder&deadline_ms=5000";
+    // No token, a wrong one: nothing is recorded.
+    let before = r.events().len();
+    assert_eq!(post_http(port, url, None, pre("t0", "ls")).0, 401);
+    assert_eq!(post_http(port, url, Some("0123"), pre("t0", "ls")).0, 401);
+    assert_eq!(r.events().len(), before);
+    // Not a hook URL, not a POST, too large.
+    assert_eq!(
+        post_http(port, "/elsewhere", Some(&token), Vec::new()).0,
+        404
+    );
+    let (status, _) = post_http(
+        port,
+        "/horde/hook/claude/PreToolUse?mode=lenient",
+        Some(&token),
+        pre("t0", "ls"),
+    );
+    assert_eq!(status, 404);
+    let get = reqwest::blocking::Client::new()
+        .get(format!("http://127.0.0.1:{port}{url}"))
+        .bearer_auth(&token)
+        .send()
+        .expect("get");
+    assert_eq!(get.status().as_u16(), 405);
+    // Said to be too large: refused before it is sent.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        tcp,
+        "POST {url} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\n\
+         content-length: {}\r\n\r\n",
+        70u64 << 20
+    )
+    .expect("write");
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut tcp, &mut head).expect("read");
+    assert_eq!(&head, b"HTTP/1.1 413");
+    // Not JSON: enforce denies the call rather than let it run unchecked.
+    let (status, body) = post_http(port, url, Some(&token), b"{not json".to_vec());
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_str(&body).expect("an answer");
+    assert_eq!(
+        answer["hookSpecificOutput"]["permissionDecision"], "deny",
+        "{answer}"
+    );
+    // A real call is decided and recorded, as through `horde hook`.
+    let (status, body) = post_http(port, url, Some(&token), pre("t1", "rm -rf /"));
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_str(&body).expect("an answer");
+    assert_eq!(answer["hookSpecificOutput"]["permissionDecision"], "deny");
+    let recorded = r
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "tool_call" && e["payload"]["call_id"] == "t1")
+        .count();
+    assert_eq!(recorded, 1);
+    let health = reqwest::blocking::Client::new()
+        .get(format!("http://127.0.0.1:{port}/horde/health"))
+        .bearer_auth(&token)
+        .send()
+        .expect("health")
+        .json::<Value>()
+        .expect("json");
+    assert_eq!(
+        std::path::Path::new(health["root"].as_str().expect("root")),
+        r.path("").canonicalize().expect("root")
+    );
+    r.ok(&["daemon", "stop"]);
+}

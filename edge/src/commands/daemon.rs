@@ -3,7 +3,7 @@
 //! commands are for people and scripts.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -59,36 +59,26 @@ pub fn cmd_daemon(cmd: DaemonCommand) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            daemon::spawn(&layout, Duration::from_secs(a.idle))?;
             // Ready when it answers on its socket (it watches the tree first).
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(60) {
-                if std::os::unix::net::UnixStream::connect(&p.socket).is_ok()
-                    && let Some(pid) = daemon::running(&layout)
-                {
-                    println!("the daemon runs (pid {pid}): {}", p.socket.display());
-                    return Ok(ExitCode::SUCCESS);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            bail!(
-                "the daemon did not start within 60 s; see {}",
-                p.log.display()
+            daemon::start_and_wait(
+                &layout,
+                Duration::from_secs(60),
+                Duration::from_secs(a.idle),
             )
+            .with_context(|| format!("see {}", p.log.display()))?;
+            println!(
+                "the daemon runs (pid {}): {}",
+                daemon::running(&layout).map_or("?".into(), |p| p.to_string()),
+                p.socket.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         DaemonCommand::Stop => {
             let Some(pid) = daemon::running(&layout) else {
                 println!("no daemon runs for {}", layout.root.display());
                 return Ok(ExitCode::SUCCESS);
             };
-            crate::sys::send_signal(pid, libc::SIGTERM);
-            let t = Instant::now();
-            while daemon::running(&layout).is_some() {
-                if t.elapsed() > Duration::from_secs(10) {
-                    bail!("the daemon (pid {pid}) did not stop within 10 s");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            daemon::stop(&layout, pid)?;
             println!("stopped the daemon (pid {pid})");
             Ok(ExitCode::SUCCESS)
         }

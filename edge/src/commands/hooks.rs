@@ -12,8 +12,8 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::hooks::install::{self, Plan};
-use crate::hooks::record::{HookOptions, NotInitialised};
-use crate::hooks::{self, AgentKind, Answer, Kind, Mode};
+use crate::hooks::record::HookOptions;
+use crate::hooks::{self, AgentKind, Answer, Mode, fallback};
 use crate::session::cwd;
 use crate::store::Layout;
 
@@ -61,6 +61,17 @@ pub struct InstallArgs {
     /// before answering.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub wait: u64,
+    /// How a tool call's hooks reach horde. command: the agent runs `horde hook` for each
+    /// event. http (Claude Code, a repository's hooks): the agent POSTs each tool call to
+    /// horde's daemon on 127.0.0.1, with a token, and starts no process; the session's other
+    /// hooks start the daemon. If the daemon is gone mid-session, enforce mode blocks tool
+    /// calls and audit mode lets them run unrecorded until the next prompt restarts it.
+    #[arg(long, default_value = "command", value_parser = ["command", "http"])]
+    pub transport: String,
+    /// With --transport http: the port on 127.0.0.1 (default: the one chosen before, or a
+    /// free one).
+    #[arg(long, requires = "transport")]
+    pub port: Option<u16>,
 }
 
 #[derive(Args, Debug)]
@@ -122,6 +133,26 @@ pub fn cmd_hooks(cmd: HooksCommand) -> Result<ExitCode> {
             let exe = std::env::current_exe()
                 .and_then(|e| e.canonicalize())
                 .context("cannot tell where this horde binary is")?;
+            let http = match a.transport.as_str() {
+                "http" => {
+                    if agent != AgentKind::Claude {
+                        bail!(
+                            "--transport http is for Claude Code: {} runs its hooks as commands",
+                            agent.name()
+                        );
+                    }
+                    if a.target.user {
+                        bail!(
+                            "--transport http needs a repository's hooks: each repository has \
+                             its own daemon and port (drop --user)"
+                        );
+                    }
+                    let layout = Layout::discover(&cwd()?)?;
+                    Some(hooks::http::ensure(&layout, a.port)?)
+                }
+                _ if a.port.is_some() => bail!("--port goes with --transport http"),
+                _ => None,
+            };
             let plan = Plan {
                 agent,
                 mode: Mode::parse(&a.mode).context("checked by clap")?,
@@ -129,8 +160,24 @@ pub fn cmd_hooks(cmd: HooksCommand) -> Result<ExitCode> {
                 timeout_secs: a.timeout,
                 wait_secs: a.wait,
                 exe,
+                http: http.clone(),
             };
             let changed = install::install(&path, &plan)?;
+            // Only now: a failed install leaves the daemon as it was.
+            let layout = Layout::discover(&cwd()?).ok();
+            if agent == AgentKind::Claude
+                && !a.target.user
+                && let Some(layout) = &layout
+            {
+                let running = crate::daemon::running(layout).is_some();
+                if http.is_none() {
+                    hooks::http::remove(layout)?;
+                }
+                if running {
+                    // It listens (or not) as the endpoint says only from its start.
+                    crate::daemon::restart(layout)?;
+                }
+            }
             println!(
                 "{} horde's {} hooks ({} mode, role {}) in {}",
                 if changed {
@@ -154,12 +201,31 @@ pub fn cmd_hooks(cmd: HooksCommand) -> Result<ExitCode> {
                 AgentKind::Gemini => println!(
                     "Gemini CLI shows a warning for project hooks the first time and then runs them."
                 ),
-                AgentKind::Claude => {}
+                AgentKind::Claude => {
+                    if let Some(ep) = &http {
+                        println!(
+                            "Claude Code POSTs each tool call's hooks to 127.0.0.1:{} (horde's \
+                             daemon, started by the session's first hook); the token is in {} \
+                             and .horde/{}: keep both to yourself.",
+                            ep.port,
+                            path.display(),
+                            hooks::http::FILE
+                        );
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
         HooksCommand::Uninstall(t) => {
             let (agent, path) = target_path(&t)?;
+            if agent == AgentKind::Claude
+                && !t.user
+                && let Ok(layout) = Layout::discover(&cwd()?)
+                && hooks::http::remove(&layout)?
+                && crate::daemon::running(&layout).is_some()
+            {
+                crate::daemon::restart(&layout)?;
+            }
             if install::uninstall(&path, agent)? {
                 println!(
                     "removed horde's {} hooks from {}",
@@ -197,11 +263,14 @@ pub fn cmd_hooks(cmd: HooksCommand) -> Result<ExitCode> {
                     continue;
                 }
                 println!(
-                    "{:<7} {:<16} {}  ({} events{}{})",
+                    "{:<7} {:<16} {}  ({} events{}{}{})",
                     s.agent,
                     s.mode.as_deref().unwrap_or("?"),
                     s.file,
                     s.events.len(),
+                    s.http_port
+                        .map(|p| format!(", tool calls over HTTP to 127.0.0.1:{p}"))
+                        .unwrap_or_default(),
                     if s.missing.is_empty() {
                         String::new()
                     } else {
@@ -220,27 +289,6 @@ pub fn cmd_hooks(cmd: HooksCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The answer when horde could not decide: enforce denies a tool call, audit lets it be.
-fn fallback(mode: Mode, kind: Kind, why: &str) -> Answer {
-    match (mode, kind) {
-        (Mode::Enforce, Kind::PreTool) => Answer::Deny(format!(
-            "horde (enforce mode) could not check this call, so it is denied: {why}"
-        )),
-        _ => Answer::Neutral,
-    }
-}
-
-/// A marker so that "not initialised" is said once per session.
-fn first_notice(agent: AgentKind, session: &str) -> bool {
-    let h = horde_core::BlobHash::of(format!("{}\0{session}", agent.name()).as_bytes());
-    let p = std::env::temp_dir().join(format!("horde-hook-notice-{}", &h.to_hex()[..16]));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(p)
-        .is_ok()
 }
 
 pub fn cmd_hook(a: HookArgs) -> Result<ExitCode> {
@@ -298,20 +346,7 @@ pub fn cmd_hook(a: HookArgs) -> Result<ExitCode> {
                 .context("cannot start a thread")?;
             let left = deadline.saturating_sub(started.elapsed());
             match rx.recv_timeout(left) {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(e)) if e.downcast_ref::<NotInitialised>().is_some() => match (mode, kind) {
-                    (Mode::Enforce, Kind::PreTool) => Answer::Deny(format!(
-                        "horde (enforce mode): {e}; the call is denied until it is"
-                    )),
-                    _ if first_notice(agent, &session) => {
-                        Answer::Notice(format!("horde is not recording this session: {e}"))
-                    }
-                    _ => Answer::Neutral,
-                },
-                Ok(Err(e)) => {
-                    eprintln!("horde: {e:#}");
-                    fallback(mode, kind, &format!("{e:#}"))
-                }
+                Ok(result) => hooks::settle(result, agent, mode, kind, &session),
                 Err(_) => {
                     eprintln!("horde: no answer within {} ms", deadline.as_millis());
                     let ans = fallback(

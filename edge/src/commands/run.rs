@@ -267,6 +267,7 @@ fn agent_hooks(
         role: args.hook_role.clone(),
         timeout_secs: 30,
         wait_secs: 0,
+        http: None,
         exe: std::env::current_exe()
             .and_then(|e| e.canonicalize())
             .context("cannot tell where this horde binary is")?,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
 
-use super::{AgentKind, Mode};
+use super::{AgentKind, Mode, http};
 
 /// How the hooks call horde.
 #[derive(Debug, Clone)]
@@ -21,6 +21,9 @@ pub struct Plan {
     pub wait_secs: u64,
     /// The horde binary the hooks run.
     pub exe: PathBuf,
+    /// Claude Code only: the daemon's endpoint that its per-tool-call hooks POST to instead of
+    /// running horde (see [`super::http`]).
+    pub http: Option<http::Endpoint>,
 }
 
 /// The configuration file of `agent` for a repository (`root`) or the user (`home`).
@@ -91,9 +94,34 @@ fn entry(plan: &Plan, event: &str) -> Value {
     let exe = plan.exe.to_string_lossy().into_owned();
     let a = args(plan, event);
     let timeout = timeout_for(plan, event);
-    let hook = match plan.agent {
+    let hook = match (plan.agent, &plan.http) {
+        // Every tool call fires these: a POST to the daemon costs the agent no process.
+        (AgentKind::Claude, Some(ep)) if http::EVENTS.contains(&event) => {
+            let deadline_ms = (timeout * 1000).saturating_sub(1500).max(500);
+            let o = http::Options {
+                mode: plan.mode,
+                role: plan.role.clone(),
+                deadline_ms,
+                wait_secs: if event == "PreToolUse" {
+                    plan.wait_secs
+                } else {
+                    0
+                },
+            };
+            let mut h = json!({
+                "type": "http",
+                "url": http::url(ep, plan.agent, event, &o),
+                "timeout": timeout,
+                "headers": { "Authorization": format!("Bearer {}", ep.token) },
+            });
+            if plan.mode == Mode::Enforce && event == "PreToolUse" {
+                // No daemon to answer (stopped, killed, the port taken): the tool does not run.
+                h["onFailure"] = json!("block");
+            }
+            h
+        }
         // Exec form: no shell between the agent and horde.
-        AgentKind::Claude => {
+        (AgentKind::Claude, _) => {
             let mut h = json!({ "type": "command", "command": exe, "args": a, "timeout": timeout });
             if plan.mode == Mode::Enforce && event == "PreToolUse" {
                 // If horde itself cannot answer (killed, missing), the tool does not run.
@@ -102,7 +130,7 @@ fn entry(plan: &Plan, event: &str) -> Value {
             h
         }
         // Codex and Gemini take a shell line.
-        AgentKind::Codex => {
+        (AgentKind::Codex, _) => {
             let mut line = std::iter::once(shell_quote(&exe))
                 .chain(a.iter().map(|s| shell_quote(s)))
                 .collect::<Vec<_>>()
@@ -112,7 +140,7 @@ fn entry(plan: &Plan, event: &str) -> Value {
             }
             json!({ "type": "command", "command": line, "timeout": timeout })
         }
-        AgentKind::Gemini => {
+        (AgentKind::Gemini, _) => {
             let mut line = std::iter::once(shell_quote(&exe))
                 .chain(a.iter().map(|s| shell_quote(s)))
                 .collect::<Vec<_>>()
@@ -141,6 +169,9 @@ fn entry(plan: &Plan, event: &str) -> Value {
 
 /// Whether a hook entry is horde's (for `agent`).
 fn is_ours(hook: &Value, agent: AgentKind) -> bool {
+    if let Some(url) = hook.get("url").and_then(Value::as_str) {
+        return hook_url(url).is_some_and(|(a, ..)| a == agent);
+    }
     let cmd = hook.get("command").and_then(Value::as_str).unwrap_or("");
     let args: Vec<&str> = hook
         .get("args")
@@ -153,6 +184,13 @@ fn is_ours(hook: &Value, agent: AgentKind) -> bool {
 }
 
 /// `doc` without horde's hooks; whether any were there.
+/// A horde hook URL's agent, event and options.
+fn hook_url(url: &str) -> Option<(AgentKind, String, http::Options)> {
+    let rest = url.strip_prefix("http://127.0.0.1:")?;
+    let path = &rest[rest.find('/')?..];
+    http::parse_url(path)
+}
+
 fn strip(doc: &mut Value, agent: AgentKind) -> bool {
     let Some(hooks) = doc.get_mut("hooks").and_then(Value::as_object_mut) else {
         return false;
@@ -259,6 +297,12 @@ pub fn install(path: &Path, plan: &Plan) -> Result<bool> {
         return Ok(false);
     }
     write(path, &doc)?;
+    if plan.http.is_some() {
+        // It holds the endpoint's token.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", path.display()))?;
+    }
     Ok(true)
 }
 
@@ -289,6 +333,8 @@ pub struct Status {
     pub exe_exists: bool,
     /// Events horde installs that are missing (edited away).
     pub missing: Vec<String>,
+    /// The daemon's port, when the tool calls' hooks are Claude Code `http` hooks.
+    pub http_port: Option<u16>,
 }
 
 pub fn status(path: &Path, agent: AgentKind) -> Result<Status> {
@@ -296,6 +342,7 @@ pub fn status(path: &Path, agent: AgentKind) -> Result<Status> {
     let mut events = Vec::new();
     let mut mode = None;
     let mut exe = None;
+    let mut http_port = None;
     if let Some(hooks) = doc.get("hooks").and_then(Value::as_object) {
         for (event, groups) in hooks {
             for h in groups
@@ -307,6 +354,16 @@ pub fn status(path: &Path, agent: AgentKind) -> Result<Status> {
                 .filter(|h| is_ours(h, agent))
             {
                 events.push(event.clone());
+                if let Some(url) = h.get("url").and_then(Value::as_str) {
+                    if let Some((_, _, o)) = hook_url(url) {
+                        mode = Some(o.mode.as_str().to_owned());
+                    }
+                    http_port = url
+                        .strip_prefix("http://127.0.0.1:")
+                        .and_then(|r| r.split('/').next())
+                        .and_then(|p| p.parse().ok());
+                    continue;
+                }
                 let cmd = h.get("command").and_then(Value::as_str).unwrap_or("");
                 let words: Vec<String> = match h.get("args").and_then(Value::as_array) {
                     Some(a) => a
@@ -352,6 +409,7 @@ pub fn status(path: &Path, agent: AgentKind) -> Result<Status> {
         mode,
         exe,
         missing,
+        http_port,
     })
 }
 
@@ -428,8 +486,59 @@ mod tests {
             role: "builder".into(),
             timeout_secs: 30,
             wait_secs: 0,
+            http: None,
             exe: "/usr/local/bin/horde".into(),
         }
+    }
+
+    #[test]
+    fn http_hooks_replace_the_tool_events_and_come_off_like_the_others() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("settings.local.json");
+        // The user's own HTTP hook stays whatever horde does.
+        let mine = json!({"hooks": {"PreToolUse": [{"hooks": [
+            {"type": "http", "url": "http://127.0.0.1:9999/mine"}]}]}});
+        std::fs::write(&path, mine.to_string()).expect("write");
+        let mut p = plan(AgentKind::Claude, Mode::Enforce);
+        p.http = Some(http::Endpoint {
+            port: 23456,
+            token: "ab".repeat(32),
+        });
+        assert!(install(&path, &p).expect("install"));
+        assert!(!install(&path, &p).expect("again"), "idempotent");
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        let pre = &doc["hooks"]["PreToolUse"];
+        assert_eq!(pre.as_array().map(Vec::len), Some(2), "{pre}");
+        let ours = &pre[1]["hooks"][0];
+        assert_eq!(ours["type"], "http");
+        assert_eq!(ours["onFailure"], "block");
+        assert_eq!(
+            ours["headers"]["Authorization"],
+            format!("Bearer {}", "ab".repeat(32))
+        );
+        assert!(ours["url"].as_str().is_some_and(|u| {
+            u.starts_with("http://127.0.0.1:23456/horde/hook/claude/PreToolUse?mode=enforce")
+        }));
+        assert_eq!(doc["hooks"]["Stop"][0]["hooks"][0]["type"], "command");
+        let st = status(&path, AgentKind::Claude).expect("status");
+        assert_eq!(st.http_port, Some(23456));
+        assert_eq!(st.mode.as_deref(), Some("enforce"));
+        assert!(st.missing.is_empty(), "{:?}", st.missing);
+        // Back to commands: no HTTP entry of horde's is left, the user's is.
+        p.http = None;
+        assert!(install(&path, &p).expect("commands"));
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        assert_eq!(
+            doc["hooks"]["PreToolUse"][0],
+            mine["hooks"]["PreToolUse"][0]
+        );
+        assert_eq!(doc["hooks"]["PreToolUse"][1]["hooks"][0]["type"], "command");
+        assert!(uninstall(&path, AgentKind::Claude).expect("uninstall"));
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        assert_eq!(doc, mine);
     }
 
     #[test]
@@ -553,6 +662,7 @@ mod tests {
             role: "builder".into(),
             timeout_secs: 30,
             wait_secs: 0,
+            http: None,
             exe: "/opt/horde".into(),
         };
         let argv: Vec<std::ffi::OsString> =

@@ -12,6 +12,7 @@
 //! - Gemini CLI: `BeforeTool`/`AfterTool`…; `{"decision":"deny","reason":…}`; no call id, so
 //!   a call is known by its tool and input.
 
+pub mod http;
 pub mod install;
 pub mod record;
 pub mod usage;
@@ -280,6 +281,56 @@ pub enum Answer {
     Allow(String),
     /// Something to tell the user (not the model), once.
     Notice(String),
+}
+
+/// The answer when horde could not decide: enforce denies a tool call, audit lets it be.
+pub fn fallback(mode: Mode, kind: Kind, why: &str) -> Answer {
+    match (mode, kind) {
+        (Mode::Enforce, Kind::PreTool) => Answer::Deny(format!(
+            "horde (enforce mode) could not check this call, so it is denied: {why}"
+        )),
+        _ => Answer::Neutral,
+    }
+}
+
+/// A marker so that "not initialised" is said once per session.
+fn first_notice(agent: AgentKind, session: &str) -> bool {
+    let h = horde_core::BlobHash::of(format!("{}\0{session}", agent.name()).as_bytes());
+    let p = std::env::temp_dir().join(format!("horde-hook-notice-{}", &h.to_hex()[..16]));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(p)
+        .is_ok()
+}
+
+/// The answer to give for what recording a hook call came to, whichever way the hook reached
+/// horde (a `horde hook` process or the daemon's HTTP endpoint): a failure is answered by
+/// mode, a repository without horde is said once per session (and denies in enforce mode).
+pub fn settle(
+    result: anyhow::Result<Answer>,
+    agent: AgentKind,
+    mode: Mode,
+    kind: Kind,
+    session: &str,
+) -> Answer {
+    match result {
+        Ok(answer) => answer,
+        Err(e) if e.downcast_ref::<record::NotInitialised>().is_some() => match (mode, kind) {
+            (Mode::Enforce, Kind::PreTool) => Answer::Deny(format!(
+                "horde (enforce mode): {e}; the call is denied until it is"
+            )),
+            _ if first_notice(agent, session) => {
+                Answer::Notice(format!("horde is not recording this session: {e}"))
+            }
+            _ => Answer::Neutral,
+        },
+        Err(e) => {
+            tracing::warn!("{e:#}");
+            eprintln!("horde: {e:#}");
+            fallback(mode, kind, &format!("{e:#}"))
+        }
+    }
 }
 
 /// What a Codex call the policy asks about is told (Codex has no ask).
