@@ -138,8 +138,8 @@ impl<'a> Recorder<'a> {
             occurred_at: now,
             trace: Default::default(),
         }));
-        // New blobs are durable before any event naming them commits.
-        self.store.ledger.blobs.sync()?;
+        // New blobs are durable before any event naming them commits: the writer makes
+        // them so (small ones in the same transaction, through the blob journal).
         let result = if before.is_empty() && changes.is_empty() && after.is_empty() {
             AppendResult::default()
         } else {

@@ -107,3 +107,94 @@ fn async_callers_can_await_appends() {
     });
     assert_eq!(r.expect("sent").expect("committed").appended.len(), 3);
 }
+
+/// (hash, boot) of each journal row.
+fn journal(tmp: &tempfile::TempDir) -> Vec<(Vec<u8>, String)> {
+    let conn = rusqlite::Connection::open(tmp.path().join(".horde/horde.db")).expect("db");
+    conn.prepare("SELECT hash, boot FROM blob_journal ORDER BY hash")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
+
+#[test]
+fn small_blobs_are_made_durable_by_the_commit_that_names_them_and_rewritten_after_a_crash() {
+    if horde::store::blobs::boot_id().is_none() {
+        eprintln!("skipped: no boot id here, so nothing is journaled");
+        return;
+    }
+    let (tmp, s) = store();
+    let small = s
+        .ledger
+        .blobs
+        .put_bytes(b"a tool's small output")
+        .expect("put");
+    let large_data = vec![7u8; horde::store::blobs::JOURNAL_BLOB_MAX + 1];
+    let large = s.ledger.blobs.put_bytes(&large_data).expect("put");
+    s.writer
+        .append(AppendRequest {
+            drafts: drafts(&s, 1, 10),
+            blobs: vec![(small, 21), (large, large_data.len() as u64)],
+            ..Default::default()
+        })
+        .expect("append");
+    let rows = journal(&tmp);
+    assert_eq!(rows.len(), 1, "only the small blob is journaled");
+    assert_eq!(rows[0].0, small.as_bytes().to_vec());
+    // A machine crash took the file back (rows of another boot, a file with nothing in it):
+    // opening the ledger writes it again from its row, and drops the row.
+    drop(s);
+    let conn = rusqlite::Connection::open(tmp.path().join(".horde/horde.db")).expect("db");
+    conn.execute("UPDATE blob_journal SET boot = 'a boot before'", [])
+        .expect("update");
+    drop(conn);
+    let hex = small.to_hex();
+    let path = tmp
+        .path()
+        .join(".horde/blobs")
+        .join(&hex[..2])
+        .join(&hex[2..]);
+    std::fs::write(&path, b"").expect("truncate");
+    let ledger = Ledger::open(Layout::new(tmp.path())).expect("open again");
+    assert_eq!(
+        ledger.blobs.get(&small).expect("restored"),
+        b"a tool's small output"
+    );
+    assert!(journal(&tmp).is_empty(), "restored rows are dropped");
+    drop(ledger);
+    // Rows of this boot are dropped by a later commit once they are old, their files flushed.
+    let s =
+        Store::open(Layout::new(tmp.path()), DeviceKey::generate().expect("key")).expect("store");
+    let again = s.ledger.blobs.put_bytes(b"another output").expect("put");
+    s.writer
+        .append(AppendRequest {
+            drafts: drafts(&s, 1, 10),
+            blobs: vec![(again, 14)],
+            ..Default::default()
+        })
+        .expect("append");
+    assert_eq!(journal(&tmp).len(), 1);
+    let conn = rusqlite::Connection::open(tmp.path().join(".horde/horde.db")).expect("db");
+    conn.execute("UPDATE blob_journal SET at = at - 3600000000", [])
+        .expect("age");
+    drop(conn);
+    s.writer
+        .append(AppendRequest {
+            drafts: drafts(&s, 1, 10),
+            ..Default::default()
+        })
+        .expect("append");
+    assert!(journal(&tmp).is_empty(), "old rows are trimmed");
+    assert_eq!(
+        s.ledger.blobs.get(&again).expect("there"),
+        b"another output"
+    );
+    let report = verify(&tmp, &s);
+    assert!(
+        report.missing_blobs.is_empty(),
+        "{:?}",
+        report.missing_blobs
+    );
+}

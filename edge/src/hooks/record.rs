@@ -111,7 +111,7 @@ impl Ctx<'_> {
     }
 
     fn append(&mut self, drafts: Vec<Draft>, sign_head: bool) -> Result<Vec<EventId>> {
-        self.store.ledger.blobs.sync()?;
+        // The writer makes the new blobs durable with (or before) the commit.
         let mut all = drafts;
         all.append(&mut self.extra);
         let ids = all.iter().map(|d| d.event_id).collect();

@@ -467,7 +467,6 @@ fn record_from(store: &Store, input: &HookInput, stamp: &Stamp, transcript: &Pat
     }
     let rationale = format!("read from {}'s own record of the session", stamp.agent);
     let (drafts, blobs) = decision_drafts(store, &input.session, stamp, &fresh, &rationale)?;
-    store.ledger.blobs.sync()?;
     store.writer.append(AppendRequest {
         drafts,
         blobs,

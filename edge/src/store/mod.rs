@@ -195,6 +195,10 @@ impl Ledger {
         schema::migrate(&mut conn, &db)?;
         let meta = read_meta(&conn)?;
         let blobs = BlobStore::new(layout.blobs(), layout.tmp());
+        let restored = blobs::recover_journal(&mut conn, &blobs)?;
+        if restored > 0 {
+            tracing::warn!("{restored} blobs written again from the journal after a crash");
+        }
         Ok(Self {
             layout,
             conn,

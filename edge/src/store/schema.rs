@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/edge/0004_withheld.sql"),
     include_str!("../../../migrations/edge/0005_agent_sessions.sql"),
     include_str!("../../../migrations/edge/0006_agent_usage.sql"),
+    include_str!("../../../migrations/edge/0007_blob_journal.sql"),
 ];
 
 /// Brings the schema up to date; refuses a database from a newer horde.

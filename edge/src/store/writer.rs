@@ -455,9 +455,16 @@ impl State {
         // The cached statements borrow the transaction; they must go before it commits.
         drop((st, savepoint, release));
         pos.segment.insert(&tx, device)?;
-        // A checkpoint's manifest is durable before the event naming it.
-        checkpoints.blobs.sync()?;
-        tx.commit()?;
+        // Small blobs become durable with this commit; the rest (a checkpoint's manifest, large
+        // files) before it.
+        let journal = checkpoints.blobs.take_journal();
+        let committed = super::blobs::journal_rows(&tx, &checkpoints.blobs, &journal, now)
+            .and_then(|()| checkpoints.blobs.sync())
+            .and_then(|()| tx.commit().map_err(StoreError::from));
+        if let Err(e) = committed {
+            checkpoints.blobs.untake_journal(journal);
+            return Err(e);
+        }
         Ok(results)
     }
 }
