@@ -168,7 +168,7 @@ impl LogFacts {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         // The id went back (another ledger file under the same path): forget everything.
         let all = top < self.upto;
-        if all || types.iter().any(|t| t == "approval") {
+        if all || (types.iter().any(|t| t == "approval") && self.new_grant_remembered(conn)?) {
             self.remembered.clear();
         }
         if all || types.iter().any(|t| t == "observation") {
@@ -176,6 +176,34 @@ impl LogFacts {
         }
         self.upto = top;
         Ok(())
+    }
+
+    /// Whether an approval appended since the last refresh may add a remembered answer: only
+    /// a grant with a pattern can (a request, a deny, an expiry or a plain grant cannot, and
+    /// the first answer to a request stands), so a session full of denials does not fold the
+    /// whole log again at each call.
+    fn new_grant_remembered(&self, conn: &rusqlite::Connection) -> Result<bool> {
+        use horde_core::proto::approval::Kind;
+        use horde_core::proto::event_body::Payload;
+        let mut st = conn
+            .prepare_cached("SELECT body, hash FROM events WHERE id > ?1 AND type = 'approval'")?;
+        let mut rows = st.query([self.upto])?;
+        while let Some(r) = rows.next()? {
+            let (body, hash): (Vec<u8>, Vec<u8>) = (r.get(0)?, r.get(1)?);
+            match horde_core::decode_event(&body, &hash) {
+                Ok(ev) => {
+                    if let Some(Payload::Approval(a)) = &ev.payload
+                        && a.kind == Kind::Granted as i32
+                        && !a.pattern.is_empty()
+                    {
+                        return Ok(true);
+                    }
+                }
+                // Unreadable: assume the worst, fold again.
+                Err(_) => return Ok(true),
+            }
+        }
+        Ok(false)
     }
 
     fn quarantined(

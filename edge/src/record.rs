@@ -23,6 +23,15 @@ pub fn outside_agent() -> String {
         .unwrap_or_else(|| "human".into())
 }
 
+/// Events committed in the same append as a step's changes (one commit, one fsync): before
+/// them, after them, and the blobs they name.
+#[derive(Debug, Default)]
+pub struct Along {
+    pub before: Vec<Draft>,
+    pub after: Vec<Draft>,
+    pub blobs: Vec<(horde_core::BlobHash, u64)>,
+}
+
 /// A recorder for one timeline: the in-memory index follows every commit. It loads the
 /// manifests' deny globs once, for every file it hashes (see [`crate::withhold`]).
 pub struct Recorder<'a> {
@@ -97,17 +106,6 @@ impl<'a> Recorder<'a> {
         )
     }
 
-    /// [`Recorder::commit`] of changes that belong to a trace's span (an agent's tool call).
-    fn commit_traced(
-        &mut self,
-        outcome: ScanOutcome,
-        agent: &str,
-        cause: Option<EventId>,
-        trace: &crate::store::writer::Trace,
-    ) -> Result<Step> {
-        self.commit_with(outcome, agent, cause, Vec::new(), Vec::new(), false, trace)
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn commit_with(
         &mut self,
@@ -163,9 +161,10 @@ impl<'a> Recorder<'a> {
         })
     }
 
-    /// Commits the changes of `outcome` that `keep` accepts, caused by `cause`; the others
-    /// stay unrecorded: the index keeps their old state, so the next scan of their places
-    /// finds them again. Returns the step and the changes left.
+    /// Commits the changes of `outcome` that `keep` accepts, caused by `cause`, with the
+    /// events of `along`; the other changes stay unrecorded: the index keeps their old state,
+    /// so the next scan of their places finds them again. Returns the step and the changes
+    /// left.
     pub fn commit_some(
         &mut self,
         mut outcome: ScanOutcome,
@@ -173,6 +172,7 @@ impl<'a> Recorder<'a> {
         agent: &str,
         cause: Option<EventId>,
         trace: &crate::store::writer::Trace,
+        along: Along,
     ) -> Result<(Step, Vec<scan::Change>)> {
         let (kept, left): (Vec<_>, Vec<_>) = outcome.changes.into_iter().partition(|c| keep(c));
         outcome.changes = kept;
@@ -183,7 +183,16 @@ impl<'a> Recorder<'a> {
         outcome.ops.retain(|op| match op {
             WorktreeOp::Put(p, _) | WorktreeOp::Remove(p) => !left_paths.contains(p),
         });
-        let step = self.commit_traced(outcome, agent, cause, trace)?;
+        outcome.blobs.extend(along.blobs);
+        let step = self.commit_with(
+            outcome,
+            agent,
+            cause,
+            along.before,
+            along.after,
+            false,
+            trace,
+        )?;
         Ok((step, left))
     }
 

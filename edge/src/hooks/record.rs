@@ -190,16 +190,32 @@ fn record_call(
         trace: ctx.trace.clone(),
         key: ctx.key.clone(),
     };
-    super::usage::record_new_calls(store, input, &stamp);
+    // Carried by this call's own append (one commit a hook call).
+    if let Some((drafts, blobs)) = super::usage::new_calls(store, input, &stamp) {
+        ctx.extra.extend(drafts);
+        ctx.blobs.extend(blobs);
+    }
+    let answer = answer_call(&mut ctx, task, opts)?;
+    // What no append of this call carried (a SessionStart, say) is not left behind.
+    if !ctx.extra.is_empty() {
+        ctx.append(Vec::new(), false)?;
+    }
+    Ok(answer)
+}
+
+/// Records the call by its kind; what it answers.
+fn answer_call(ctx: &mut Ctx<'_>, task: TaskId, opts: &HookOptions) -> Result<Answer> {
+    let input = ctx.input;
+    let agent = ctx.agent;
     match input.kind {
         Kind::SessionStart => Ok(Answer::Neutral),
-        Kind::PreTool => pre_tool(&mut ctx, opts),
+        Kind::PreTool => pre_tool(ctx, opts),
         Kind::PostTool | Kind::ToolFailed => {
-            post_tool(&mut ctx)?;
+            post_tool(ctx)?;
             Ok(Answer::Neutral)
         }
         Kind::SessionEnd => {
-            end_session(&mut ctx, task)?;
+            end_session(ctx, task)?;
             Ok(Answer::Neutral)
         }
         Kind::Prompt | Kind::Stop => {
@@ -229,7 +245,7 @@ fn record_call(
             Ok(Answer::Neutral)
         }
         _ => {
-            observe(&mut ctx)?;
+            observe(ctx)?;
             Ok(Answer::Neutral)
         }
     }
@@ -688,8 +704,6 @@ fn post_tool(ctx: &mut Ctx<'_>) -> Result<()> {
         trace_id: ctx.trace.clone(),
         span_id: ctx.span(&tool.call_id),
     };
-    ctx.state
-        .record_changes(ctx.store, &keep, ctx.agent, intent, &trace, false)?;
 
     let output_blob = match &tool.response {
         Some(v) => {
@@ -743,7 +757,15 @@ fn post_tool(ctx: &mut Ctx<'_>) -> Result<()> {
     }));
     d.span_id = ctx.span(&tool.call_id);
     d.causation = intent;
-    ctx.append(vec![d], false)?;
+    // The call's changes and its result in one commit, with what this hook call found on the
+    // way (the model calls before it, secrets in its output).
+    let along = crate::record::Along {
+        before: std::mem::take(&mut ctx.extra),
+        after: vec![d],
+        blobs: std::mem::take(&mut ctx.blobs),
+    };
+    ctx.state
+        .record_changes(ctx.store, &keep, ctx.agent, intent, &trace, false, along)?;
     if asked {
         answered_in_agent(ctx, &tool)?;
     }
@@ -769,6 +791,7 @@ fn record_outside(ctx: &mut Ctx<'_>, full: bool) -> Result<()> {
         None,
         &Trace::default(),
         full,
+        crate::record::Along::default(),
     )
 }
 

@@ -32,7 +32,6 @@ use serde_json::Value;
 use super::{AgentKind, HookInput, Kind};
 use crate::prices::{Price, Tokens};
 use crate::store::Store;
-use crate::store::writer::AppendRequest;
 
 /// Bytes read from one file per hook call; the rest waits for the next hook.
 pub const MAX_READ: u64 = 32 << 20;
@@ -372,21 +371,30 @@ pub struct Stamp {
 
 /// Reads what the agent recorded since the last hook and appends one `AgentDecision` per new
 /// model call. Never fails the hook: whatever goes wrong is said on stderr.
-pub fn record_new_calls(store: &Store, input: &HookInput, stamp: &Stamp) {
+pub fn new_calls(store: &Store, input: &HookInput, stamp: &Stamp) -> Option<Drafted> {
     if !reads_at(input.kind) || input.session.is_empty() {
-        return;
+        return None;
     }
-    let Some(transcript) = input.transcript.as_deref().filter(|t| !t.is_empty()) else {
-        return;
-    };
-    if let Err(e) = record_from(store, input, stamp, Path::new(transcript)) {
-        super::warm::warn(format!(
-            "horde: model calls of {transcript} not recorded: {e:#}"
-        ));
+    let transcript = input.transcript.as_deref().filter(|t| !t.is_empty())?;
+    match drafts_from(store, input, stamp, Path::new(transcript)) {
+        Ok(d) => d,
+        Err(e) => {
+            super::warm::warn(format!(
+                "horde: model calls of {transcript} not recorded: {e:#}"
+            ));
+            None
+        }
     }
 }
 
-fn record_from(store: &Store, input: &HookInput, stamp: &Stamp, transcript: &Path) -> Result<()> {
+/// The new calls' events and blobs, for the hook's own append to carry (one commit a hook
+/// call); the calls are claimed already.
+fn drafts_from(
+    store: &Store,
+    input: &HookInput,
+    stamp: &Stamp,
+    transcript: &Path,
+) -> Result<Option<Drafted>> {
     let model = input.model.clone().unwrap_or_default();
     let (files, parse): (Vec<PathBuf>, Box<Parse>) = match input.agent {
         AgentKind::Claude => {
@@ -398,7 +406,7 @@ fn record_from(store: &Store, input: &HookInput, stamp: &Stamp, transcript: &Pat
             vec![transcript.to_owned()],
             Box::new(move |l: &[u8]| parse_codex(l, &model)),
         ),
-        AgentKind::Gemini => return Ok(()),
+        AgentKind::Gemini => return Ok(None),
     };
     let conn = &store.ledger.conn;
     let mut fresh: Vec<Call> = Vec::new();
@@ -463,16 +471,10 @@ fn record_from(store: &Store, input: &HookInput, stamp: &Stamp, transcript: &Pat
         tx.commit()?;
     }
     if fresh.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let rationale = format!("read from {}'s own record of the session", stamp.agent);
-    let (drafts, blobs) = decision_drafts(store, &input.session, stamp, &fresh, &rationale)?;
-    store.writer.append(AppendRequest {
-        drafts,
-        blobs,
-        ..Default::default()
-    })?;
-    Ok(())
+    decision_drafts(store, &input.session, stamp, &fresh, &rationale).map(Some)
 }
 
 /// Events to append and the blobs they name.

@@ -275,7 +275,9 @@ impl State {
     }
 
     /// Records what changed as `agent`'s, caused by `cause`, keeping only what `keep`
-    /// accepts (the rest is found again by the next scan). `full`: walk the whole tree.
+    /// accepts (the rest is found again by the next scan), in one append with `along`'s
+    /// events. `full`: walk the whole tree.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_changes(
         &mut self,
         store: &Store,
@@ -284,6 +286,7 @@ impl State {
         cause: Option<EventId>,
         trace: &crate::store::writer::Trace,
         full: bool,
+        along: crate::record::Along,
     ) -> Result<()> {
         let mut rec = self.recorder(store)?;
         let (outcome, dirty) = match self.scan(&rec, full) {
@@ -293,7 +296,7 @@ impl State {
                 return Err(e);
             }
         };
-        let result = rec.commit_some(outcome, keep, agent, cause, trace);
+        let result = rec.commit_some(outcome, keep, agent, cause, trace, along);
         self.keep(rec);
         match result {
             Ok((_, left)) => {

@@ -408,7 +408,15 @@ fn session_overhead(bin: &Path, files: usize, calls: usize, sessions: usize) -> 
         calls >= 1 && sessions >= 1,
         "--session-calls and --sessions must be at least 1"
     );
-    let dir = tempfile::tempdir()?;
+    // HORDE_BENCH_KEEP=1 keeps the repositories (their ledgers, the daemon's log) to look at.
+    let keep = std::env::var_os("HORDE_BENCH_KEEP").is_some();
+    let dir = tempfile::Builder::new().disable_cleanup(keep).tempdir()?;
+    if keep {
+        eprintln!(
+            "the sessions' repositories stay in {}",
+            dir.path().display()
+        );
+    }
     let sides = [Hooks::HordeHttp, Hooks::Horde, Hooks::Floor, Hooks::None];
     let repos = sides
         .iter()
