@@ -10,11 +10,13 @@
 //! Then the recording overhead on a whole session: the real Claude Code (`HORDE_CLAUDE_BIN`)
 //! runs a scripted session of 200 tool calls (10 with `--quick`) — Write, Bash appends and
 //! renames, Read — against `horde_e2e::anthropic`'s Messages API server, in a repository with
-//! horde's hooks installed (enforce, a role allowing the calls), in one whose same hook
-//! entries run only `sh -c 'cat >/dev/null; echo {}'` (what Claude Code's hooks cost by
-//! themselves), and in one without hooks; the wall time of each, median of 3 sessions a side
-//! (1 with `--quick`), sides taking turns. Goal: ≤ 1.10× without. Nothing is asserted about
-//! timing.
+//! horde's hooks installed over HTTP (`--transport http`: the tool calls' hooks POST to the
+//! daemon), in one with them as `horde hook` commands (enforce, a role allowing the calls), in
+//! one whose same command entries run only `sh -c 'cat >/dev/null; echo {}'` (what Claude
+//! Code's hooks cost by themselves), and in one without hooks; the wall time of each, median
+//! of 3 sessions a side (1 with `--quick`), sides taking turns. Goal: ≤ 1.10× without. Nothing
+//! is asserted about timing. `HORDE_BENCH_KEEP=1` keeps the repositories (ledgers, daemon
+//! logs; with `HORDE_LOG=horde::hooks::http=debug` the log has each answer's latency).
 
 use std::io::Write;
 use std::path::Path;
