@@ -120,9 +120,21 @@ fn points_by_time_and_event_id_and_bad_points() {
         .to_owned();
     r.write("later.txt", "later\n");
     r.ok(&["snapshot"]);
-    // By event id (full, then a prefix past the millisecond a UUIDv7 starts with: events of
-    // one commit often share it): the tree right after that event.
-    for spec in [first.clone(), first[..23].to_owned()] {
+    // By event id (full, then the shortest prefix no other event shares: events of one commit
+    // share their UUIDv7's millisecond and most of its counter): the tree right after that
+    // event.
+    let others: Vec<String> = r
+        .events()
+        .iter()
+        .filter_map(|e| e["id"].as_str().map(str::to_owned))
+        .filter(|id| *id != first)
+        .collect();
+    let unique = (13..=first.len())
+        .map(|n| &first[..n])
+        .find(|p| !others.iter().any(|id| id.starts_with(p)))
+        .expect("a unique prefix")
+        .to_owned();
+    for spec in [first.clone(), unique] {
         let out = r
             .root
             .parent()
