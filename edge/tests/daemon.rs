@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::Repo;
@@ -15,23 +14,7 @@ use serde_json::{Value, json};
 /// Runs `horde hook claude EVENT` with `payload`; returns stdout. `daemon`: may use (and
 /// start) the daemon.
 fn hook(r: &Repo, event: &str, payload: &Value, daemon: bool) -> String {
-    let mut c = r.cmd(&["hook", "claude", event, "--mode", "enforce"]);
-    if !daemon {
-        c.env("HORDE_DAEMON", "off");
-    }
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(payload.to_string().as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let out = r.hook(&["claude", event, "--mode", "enforce"], payload, daemon);
     assert!(
         out.status.success(),
         "hook {event}: {}",

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
 
 use common::Repo;
 use serde_json::{Value, json};
@@ -30,23 +28,11 @@ fn pre(r: &Repo, payload: &Value) -> (String, i32) {
 /// Runs `horde hook AGENT EVENT` (enforce, role `patcher`) with `payload`: its stdout and
 /// exit code.
 fn hook(r: &Repo, agent: &str, event: &str, payload: &Value) -> (String, i32) {
-    let mut child = r
-        .cmd(&[
-            "hook", agent, event, "--mode", "enforce", "--role", "patcher",
-        ])
-        .env("HORDE_DAEMON", "off")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(payload.to_string().as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let out = r.hook(
+        &[agent, event, "--mode", "enforce", "--role", "patcher"],
+        payload,
+        false,
+    );
     (
         String::from_utf8(out.stdout).expect("utf-8"),
         out.status.code().unwrap_or(-1),

@@ -8,7 +8,7 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::Repo;
 use serde_json::{Value, json};
@@ -244,21 +244,7 @@ fn claude_transcript_imports_once_and_grows() {
 }
 
 fn hook(r: &Repo, event: &str, payload: Value) {
-    let mut child = r
-        .cmd(&["hook", "claude", event])
-        .env("HORDE_DAEMON", "off")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(payload.to_string().as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let out = r.hook(&["claude", event], &payload, false);
     assert!(
         out.status.success(),
         "hook {event}: {}",

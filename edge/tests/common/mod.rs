@@ -74,6 +74,29 @@ impl Repo {
         self.cmd(args).output().expect("horde runs")
     }
 
+    /// Runs `horde hook ARGS` as an agent does: `payload` on stdin. `daemon`: it may use (and
+    /// start) the repository's daemon; otherwise it records alone.
+    pub fn hook(&self, args: &[&str], payload: &Value, daemon: bool) -> Output {
+        use std::io::Write;
+        let mut c = self.cmd(&[&["hook"], args].concat());
+        if !daemon {
+            c.env("HORDE_DAEMON", "off");
+        }
+        let mut child = c
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn horde hook");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(payload.to_string().as_bytes())
+            .expect("write the payload");
+        child.wait_with_output().expect("wait for horde hook")
+    }
+
     /// Runs and insists on exit 0; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
