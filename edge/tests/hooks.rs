@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::Repo;
 use serde_json::{Value, json};
 

@@ -133,6 +133,15 @@ pub fn cmd_hooks(cmd: HooksCommand) -> Result<ExitCode> {
             let exe = std::env::current_exe()
                 .and_then(|e| e.canonicalize())
                 .context("cannot tell where this horde binary is")?;
+            // The repository's (none with --user: target_path found it already otherwise).
+            let layout = if a.target.user {
+                None
+            } else {
+                Some(Layout::discover(&cwd()?)?)
+            };
+            let endpoint_before = layout
+                .as_ref()
+                .and_then(|l| hooks::http::load(l).ok().flatten());
             let http = match a.transport.as_str() {
                 "http" => {
                     if agent != AgentKind::Claude {
@@ -147,8 +156,8 @@ pub fn cmd_hooks(cmd: HooksCommand) -> Result<ExitCode> {
                              its own daemon and port (drop --user)"
                         );
                     }
-                    let layout = Layout::discover(&cwd()?)?;
-                    Some(hooks::http::ensure(&layout, a.port)?)
+                    let layout = layout.as_ref().context("checked by target_path")?;
+                    Some(hooks::http::ensure(layout, a.port)?)
                 }
                 _ if a.port.is_some() => bail!("--port goes with --transport http"),
                 _ => None,
@@ -164,17 +173,14 @@ pub fn cmd_hooks(cmd: HooksCommand) -> Result<ExitCode> {
             };
             let changed = install::install(&path, &plan)?;
             // Only now: a failed install leaves the daemon as it was.
-            let layout = Layout::discover(&cwd()?).ok();
             if agent == AgentKind::Claude
-                && !a.target.user
                 && let Some(layout) = &layout
             {
-                let running = crate::daemon::running(layout).is_some();
                 if http.is_none() {
                     hooks::http::remove(layout)?;
                 }
-                if running {
-                    // It listens (or not) as the endpoint says only from its start.
+                // A daemon listens (or not) as the endpoint says only from its start.
+                if endpoint_before != http && crate::daemon::running(layout).is_some() {
                     crate::daemon::restart(layout)?;
                 }
             }

@@ -170,7 +170,7 @@ fn entry(plan: &Plan, event: &str) -> Value {
 /// Whether a hook entry is horde's (for `agent`).
 fn is_ours(hook: &Value, agent: AgentKind) -> bool {
     if let Some(url) = hook.get("url").and_then(Value::as_str) {
-        return hook_url(url).is_some_and(|(a, ..)| a == agent);
+        return hook_url(url).is_some_and(|(_, a, ..)| a == agent);
     }
     let cmd = hook.get("command").and_then(Value::as_str).unwrap_or("");
     let args: Vec<&str> = hook
@@ -184,11 +184,12 @@ fn is_ours(hook: &Value, agent: AgentKind) -> bool {
 }
 
 /// `doc` without horde's hooks; whether any were there.
-/// A horde hook URL's agent, event and options.
-fn hook_url(url: &str) -> Option<(AgentKind, String, http::Options)> {
+/// A horde hook URL's port, agent, event and options.
+fn hook_url(url: &str) -> Option<(u16, AgentKind, String, http::Options)> {
     let rest = url.strip_prefix("http://127.0.0.1:")?;
-    let path = &rest[rest.find('/')?..];
-    http::parse_url(path)
+    let (port, path) = rest.split_at(rest.find('/')?);
+    let (agent, event, options) = http::parse_url(path)?;
+    Some((port.parse().ok()?, agent, event, options))
 }
 
 fn strip(doc: &mut Value, agent: AgentKind) -> bool {
@@ -355,13 +356,10 @@ pub fn status(path: &Path, agent: AgentKind) -> Result<Status> {
             {
                 events.push(event.clone());
                 if let Some(url) = h.get("url").and_then(Value::as_str) {
-                    if let Some((_, _, o)) = hook_url(url) {
+                    if let Some((port, _, _, o)) = hook_url(url) {
                         mode = Some(o.mode.as_str().to_owned());
+                        http_port = Some(port);
                     }
-                    http_port = url
-                        .strip_prefix("http://127.0.0.1:")
-                        .and_then(|r| r.split('/').next())
-                        .and_then(|p| p.parse().ok());
                     continue;
                 }
                 let cmd = h.get("command").and_then(Value::as_str).unwrap_or("");

@@ -400,27 +400,22 @@ fn trim_journal(
         let Some(hash) = BlobHash::from_slice(h) else {
             continue;
         };
-        if b != boot {
+        let path = blobs.path_of(&hash);
+        // Another boot's file may have lost what the page cache held; this boot's may be gone
+        // from page cache and disk alike. Either way only the row has it.
+        let flushed = b == boot
+            && match File::open(&path) {
+                Ok(f) => f.sync_all().map(|()| true).map_err(io)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => return Err(io(e)),
+            };
+        if !flushed {
             let data: Vec<u8> =
                 tx.query_row("SELECT data FROM blob_journal WHERE hash = ?1", [h], |r| {
                     r.get(0)
                 })?;
             blobs.rewrite(&hash, &data).map_err(io)?;
             continue;
-        }
-        let path = blobs.path_of(&hash);
-        match File::open(&path) {
-            Ok(f) => f.sync_all().map_err(io)?,
-            // Gone from this boot's page cache and disk alike: only the row has it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let data: Vec<u8> =
-                    tx.query_row("SELECT data FROM blob_journal WHERE hash = ?1", [h], |r| {
-                        r.get(0)
-                    })?;
-                blobs.rewrite(&hash, &data).map_err(io)?;
-                continue;
-            }
-            Err(e) => return Err(io(e)),
         }
         if let Some(p) = path.parent()
             && !parents.iter().any(|x| x == p)
